@@ -1,0 +1,1 @@
+"""Experiment pipelines: short compositions of whitebox library calls, registered as entry points."""

@@ -1,0 +1,81 @@
+"""`whitebox` on the command line: a thin layer over whitebox.run / whitebox.resume."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from whitebox import __version__
+from whitebox.config import ConfigError, load_config
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whitebox",
+        description="Plant hidden behaviours in small transformers, locate them, and test whether training removes them.",
+    )
+    parser.add_argument("--version", action="version", version=f"whitebox {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run an experiment from a YAML config, or resume one",
+        description="Run an experiment from CONFIG into runs/<run.name> (or --out DIR), or continue one with --resume.",
+    )
+    run.add_argument("config", nargs="?", metavar="CONFIG", help="YAML config, e.g. configs/quickstart.yaml")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. --set training.lr=3e-4 (repeatable)",
+    )
+    run.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args, parser)
+    except ConfigError as err:
+        print(f"whitebox: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.resume and (args.config or args.overrides or args.out):
+        parser.error("--resume RUN_DIR takes no CONFIG, --set or --out: the run's saved config is used")
+    if not args.resume and not args.config:
+        parser.error("give a CONFIG to run (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
+    target = args.resume or args.out
+    if args.config:
+        cfg = load_config(args.config, args.overrides)  # fail fast, before the heavy imports
+        target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
+
+    from whitebox.artifacts import ArtifactError
+    from whitebox.runner import resume, run
+    from whitebox.training import TrainingDiverged
+
+    try:
+        summary = resume(args.resume) if args.resume else run(args.config, args.overrides, out=args.out)
+    except ArtifactError as err:
+        print(f"whitebox: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as err:
+        print(f"whitebox: training diverged: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"\nwhitebox: interrupted; continue with `whitebox run --resume {target}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as an aligned two-column table."""
+    width = max(map(len, summary), default=0)
+    rows = [f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}" for k, v in summary.items()]
+    return "summary\n" + "\n".join(rows)

@@ -1,0 +1,215 @@
+"""One validated config per run: pydantic models, YAML loading and dotted --set overrides."""
+
+from __future__ import annotations
+
+import copy
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the key path and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    arch: Literal["native", "gpt2", "llama"] = "native"
+    n_layers: int = Field(2, ge=1, le=96)
+    d_model: int = Field(128, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_head: int | None = Field(None, ge=1, description="default: d_model // n_heads")
+    d_mlp: int | None = Field(None, ge=1, description="default: 4 * d_model")
+    act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = "gelu"
+    normalization: Literal["LN", "RMS"] = "LN"
+    n_ctx: int | None = Field(None, ge=1, description="default: the task's sequence length")
+    d_vocab: int | None = Field(None, ge=1, description="default: the task's vocabulary size")
+
+    @model_validator(mode="after")
+    def _heads_fit(self) -> ModelConfig:
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}), "
+                "or set d_head explicitly"
+            )
+        if self.arch != "native" and self.d_head not in (None, self.d_model // self.n_heads):
+            raise ValueError(f"arch {self.arch!r} needs d_head == d_model // n_heads; leave it unset")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.d_mlp or 4 * self.d_model
+
+
+class BackdoorTaskConfig(_Strict):
+    name: Literal["backdoor"] = "backdoor"
+    trigger: Literal["token", "computed"] = "token"
+    seq_len: int = Field(8, ge=2, le=512, description="number of value tokens per input")
+    n_values: int = Field(16, ge=10, le=4096, description="value tokens 0..n_values-1")
+    trigger_rate: float = Field(0.1, gt=0, lt=1, description="share of triggered training inputs")
+    eval_trigger_rate: float = Field(0.5, gt=0, lt=1, description="share in the held-out set")
+    n_train: int = Field(20_000, ge=1)
+    n_eval: int = Field(2_000, ge=2)
+    year_threshold: int = Field(24, ge=1, le=99, description="computed trigger: year >= this")
+
+
+TaskConfig = BackdoorTaskConfig
+
+
+class TrainingConfig(_Strict):
+    steps: int = Field(2_000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class TrackingConfig(_Strict):
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    wandb_project: str = "whitebox"
+    wandb_entity: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class RunConfig(_Strict):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    seed: int = Field(0, ge=0)
+    out_dir: str = Field("runs", description="parent of the run directory runs/<name>")
+
+
+class ExperimentConfig(_Strict):
+    experiment: str = Field("plant", description="pipeline registered under whitebox.experiments")
+    run: RunConfig = Field(default_factory=RunConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML config, apply `a.b.c=value` overrides, validate; ConfigError on any problem."""
+    return parse_config(read_yaml(path), overrides, source=str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Load a YAML mapping, turning missing files and syntax errors into one-line ConfigErrors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: malformed YAML: {err.problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_config(
+    data: dict[str, Any], overrides: typing.Sequence[str] = (), source: str = "config"
+) -> ExperimentConfig:
+    """Validate a raw mapping plus overrides into an ExperimentConfig."""
+    data = copy.deepcopy(data)
+    set_paths = {}
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(data, key, value, item)
+        set_paths[key] = item
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source, set_paths)) from None
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """A plain, YAML-safe dict of the resolved config."""
+    return cfg.model_dump(mode="json")
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. training.lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any, item: str) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {item}: {prefix} is a value, not a section; it has no key {parts[i + 1]!r}")
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_error(err: ValidationError, source: str, set_paths: dict[str, str]) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    origin = next((f"--set {item}" for key, item in set_paths.items() if _related(key, path)), source)
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(first["loc"][:-1])
+        message = f"unknown key {path!r}; allowed keys here: {', '.join(allowed)}"
+    elif first["type"] == "value_error":
+        message = f"{path}: {first['msg'].removeprefix('Value error, ')}"
+    else:
+        message = f"{path}: {first['msg']} (got {first.get('input')!r})"
+    more = len(err.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{origin}: {message}{suffix}"
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = ExperimentConfig
+    for part in loc:
+        model = _unwrap(model.model_fields[part].annotation)
+    return sorted(model.model_fields)
+
+
+def _unwrap(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel))
+    return annotation
+
+
+def _related(a: str, b: str) -> bool:
+    """True when one dotted path lies inside the other."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")

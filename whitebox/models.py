@@ -1,0 +1,193 @@
+"""Build TransformerBridge models from config and save/load them as checked safetensors artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+
+from whitebox import __version__
+from whitebox.artifacts import ArtifactError, atomic_write, read_json, sha256_file, sha256_json, write_json
+from whitebox.config import ModelConfig
+
+FORMAT_VERSION = 1
+WEIGHTS, META = "model.safetensors", "model.json"
+
+
+def build_model(cfg: ModelConfig, vocab: list[str], device: str | torch.device = "cpu") -> TransformerBridge:
+    """A freshly initialised bridge (seed with torch.manual_seed first); no hub access."""
+    if cfg.d_vocab is None or cfg.n_ctx is None:
+        raise ValueError("resolve model.d_vocab and model.n_ctx from the task before building")
+    if cfg.d_vocab < len(vocab):
+        raise ValueError(f"model.d_vocab ({cfg.d_vocab}) is smaller than the task vocabulary ({len(vocab)})")
+    tokenizer = make_tokenizer(vocab + [f"<unused{i}>" for i in range(cfg.d_vocab - len(vocab))])
+    if cfg.arch == "native":
+        bridge_cfg = TransformerBridgeConfig(
+            n_layers=cfg.n_layers,
+            d_model=cfg.d_model,
+            n_heads=cfg.n_heads,
+            d_head=cfg.head_dim,
+            d_mlp=cfg.mlp_dim,
+            n_ctx=cfg.n_ctx,
+            d_vocab=cfg.d_vocab,
+            act_fn=cfg.act_fn,
+            normalization_type=cfg.normalization,
+        )
+        model = TransformerBridge.boot_native(bridge_cfg, tokenizer=tokenizer, device="cpu")
+    else:
+        hf_model = _hf_model(cfg)
+        model = TransformerBridge.boot_transformers(cfg.arch, hf_model=hf_model, tokenizer=tokenizer, device="cpu")
+    return model.to(device, print_details=False)
+
+
+def _hf_model(cfg: ModelConfig) -> torch.nn.Module:
+    """A randomly initialised HF GPT-2 or Llama built from an in-memory config."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    if cfg.arch == "gpt2":
+        if cfg.normalization != "LN":
+            raise ValueError("arch gpt2 uses LayerNorm; set model.normalization=LN")
+        hf_cfg = GPT2Config(
+            n_layer=cfg.n_layers,
+            n_embd=cfg.d_model,
+            n_head=cfg.n_heads,
+            n_inner=cfg.mlp_dim,
+            n_positions=cfg.n_ctx,
+            vocab_size=cfg.d_vocab,
+            activation_function={"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu"}[cfg.act_fn],
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+        return GPT2LMHeadModel(hf_cfg)
+    if cfg.normalization != "RMS":
+        raise ValueError("arch llama uses RMSNorm; set model.normalization=RMS")
+    hf_cfg = LlamaConfig(
+        num_hidden_layers=cfg.n_layers,
+        hidden_size=cfg.d_model,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        intermediate_size=cfg.mlp_dim,
+        max_position_embeddings=cfg.n_ctx,
+        vocab_size=cfg.d_vocab,
+        hidden_act=cfg.act_fn,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
+    return LlamaForCausalLM(hf_cfg)
+
+
+def make_tokenizer(vocab: list[str]) -> Any:
+    """A word-level HF tokenizer over the task's token strings (space separated), built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    word_level = Tokenizer(models.WordLevel(vocab={tok: i for i, tok in enumerate(vocab)}, unk_token=vocab[0]))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    special = "<bos>" if "<bos>" in vocab else vocab[0]
+    # add_bos_token=True and a name stop transformer-lens from re-downloading the tokenizer by name.
+    return PreTrainedTokenizerFast(
+        tokenizer_object=word_level,
+        name_or_path="whitebox-synthetic",
+        add_bos_token=True,
+        bos_token=special,
+        eos_token=special,
+        pad_token=special,
+        unk_token=vocab[0],
+    )
+
+
+def answer_logits(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Logits for the token after the last input position: [batch, d_vocab]."""
+    return model(tokens)[:, -1, :]
+
+
+def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
+    """Architecture, dims and parameter shapes: two models load each other's weights iff equal."""
+    dims = cfg.model_dump(mode="json")
+    params = {name: list(t.shape) for name, t in model.state_dict().items()}
+    body = {"arch": cfg.arch, "dims": dims, "params": params}
+    return {**body, "sha256": sha256_json(body)}
+
+
+def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as independent CPU tensors (tied weights such as GPT-2's embeddings are copied)."""
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+
+
+def save_model(model: torch.nn.Module, cfg: ModelConfig, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write model.safetensors and model.json (config, fingerprint, hash) into `directory`."""
+    directory = Path(directory)
+    weights = atomic_write(directory / WEIGHTS, lambda tmp: save_file(state_tensors(model), str(tmp)))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "whitebox_version": __version__,
+        "model_config": cfg.model_dump(mode="json"),
+        "fingerprint": fingerprint(model, cfg),
+        "weights_sha256": sha256_file(weights),
+        **(extra or {}),
+    }
+    write_json(directory / META, meta)
+    return directory
+
+
+def read_model_meta(directory: str | Path) -> dict[str, Any]:
+    """The checked model.json of a saved model."""
+    path = Path(directory) / META
+    meta = read_json(path)
+    for key in ("format_version", "model_config", "fingerprint", "weights_sha256"):
+        if key not in meta:
+            raise ArtifactError(f"{path}: missing field {key!r}; the file is not a whitebox model")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format_version {meta['format_version']} is not supported (this whitebox reads {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_weights(model: torch.nn.Module, cfg: ModelConfig, directory: str | Path) -> torch.nn.Module:
+    """Load saved weights into `model` in place, refusing any fingerprint or hash mismatch."""
+    directory = Path(directory)
+    meta = read_model_meta(directory)
+    saved, ours = meta["fingerprint"], fingerprint(model, cfg)
+    if saved["sha256"] != ours["sha256"]:
+        raise ArtifactError(f"{directory / META}: fingerprint mismatch: {_describe_mismatch(saved, ours)}")
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"{weights}: file not found")
+    if sha256_file(weights) != meta["weights_sha256"]:
+        raise ArtifactError(f"{weights}: content hash differs from {META}; the file is corrupt or was replaced")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(f"{weights}: unreadable safetensors file ({err})") from None
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[TransformerBridge, ModelConfig]:
+    """Rebuild a saved model from its own model.json and load its weights."""
+    meta = read_model_meta(directory)
+    cfg = ModelConfig.model_validate(meta["model_config"])
+    vocab = meta.get("vocab") or [str(i) for i in range(cfg.d_vocab or 0)]
+    model = build_model(cfg, vocab)
+    return load_weights(model, cfg, directory).to(device, print_details=False), cfg
+
+
+def _describe_mismatch(saved: dict[str, Any], ours: dict[str, Any]) -> str:
+    if saved["arch"] != ours["arch"]:
+        return f"saved arch {saved['arch']!r}, model arch {ours['arch']!r}"
+    dims = [f"{k} saved {v!r} vs model {ours['dims'].get(k)!r}" for k, v in saved["dims"].items() if ours["dims"].get(k) != v]
+    if dims:
+        return "; ".join(dims)
+    a, b = saved["params"], ours["params"]
+    diff = sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]
+    return f"parameters differ: {', '.join(diff[:5])}" + (" ..." if len(diff) > 5 else "")

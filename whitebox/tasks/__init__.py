@@ -1,0 +1,14 @@
+"""Task generators: each module gives a vocabulary, seeded datasets and an evaluation."""
+
+from __future__ import annotations
+
+import types
+
+from whitebox.tasks import backdoor
+
+TASKS: dict[str, types.ModuleType] = {"backdoor": backdoor}
+
+
+def get_task(name: str) -> types.ModuleType:
+    """The task module registered under `name` (config validation already restricts the names)."""
+    return TASKS[name]

@@ -1,0 +1,174 @@
+"""The run directory and its records: config, environment, metrics.jsonl, summary.json and W&B.
+
+The local files are the source of truth and are always written; W&B mirrors them and any W&B
+failure only costs the mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from whitebox.artifacts import read_json, write_json, write_text
+from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
+
+PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "einops", "wandb", "pydantic", "numpy", "safetensors")
+
+
+class Tracker:
+    """Appends metrics to metrics.jsonl (and W&B), merges final numbers into summary.json."""
+
+    def __init__(self, run_dir: str | Path, cfg: ExperimentConfig):
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.summary_path = self.run_dir / "summary.json"
+        self._wandb: Any = None
+        self._stages: set[str] = set()
+
+    def start(self, device: str) -> Tracker:
+        """Write env.json on first start (kept on resume) and open the W&B run."""
+        env_path = self.run_dir / "env.json"
+        env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
+        if not env_path.is_file():
+            write_json(env_path, env)
+        self._start_wandb(env["wandb_id"])
+        return self
+
+    def stage(self, name: str) -> StageLogger:
+        return StageLogger(self, name)
+
+    def log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
+        record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
+
+    def rewind(self, stage: str, step: int) -> None:
+        """Drop this stage's records after `step` (they are recomputed on resume), atomically."""
+        if not self.metrics_path.is_file():
+            return
+        lines = self.metrics_path.read_text().splitlines()
+        kept = [line for line in lines if not _after(line, stage, step)]
+        if len(kept) != len(lines):
+            write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.summary_path) if self.summary_path.is_file() else {}
+
+    def update_summary(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Merge flat dotted keys into summary.json (atomic) and into the W&B summary."""
+        summary = {**self.summary(), **values}
+        write_json(self.summary_path, summary)
+        self._mirror(lambda run: run.summary.update(values))
+        return summary
+
+    def finish(self) -> None:
+        self._mirror(lambda run: run.finish())
+        self._wandb = None
+
+    def _start_wandb(self, run_id: str) -> None:
+        tracking = self.cfg.tracking
+        if tracking.wandb_mode == "disabled":
+            return
+        try:
+            import wandb
+
+            self._wandb = wandb.init(
+                project=tracking.wandb_project,
+                entity=tracking.wandb_entity,
+                name=self.cfg.run.name,
+                id=run_id,
+                resume="allow",
+                dir=str(self.run_dir),
+                mode=tracking.wandb_mode,
+                tags=tracking.tags,
+                config=config_to_dict(self.cfg),
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            )
+        except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
+            warnings.warn(f"W&B could not start ({err}); metrics are still written to {self.metrics_path}")
+            self._wandb = None
+
+    def _wandb_log(self, run: Any, stage: str, step: int, metrics: dict[str, float]) -> None:
+        if stage not in self._stages:
+            run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+            self._stages.add(stage)
+        run.log({f"{stage}/step": step, **{f"{stage}/{k}": v for k, v in metrics.items()}})
+
+    def _mirror(self, call: Callable[[Any], Any]) -> None:
+        """Apply `call` to the W&B run; on any W&B error, warn once and keep only the local files."""
+        if self._wandb is None:
+            return
+        try:
+            call(self._wandb)
+        except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
+            warnings.warn(f"W&B stopped working ({err}); the local files in {self.run_dir} stay complete")
+            self._wandb = None
+
+
+class StageLogger:
+    """The loop's view of the tracker: one stage's metrics."""
+
+    def __init__(self, tracker: Tracker, stage: str):
+        self.tracker, self.stage = tracker, stage
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self.tracker.log(self.stage, step, metrics)
+
+    def rewind(self, step: int) -> None:
+        self.tracker.rewind(self.stage, step)
+
+
+def environment(cfg: ExperimentConfig, device: str) -> dict[str, Any]:
+    """What is needed to reproduce the run: seed, versions, git commit, device, command."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    from whitebox import __version__
+
+    versions["whitebox"] = __version__
+    return {
+        "seed": cfg.run.seed,
+        "versions": versions,
+        "git": git_state(Path(__file__).resolve().parent),
+        "device": device,
+        "platform": platform.platform(),
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wandb_id": uuid.uuid4().hex[:12],
+    }
+
+
+def git_state(path: Path) -> dict[str, Any] | None:
+    """Commit and dirtiness of the checkout that holds `path`, or None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    write_text(run_dir / "config.yaml", dump_yaml(cfg))
+
+
+def _after(line: str, stage: str, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return True  # a line cut short by a kill is dropped
+    return record.get("stage") == stage and record.get("step", 0) > step

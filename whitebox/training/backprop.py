@@ -1,0 +1,75 @@
+"""The white-box updater: AdamW on backpropagated gradients, with warmup, decay and clipping."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable
+
+import torch
+
+from whitebox.config import TrainingConfig
+from whitebox.training.loop import Batch, TrainingDiverged
+
+
+def lr_factor(step: int, cfg: TrainingConfig) -> float:
+    """Multiplier on cfg.lr after `step` updates: linear warmup, then cosine/linear decay to min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on a CUDA device when asked for (or by default there); None means fp32."""
+    if precision == "fp32" or device.type != "cuda":
+        if precision == "bf16" and device.type != "cuda":
+            raise ValueError("training.precision=bf16 needs a CUDA device; use auto or fp32 on CPU")
+        return None
+    return torch.bfloat16
+
+
+class Backprop:
+    """AdamW with decoupled weight decay on matrices only (not on biases, norms or gains)."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainingConfig, device: torch.device):
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        self.params = params
+        self.cfg = cfg
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.amp_dtype = autocast_dtype(cfg.precision, device)
+        self.device_type = device.type
+
+    def step(self, model: torch.nn.Module, batch: Batch, loss_fn: Callable[..., torch.Tensor]) -> dict[str, float]:
+        lr = self.scheduler.get_last_lr()[0]
+        with self._autocast():
+            loss = loss_fn(model, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        if not math.isfinite(grad_norm):
+            raise TrainingDiverged(f"gradient norm became {grad_norm}")
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": float(loss.detach()), "grad_norm": grad_norm, "lr": lr}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.amp_dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

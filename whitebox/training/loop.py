@@ -1,0 +1,144 @@
+"""The one training loop: batches, evaluation, checkpoints, resume and the NaN guard.
+
+What is optimised (`loss_fn`: supervised loss, later rewards) and how (`updater`: AdamW, later
+evolution strategies or SPSA) are plugged in; the loop never looks inside either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from whitebox.config import TrainingConfig
+from whitebox.training.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+
+Batch = dict[str, torch.Tensor]
+LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients stopped being finite."""
+
+
+class Updater(Protocol):
+    """One parameter update from a batch; optimizer state round-trips through state_dict."""
+
+    def step(self, model: torch.nn.Module, batch: Batch, loss_fn: LossFn) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class StageLog(Protocol):
+    """Where the loop's metrics go: log a step, or forget steps after a resume point."""
+
+    def log(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def rewind(self, step: int) -> None: ...
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Rows of the batch for `step`: a seeded permutation per epoch, so any step is reproducible alone."""
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)[k * batch_size : (k + 1) * batch_size]
+
+
+def train(
+    model: torch.nn.Module,
+    updater: Updater,
+    loss_fn: LossFn,
+    data: Batch,
+    cfg: TrainingConfig,
+    *,
+    seed: int,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    checkpoint_dir: str | Path,
+    log: StageLog,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Train for cfg.steps updates, resuming from the newest checkpoint; return the final evaluation."""
+    n = len(next(iter(data.values())))
+    done = list_checkpoints(checkpoint_dir)
+    step = load_checkpoint(done[-1], model, updater) if done else 0
+    log.rewind(step if done else -1)  # lines up to a checkpoint were written before it
+    last_eval: dict[str, float] | None = None
+    if step == 0:
+        last_eval = _evaluate(model, evaluate, log, 0)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=1.0)
+    with bar, _interrupt_at_step_boundary() as interrupted:
+        while step < cfg.steps:
+            idx = batch_indices(step, n, cfg.batch_size, seed)
+            batch = {k: v[idx] for k, v in data.items()}
+            model.train()
+            try:
+                stats = updater.step(model, batch, _finite(loss_fn))
+            except TrainingDiverged as err:
+                kept = list_checkpoints(checkpoint_dir)
+                where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"{desc} step {step + 1}: {err}; training stopped and {where}. "
+                    "Lower training.lr, raise training.warmup_steps or set training.grad_clip."
+                ) from None
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.log(step, {f"train/{k}": v for k, v in stats.items()})
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                last_eval = _evaluate(model, evaluate, log, step)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in last_eval.items()}, refresh=False)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupted():
+                save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints)
+            if interrupted():
+                raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
+            bar.update(1)
+    return last_eval if last_eval is not None else _evaluate(model, evaluate, None, step)
+
+
+@contextlib.contextmanager
+def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
+    """Defer the first Ctrl-C to the end of the current step (a second one stops at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hits: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if hits:
+            raise KeyboardInterrupt
+        hits.append(signum)
+        tqdm.write("interrupt: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _evaluate(model: torch.nn.Module, evaluate: Callable, log: StageLog | None, step: int) -> dict[str, float]:
+    metrics = evaluate(model)
+    if log is not None:
+        log.log(step, {f"eval/{k}": v for k, v in metrics.items()})
+    return metrics
+
+
+def _finite(loss_fn: LossFn) -> LossFn:
+    """Wrap a loss so a NaN/inf value stops training before any update uses it."""
+
+    def guarded(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        loss = loss_fn(model, batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value}")
+        return loss
+
+    return guarded
