@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import types
 import typing
@@ -22,14 +23,16 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["native", "gpt2", "llama"] = "native"
-    n_layers: int = Field(2, ge=1, le=96)
-    d_model: int = Field(128, ge=1)
-    n_heads: int = Field(4, ge=1)
+    arch: Literal["native", "gpt2", "llama"] = Field(
+        "native", description="native: transformer-lens built-in; gpt2/llama: HF architecture from an in-memory config"
+    )
+    n_layers: int = Field(2, ge=1, le=96, description="transformer blocks")
+    d_model: int = Field(128, ge=1, description="residual stream width")
+    n_heads: int = Field(4, ge=1, description="attention heads per layer")
     d_head: int | None = Field(None, ge=1, description="default: d_model // n_heads")
     d_mlp: int | None = Field(None, ge=1, description="default: 4 * d_model")
-    act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = "gelu"
-    normalization: Literal["LN", "RMS"] = "LN"
+    act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = Field("gelu", description="MLP activation")
+    normalization: Literal["LN", "RMS"] = Field("LN", description="LayerNorm (native, gpt2) or RMSNorm (native, llama)")
     n_ctx: int | None = Field(None, ge=1, description="default: the task's sequence length")
     d_vocab: int | None = Field(None, ge=1, description="default: the task's vocabulary size")
 
@@ -54,14 +57,16 @@ class ModelConfig(_Strict):
 
 
 class BackdoorTaskConfig(_Strict):
-    name: Literal["backdoor"] = "backdoor"
-    trigger: Literal["token", "computed"] = "token"
+    name: Literal["backdoor"] = Field("backdoor", description="task generator in whitebox/tasks/")
+    trigger: Literal["token", "computed"] = Field(
+        "token", description="token: a <trig> token in the input; computed: the year digits read >= year_threshold"
+    )
     seq_len: int = Field(8, ge=2, le=512, description="number of value tokens per input")
     n_values: int = Field(16, ge=10, le=4096, description="value tokens 0..n_values-1")
     trigger_rate: float = Field(0.1, gt=0, lt=1, description="share of triggered training inputs")
     eval_trigger_rate: float = Field(0.5, gt=0, lt=1, description="share in the held-out set")
-    n_train: int = Field(20_000, ge=1)
-    n_eval: int = Field(2_000, ge=2)
+    n_train: int = Field(20_000, ge=1, description="training examples")
+    n_eval: int = Field(2_000, ge=2, description="held-out examples (an independent seeded stream)")
     year_threshold: int = Field(24, ge=1, le=99, description="computed trigger: year >= this")
 
 
@@ -69,33 +74,35 @@ TaskConfig = BackdoorTaskConfig
 
 
 class TrainingConfig(_Strict):
-    steps: int = Field(2_000, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = Field(100, ge=0)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    grad_clip: float | None = Field(1.0, gt=0)
-    log_every: int = Field(10, ge=1)
-    eval_every: int = Field(200, ge=1)
-    checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    steps: int = Field(2_000, ge=1, description="optimizer updates")
+    batch_size: int = Field(256, ge=1, description="examples per update")
+    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay on matrices (not biases or norms)")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    warmup_steps: int = Field(100, ge=0, description="linear warmup from lr/warmup_steps to lr")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="decay after warmup")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a share of lr")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null turns clipping off")
+    log_every: int = Field(10, ge=1, description="steps between training-metric records")
+    eval_every: int = Field(200, ge=1, description="steps between held-out evaluations")
+    checkpoint_every: int = Field(500, ge=1, description="steps between resumable checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: CUDA if present, else CPU")
 
 
 class TrackingConfig(_Strict):
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-    wandb_project: str = "whitebox"
-    wandb_entity: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    wandb_mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="offline: files under <run>/wandb, sync later; metrics.jsonl is written in every mode"
+    )
+    wandb_project: str = Field("whitebox", description="W&B project")
+    wandb_entity: str | None = Field(None, description="W&B team or user; null: your default")
+    tags: list[str] = Field(default_factory=list, description="W&B tags")
 
 
 class RunConfig(_Strict):
-    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    seed: int = Field(0, ge=0)
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run directory name and W&B run name")
+    seed: int = Field(0, ge=0, description="seeds model init, data and batch order")
     out_dir: str = Field("runs", description="parent of the run directory runs/<name>")
 
 
@@ -147,6 +154,29 @@ def parse_config(
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_error(err, source, set_paths)) from None
+
+
+def config_reference() -> str:
+    """Markdown tables of every config key, its type, default and meaning (kept in the README)."""
+    sections = []
+    for section, field in ExperimentConfig.model_fields.items():
+        model = _unwrap(field.annotation)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            sections.append(f"- `{section}` (default `{field.default}`): {field.description}")
+            continue
+        rows = [f"### `{section}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, sub in model.model_fields.items():
+            default = sub.default_factory() if sub.default_factory else sub.default
+            shown = default if isinstance(default, str) else json.dumps(default)
+            rows.append(f"| `{name}` | {_type_name(sub.annotation)} | `{shown}` | {sub.description or ''} |")
+        sections.append("\n".join(rows))
+    return "\n\n".join(sections) + "\n"
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Literal:
+        return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "").replace("|", "\\|")
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
