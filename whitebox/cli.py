@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--resume RUN_DIR takes no CONFIG, --set or --out: the run's saved config is used")
     if not args.resume and not args.config:
         parser.error("give a CONFIG to run (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
-    target = args.resume or args.out
+    target, cfg = args.resume or args.out, None
     if args.config:
         cfg = load_config(args.config, args.overrides)  # fail fast, before the heavy imports
         target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from whitebox.training import TrainingDiverged
 
     try:
-        summary = resume(args.resume) if args.resume else run(args.config, args.overrides, out=args.out)
+        summary = resume(args.resume) if args.resume else run(cfg, out=args.out)
     except ArtifactError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,34 @@
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_config_reference_is_current():
+    text = (ROOT / "README.md").read_text()
+    assert _module().render(text) == text, "run: python scripts/update_readme.py"
+
+
+def test_reference_lists_every_key():
+    from whitebox.config import ExperimentConfig
+
+    text = (ROOT / "README.md").read_text()
+    for section, field in ExperimentConfig.model_fields.items():
+        sub = getattr(field.annotation, "model_fields", {})
+        for key in sub:
+            assert f"| `{key}` |" in text, f"{section}.{key} missing from README"
+
+
+def test_render_replaces_only_the_marked_block():
+    module = _module()
+    text = f"before\n{module.START}\nstale\n{module.END}\nafter\n"
+    out = module.render(text)
+    assert out.startswith("before\n") and out.endswith("after\n")
+    assert "stale" not in out and "| `lr` |" in out
