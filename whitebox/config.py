@@ -31,13 +31,32 @@ class ModelConfig(_Strict):
     n_heads: int = Field(4, ge=1, description="attention heads per layer")
     d_head: int | None = Field(None, ge=1, description="default: d_model // n_heads")
     d_mlp: int | None = Field(None, ge=1, description="default: 4 * d_model")
-    act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = Field("gelu", description="MLP activation")
-    normalization: Literal["LN", "RMS"] = Field("LN", description="LayerNorm (native, gpt2) or RMSNorm (native, llama)")
+    act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = Field(
+        None, validate_default=False, description="MLP activation; default: silu for llama, else gelu"
+    )
+    normalization: Literal["LN", "RMS"] = Field(
+        None, validate_default=False, description="LayerNorm or RMSNorm; default: RMS for llama, else LN"
+    )
     n_ctx: int | None = Field(None, ge=1, description="default: the task's sequence length")
     d_vocab: int | None = Field(None, ge=1, description="default: the task's vocabulary size")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _arch_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            llama = data.get("arch") == "llama"
+            data = {**data}
+            if data.get("act_fn") is None:
+                data["act_fn"] = "silu" if llama else "gelu"
+            if data.get("normalization") is None:
+                data["normalization"] = "RMS" if llama else "LN"
+        return data
+
     @model_validator(mode="after")
-    def _heads_fit(self) -> ModelConfig:
+    def _arch_fits(self) -> ModelConfig:
+        norm = {"gpt2": "LN", "llama": "RMS"}.get(self.arch)
+        if norm and self.normalization != norm:
+            raise ValueError(f"arch {self.arch!r} uses normalization {norm!r}; leave normalization unset")
         if self.d_head is None and self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}), "

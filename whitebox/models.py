@@ -50,8 +50,6 @@ def _hf_model(cfg: ModelConfig) -> torch.nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     if cfg.arch == "gpt2":
-        if cfg.normalization != "LN":
-            raise ValueError("arch gpt2 uses LayerNorm; set model.normalization=LN")
         hf_cfg = GPT2Config(
             n_layer=cfg.n_layers,
             n_embd=cfg.d_model,
@@ -59,7 +57,7 @@ def _hf_model(cfg: ModelConfig) -> torch.nn.Module:
             n_inner=cfg.mlp_dim,
             n_positions=cfg.n_ctx,
             vocab_size=cfg.d_vocab,
-            activation_function={"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu"}[cfg.act_fn],
+            activation_function=cfg.act_fn,
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
@@ -67,8 +65,6 @@ def _hf_model(cfg: ModelConfig) -> torch.nn.Module:
             eos_token_id=None,
         )
         return GPT2LMHeadModel(hf_cfg)
-    if cfg.normalization != "RMS":
-        raise ValueError("arch llama uses RMSNorm; set model.normalization=RMS")
     hf_cfg = LlamaConfig(
         num_hidden_layers=cfg.n_layers,
         hidden_size=cfg.d_model,
