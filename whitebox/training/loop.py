@@ -74,6 +74,7 @@ def train(
     last_eval: dict[str, float] | None = None
     if step == 0:
         last_eval = _evaluate(model, evaluate, log, 0)
+    postfix: dict[str, str] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=1.0)
     with bar, _interrupt_at_step_boundary() as interrupted:
         while step < cfg.steps:
@@ -92,9 +93,11 @@ def train(
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 log.log(step, {f"train/{k}": v for k, v in stats.items()})
+                postfix["train_loss"] = f"{stats['loss']:.3g}"
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 last_eval = _evaluate(model, evaluate, log, step)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in last_eval.items()}, refresh=False)
+                postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in last_eval.items()})
+            bar.set_postfix(postfix, refresh=False)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupted():
                 save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints)
             if interrupted():
