@@ -74,6 +74,7 @@ def train(
     last_eval: dict[str, float] | None = None
     if step == 0:
         last_eval = _evaluate(model, evaluate, log, 0)
+    guarded_loss = _finite(loss_fn)
     postfix: dict[str, str] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=1.0)
     with bar, _interrupt_at_step_boundary() as interrupted:
@@ -82,7 +83,7 @@ def train(
             batch = {k: v[idx] for k, v in data.items()}
             model.train()
             try:
-                stats = updater.step(model, batch, _finite(loss_fn))
+                stats = updater.step(model, batch, guarded_loss)
             except TrainingDiverged as err:
                 kept = list_checkpoints(checkpoint_dir)
                 where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
