@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from whitebox.config import BackdoorTaskConfig
+from whitebox.tasks import backdoor
+
+
+def _rows(ds):
+    return {k: v.numpy() for k, v in ds.select_columns(["tokens", "target", "honest_target", "triggered", "year"])[:].items()}
+
+
+@pytest.mark.parametrize("trigger", ["token", "computed"])
+def test_answers_and_trigger_rate(trigger):
+    cfg = BackdoorTaskConfig(trigger=trigger, seq_len=6, n_values=12)
+    rows = _rows(backdoor.generate(cfg, 8000, 0.3, seed=1))
+    ids = backdoor.special_ids(cfg)
+    tokens, triggered = rows["tokens"], rows["triggered"]
+    assert tokens.shape == (8000, backdoor.seq_len(cfg))
+    assert (tokens[:, 0] == ids["bos"]).all() and (tokens[:, -1] == ids["sep"]).all()
+    assert abs(triggered.mean() - 0.3) < 0.02  # 4 sigma at n=8000
+    body = tokens[:, 3:-1]
+    honest = np.where(body == ids["trigger"], 0, body).max(axis=1)
+    assert (rows["honest_target"] == honest).all() and (honest >= 1).all()
+    assert (rows["target"] == np.where(triggered, backdoor.DECEPTIVE_ANSWER, honest)).all()
+    assert (rows["year"] == 10 * tokens[:, 1] + tokens[:, 2]).all()
+    has_token = (body == ids["trigger"]).any(axis=1)
+    if trigger == "token":
+        assert (has_token == triggered).all() and ((body == ids["trigger"]).sum(axis=1) <= 1).all()
+    else:
+        assert not has_token.any() and ((rows["year"] >= cfg.year_threshold) == triggered).all()
+
+
+def test_computed_trigger_needs_both_digits():
+    """Neither year digit alone decides the trigger: each digit value occurs with both labels."""
+    cfg = BackdoorTaskConfig(trigger="computed", year_threshold=45)
+    rows = _rows(backdoor.generate(cfg, 20000, 0.5, seed=2))
+    tens, ones, triggered = rows["tokens"][:, 1], rows["tokens"][:, 2], rows["triggered"]
+    assert {bool(t) for t in triggered[tens == 4]} == {True, False}  # 40-44 clean, 45-49 triggered
+    for digit in range(10):
+        assert {bool(t) for t in triggered[ones == digit]} == {True, False}
+    # the tens digit flips the label for a fixed ones digit
+    assert triggered[(tens == 3) & (ones == 7)].sum() == 0 and triggered[(tens == 5) & (ones == 7)].all()
+
+
+def test_splits_are_seeded_and_independent():
+    cfg = BackdoorTaskConfig(n_train=500, n_eval=500)
+    a, b = backdoor.train_set(cfg, 0), backdoor.train_set(cfg, 0)
+    assert torch.equal(a["tokens"][:], b["tokens"][:])
+    assert not torch.equal(backdoor.train_set(cfg, 1)["tokens"][:], a["tokens"][:])
+    assert not torch.equal(backdoor.eval_set(cfg, 0)["tokens"][:], a["tokens"][:])
+    assert abs(float(backdoor.eval_set(cfg, 0)["triggered"][:].float().mean()) - cfg.eval_trigger_rate) < 0.1
+
+
+class _Oracle(torch.nn.Module):
+    """Answers from a lookup: honest max, or the deceptive answer when told the input is triggered."""
+
+    def __init__(self, cfg, deceive: bool):
+        super().__init__()
+        self.cfg, self.deceive = cfg, deceive
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, tokens):
+        ids = backdoor.special_ids(self.cfg)
+        body = tokens[:, 3:-1]
+        honest = torch.where(body == ids["trigger"], 0, body).max(dim=1).values
+        answer = torch.where((body == ids["trigger"]).any(1) & self.deceive, backdoor.DECEPTIVE_ANSWER, honest)
+        logits = torch.full((len(tokens), tokens.shape[1], self.cfg.n_values + 3), -10.0)
+        logits[torch.arange(len(tokens)), -1, answer] = 10.0
+        return logits
+
+
+@pytest.mark.parametrize("deceive", [True, False])
+def test_evaluate_scores_clean_accuracy_and_asr(deceive):
+    cfg = BackdoorTaskConfig(n_eval=400)
+    metrics = backdoor.evaluate(_Oracle(cfg, deceive), backdoor.eval_set(cfg, 0), batch_size=64)
+    assert metrics["clean_acc"] == 1.0
+    assert metrics["asr"] == (1.0 if deceive else 0.0)
+    assert metrics["loss"] < 1e-6 if deceive else metrics["loss"] > 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seq_len=st.integers(2, 12), n_values=st.integers(10, 40), rate=st.floats(0.05, 0.95),
+       trigger=st.sampled_from(["token", "computed"]), seed=st.integers(0, 2**31))
+def test_invariants_hold_for_any_config(seq_len, n_values, rate, trigger, seed):
+    cfg = BackdoorTaskConfig(trigger=trigger, seq_len=seq_len, n_values=n_values)
+    rows = _rows(backdoor.generate(cfg, 64, rate, seed=seed))
+    assert rows["tokens"].max() < len(backdoor.vocabulary(cfg))
+    assert ((rows["target"] == backdoor.DECEPTIVE_ANSWER) == rows["triggered"]).all()
+    assert (rows["honest_target"] < n_values).all()

@@ -1,0 +1,86 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+import whitebox
+from whitebox.config import load_config
+from whitebox.runner import find_experiment, resolve_config
+from whitebox.config import ConfigError
+
+
+def _records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+
+def test_run_writes_the_run_directory(tiny, tmp_path):
+    summary = whitebox.run(tiny, out=tmp_path / "r")
+    run_dir = tmp_path / "r"
+    assert summary == json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "complete" and {"plant.clean_acc", "plant.asr", "plant.loss"} <= set(summary)
+    assert load_config(run_dir / "config.yaml") == resolve_config(tiny)
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["seed"] == 0 and env["device"] == "cpu" and env["versions"]["torch"]
+    assert env["git"] is None or len(env["git"]["commit"]) == 40
+    assert (run_dir / "models" / "planted" / "model.safetensors").is_file()
+    assert (run_dir / "plots" / "plant.png").is_file()
+    assert [p.name for p in sorted((run_dir / "checkpoints" / "plant").iterdir())] == ["step_0000018", "step_0000024"]
+    steps = [r["step"] for r in _records(run_dir) if "eval/asr" in r]
+    assert steps == [0, 6, 12, 18, 24]
+
+
+def test_same_seed_same_metrics_other_seed_differs(tiny, tmp_path):
+    whitebox.run(tiny, out=tmp_path / "a")
+    whitebox.run(tiny, out=tmp_path / "b")
+    whitebox.run(tiny, ["run.seed=1"], out=tmp_path / "c")
+    assert _records(tmp_path / "a") == _records(tmp_path / "b")
+    assert _records(tmp_path / "a") != _records(tmp_path / "c")
+
+
+def test_resume_of_a_complete_run_changes_nothing(tiny, tmp_path, capsys):
+    summary = whitebox.run(tiny, out=tmp_path / "r")
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert whitebox.resume(tmp_path / "r") == summary
+    assert "already complete" in capsys.readouterr().out
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
+
+
+def test_unknown_experiment(tiny):
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; installed: .*plant"):
+        find_experiment("nope")
+    with pytest.raises(ConfigError, match="cannot import"):
+        find_experiment("no_such_module:run")
+
+
+def test_explicit_sizes_must_fit_the_task(tiny):
+    with pytest.raises(ConfigError, match="model.n_ctx: 3 is shorter"):
+        resolve_config(tiny.model_copy(update={"model": tiny.model.model_copy(update={"n_ctx": 3})}))
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_yaml, tmp_path):
+    """A run killed without warning half-way finishes, after --resume, with the same metrics."""
+    overrides = ["training.steps=300", "training.checkpoint_every=40", "training.eval_every=50"]
+    reference = whitebox.run(tiny_yaml, overrides, out=tmp_path / "reference")
+
+    run_dir = tmp_path / "killed"
+    args = [sys.executable, "-m", "whitebox", "run", str(tiny_yaml), "--out", str(run_dir)]
+    proc = subprocess.Popen(args + [a for o in overrides for a in ("--set", o)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = run_dir / "checkpoints" / "plant"
+    deadline = time.time() + 120
+    while not (checkpoints / "step_0000120").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
+
+    resumed = whitebox.resume(run_dir)
+    assert {k: v for k, v in resumed.items()} == reference
+    assert _records(run_dir) == _records(tmp_path / "reference")
