@@ -106,3 +106,8 @@ def test_reference_documents_every_key():
 def test_numeric_overrides_round_trip(lr, steps):
     cfg = parse_config(TINY, [f"training.lr={lr!r}", f"training.steps={steps}"])
     assert cfg.training.lr == pytest.approx(lr) and cfg.training.steps == steps
+
+
+def test_union_value_lists_every_accepted_form():
+    message = _error(["locate.position=first"])
+    assert message.startswith("--set locate.position=first: locate.position: Input should be 'last' or 'all' or a valid integer")

@@ -119,6 +119,20 @@ class TrackingConfig(_Strict):
     tags: list[str] = Field(default_factory=list, description="W&B tags")
 
 
+class LocateConfig(_Strict):
+    checkpoint: str | None = Field(
+        None, description="saved model directory to locate in (`whitebox probe fit`); null: the run's planted model"
+    )
+    hooks: Literal["resid"] | list[str] = Field("resid", description="resid: every residual-stream hook; or hook names")
+    position: Literal["last", "all"] | int = Field(
+        "last", description="token position read: last (the answer position), all, or an index"
+    )
+    probe: Literal["logistic", "mean_diff", "lda"] = Field("logistic", description="probe type fitted per hook")
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of logistic probes (as in scikit-learn)")
+    n_fit: int = Field(2_000, ge=20, description="examples the probes are fitted on (half triggered)")
+    n_test: int = Field(1_000, ge=20, description="fresh held-out examples the probes are scored on")
+
+
 class RunConfig(_Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run directory name and W&B run name")
     seed: int = Field(0, ge=0, description="seeds model init, data and batch order")
@@ -131,6 +145,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    locate: LocateConfig = Field(default_factory=LocateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
@@ -231,19 +246,41 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any, item: str) -> None:
 
 
 def _format_error(err: ValidationError, source: str, set_paths: dict[str, str]) -> str:
-    first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    errors = err.errors()
+    first = errors[0]
+    path = _field_path(first["loc"])
     origin = next((f"--set {item}" for key, item in set_paths.items() if _related(key, path)), source)
+    # a value that fits none of a union's members gives one error per member: say them together
+    same = [e for e in errors if _field_path(e["loc"]) == path]
     if first["type"] == "extra_forbidden":
         allowed = _allowed_keys(first["loc"][:-1])
         message = f"unknown key {path!r}; allowed keys here: {', '.join(allowed)}"
     elif first["type"] == "value_error":
         message = f"{path}: {first['msg'].removeprefix('Value error, ')}"
     else:
-        message = f"{path}: {first['msg']} (got {first.get('input')!r})"
-    more = len(err.errors()) - 1
+        prefix = "Input should be "
+        msgs = [e["msg"] for e in same]
+        if len(msgs) > 1 and all(m.startswith(prefix) for m in msgs):
+            msgs = [prefix + " or ".join(dict.fromkeys(m.removeprefix(prefix) for m in msgs))]
+        message = f"{path}: {msgs[0]} (got {first.get('input')!r})"
+    more = len(errors) - len(same)
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{origin}: {message}{suffix}"
+
+
+def _field_path(loc: tuple) -> str:
+    """The dotted key path of an error location, without pydantic's union-member tags."""
+    parts, model = [], ExperimentConfig
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif model is not None and part in model.model_fields:
+            parts.append(part)
+            inner = _unwrap(model.model_fields[part].annotation)
+            model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+        elif model is not None:
+            parts.append(part)  # an unknown key
+    return ".".join(parts) or "(top level)"
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
@@ -255,7 +292,8 @@ def _allowed_keys(loc: tuple) -> list[str]:
 
 def _unwrap(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (Union, types.UnionType):
-        return next(a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel))
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else annotation
     return annotation
 
 
