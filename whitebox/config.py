@@ -8,7 +8,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -34,8 +34,8 @@ class ModelConfig(_Strict):
     act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = Field(
         None, validate_default=False, description="MLP activation; default: silu for llama, else gelu"
     )
-    normalization: Literal["LN", "RMS"] = Field(
-        None, validate_default=False, description="LayerNorm or RMSNorm; default: RMS for llama, else LN"
+    normalization: Literal["LN", "RMS", "none"] = Field(
+        None, validate_default=False, description="LayerNorm, RMSNorm or none (native only); default: RMS for llama, else LN"
     )
     n_ctx: int | None = Field(None, ge=1, description="default: the task's sequence length")
     d_vocab: int | None = Field(None, ge=1, description="default: the task's vocabulary size")
@@ -89,7 +89,13 @@ class BackdoorTaskConfig(_Strict):
     year_threshold: int = Field(24, ge=1, le=99, description="computed trigger: year >= this")
 
 
-TaskConfig = BackdoorTaskConfig
+class ModularTaskConfig(_Strict):
+    name: Literal["modular"] = Field("modular", description="task generator in whitebox/tasks/")
+    p: int = Field(59, ge=3, le=1009, description="modulus (prime) of a + b mod p")
+    train_fraction: float = Field(0.3, gt=0, lt=1, description="share of all p*p pairs used for training; the rest is the test set")
+
+
+TaskConfig = Annotated[Union[BackdoorTaskConfig, ModularTaskConfig], Field(discriminator="name")]
 
 
 class TrainingConfig(_Strict):
@@ -143,10 +149,18 @@ class ExperimentConfig(_Strict):
     experiment: str = Field("plant", description="pipeline registered under whitebox.experiments")
     run: RunConfig = Field(default_factory=RunConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: TaskConfig = Field(default_factory=BackdoorTaskConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     locate: LocateConfig = Field(default_factory=LocateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task(cls, data: Any) -> Any:
+        """A task section without a name is the backdoor task."""
+        if isinstance(data, dict) and isinstance(data.get("task"), dict) and "name" not in data["task"]:
+            data = {**data, "task": {"name": "backdoor", **data["task"]}}
+        return data
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
@@ -194,16 +208,17 @@ def config_reference() -> str:
     """Markdown tables of every config key, its type, default and meaning (kept in the README)."""
     sections = []
     for section, field in ExperimentConfig.model_fields.items():
-        model = _unwrap(field.annotation)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        models = _models(field.annotation)
+        if not models:
             sections.append(f"- `{section}` (default `{field.default}`): {field.description}")
-            continue
-        rows = [f"### `{section}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-        for name, sub in model.model_fields.items():
-            default = sub.default_factory() if sub.default_factory else sub.default
-            shown = default if isinstance(default, str) else json.dumps(default)
-            rows.append(f"| `{name}` | {_type_name(sub.annotation)} | `{shown}` | {sub.description or ''} |")
-        sections.append("\n".join(rows))
+        for model in models:
+            title = f"`{section}` (name: {model.model_fields['name'].default})" if len(models) > 1 else f"`{section}`"
+            rows = [f"### {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+            for name, sub in model.model_fields.items():
+                default = sub.default_factory() if sub.default_factory else sub.default
+                shown = default if isinstance(default, str) else json.dumps(default)
+                rows.append(f"| `{name}` | {_type_name(sub.annotation)} | `{shown}` | {sub.description or ''} |")
+            sections.append("\n".join(rows))
     return "\n\n".join(sections) + "\n"
 
 
@@ -270,31 +285,39 @@ def _format_error(err: ValidationError, source: str, set_paths: dict[str, str]) 
 
 def _field_path(loc: tuple) -> str:
     """The dotted key path of an error location, without pydantic's union-member tags."""
-    parts, model = [], ExperimentConfig
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(str(part))
-        elif model is not None and part in model.model_fields:
-            parts.append(part)
-            inner = _unwrap(model.model_fields[part].annotation)
-            model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
-        elif model is not None:
-            parts.append(part)  # an unknown key
-    return ".".join(parts) or "(top level)"
+    return ".".join(_walk(loc)[0]) or "(top level)"
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
+    return sorted(_walk(loc)[1].model_fields)
+
+
+def _walk(loc: tuple) -> tuple[list[str], Any]:
+    """Follow an error location through the config models: (key parts, model reached)."""
+    parts: list[str] = []
     model: Any = ExperimentConfig
     for part in loc:
-        model = _unwrap(model.model_fields[part].annotation)
-    return sorted(model.model_fields)
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif model is None:
+            continue  # inside a plain value: a union-member tag such as 'int'
+        elif isinstance(model, list):  # a discriminated union of sections: the tag picks one
+            model = next((m for m in model if m.model_fields["name"].default == part), None)
+        elif part in model.model_fields:
+            parts.append(part)
+            members = _models(model.model_fields[part].annotation)
+            model = members[0] if len(members) == 1 else (members or None)
+        else:
+            parts.append(part)  # an unknown key
+    return parts, model
 
 
-def _unwrap(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        return models[0] if models else annotation
-    return annotation
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The config models in an annotation: one for a section, several for a union of sections."""
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    return [a for a in (typing.get_args(annotation) if union else (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
 
 
 def _related(a: str, b: str) -> bool:

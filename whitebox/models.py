@@ -36,7 +36,7 @@ def build_model(cfg: ModelConfig, vocab: list[str], device: str | torch.device =
             n_ctx=cfg.n_ctx,
             d_vocab=cfg.d_vocab,
             act_fn=cfg.act_fn,
-            normalization_type=cfg.normalization,
+            normalization_type=None if cfg.normalization == "none" else cfg.normalization,
         )
         model = TransformerBridge.boot_native(bridge_cfg, tokenizer=tokenizer, device="cpu")
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -12,8 +12,13 @@ from whitebox.tasks import get_task
 from whitebox.training import Backprop, supervised, train
 
 
-def plant(ctx: RunContext) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train from scratch (or resume) on the task; save models/planted; return model and held-out metrics."""
+def plant(
+    ctx: RunContext, evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train from scratch (or resume) on the task; save models/planted; return model and held-out metrics.
+
+    `evaluate` replaces the task's held-out evaluation, e.g. with richer progress measures.
+    """
     cfg = ctx.cfg
     task = get_task(cfg.task.name)
     vocab = task.vocabulary(cfg.task)
@@ -29,7 +34,7 @@ def plant(ctx: RunContext) -> tuple[torch.nn.Module, dict[str, float]]:
         data,
         cfg.training,
         seed=cfg.run.seed,
-        evaluate=lambda m: task.evaluate(m, held_out),
+        evaluate=evaluate or (lambda m: task.evaluate(m, held_out)),
         checkpoint_dir=ctx.run_dir / "checkpoints" / "plant",
         log=ctx.tracker.stage("plant"),
         desc="plant",

@@ -1,8 +1,9 @@
-"""Turn a run's records into pictures: training curves per stage."""
+"""Turn a run's records into pictures and headline numbers: training curves per stage."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from whitebox.artifacts import atomic_write
@@ -23,25 +24,58 @@ def read_metrics(path: str | Path, stage: str) -> list[dict]:
 
 def plot_training(metrics_path: str | Path, stage: str, out: str | Path) -> Path:
     """Loss (log scale) and held-out metrics against step, one PNG per stage."""
+    records = read_metrics(metrics_path, stage)
+    shares = sorted({k for r in records for k in r if k.startswith("eval/") and k != "eval/loss"})
+    panels = {f"{stage}: loss": ["train/loss", "eval/loss"], f"{stage}: held-out metrics": shares}
+    return plot_panels(records, panels, out, log_scale={f"{stage}: loss"}, unit_scale={f"{stage}: held-out metrics"})
+
+
+def plot_panels(
+    records: list[dict],
+    panels: dict[str, list[str]],
+    out: str | Path,
+    log_scale: set[str] = frozenset(),
+    unit_scale: set[str] = frozenset(),
+) -> Path:
+    """One panel per title, one line per metric key against step; written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = read_metrics(metrics_path, stage)
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    for key, ax in (("train/loss", ax_loss), ("eval/loss", ax_loss)):
-        _line(ax, records, key)
-    ax_loss.set(yscale="log", xlabel="step", ylabel="cross-entropy", title=f"{stage}: loss")
-    for key in sorted({k for r in records for k in r if k.startswith("eval/") and k != "eval/loss"}):
-        _line(ax_eval, records, key)
-    ax_eval.set(xlabel="step", ylim=(-0.02, 1.02), title=f"{stage}: held-out metrics")
-    for ax in (ax_loss, ax_eval):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), constrained_layout=True, squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels.items()):
+        for key in keys:
+            _line(ax, records, key)
+        ax.set(xlabel="step", title=title)
+        if title in log_scale:
+            ax.set_yscale("log")
+        if title in unit_scale:
+            ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, fontsize=8)
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
     return Path(out)
+
+
+def plot_grokking(metrics_path: str | Path, stage: str, out: str | Path) -> Path:
+    """Progress measures of modular addition: fit, Fourier losses, sparsity, and the metric question."""
+    records = read_metrics(metrics_path, stage)
+    panels = {
+        "accuracy (exact match: discontinuous)": ["eval/train_acc", "eval/test_acc"],
+        "log-prob of the right answer (continuous)": ["eval/test_logprob"],
+        "loss": ["eval/train_loss", "eval/test_loss", "eval/restricted_loss", "eval/excluded_loss"],
+        "embedding Fourier spectrum": ["eval/fourier_gini", "eval/fourier_key_share"],
+        "total weight norm": ["eval/weight_norm"],
+    }
+    unit = {"accuracy (exact match: discontinuous)", "embedding Fourier spectrum"}
+    return plot_panels(records, panels, out, log_scale={"loss"}, unit_scale=unit)
+
+
+def first_step_above(metrics_path: str | Path, stage: str, key: str, threshold: float) -> int | None:
+    """The first logged step at which `key` reaches `threshold` (None if it never does)."""
+    return next((r["step"] for r in read_metrics(metrics_path, stage) if r.get(key, -math.inf) >= threshold), None)
 
 
 def _line(ax, records: list[dict], key: str) -> None:

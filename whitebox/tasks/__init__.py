@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import types
 
-from whitebox.tasks import backdoor
+from whitebox.tasks import backdoor, modular
 
-TASKS: dict[str, types.ModuleType] = {"backdoor": backdoor}
+TASKS: dict[str, types.ModuleType] = {"backdoor": backdoor, "modular": modular}
 
 
 def get_task(name: str) -> types.ModuleType:
