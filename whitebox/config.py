@@ -95,7 +95,18 @@ class ModularTaskConfig(_Strict):
     train_fraction: float = Field(0.3, gt=0, lt=1, description="share of all p*p pairs used for training; the rest is the test set")
 
 
-TaskConfig = Annotated[Union[BackdoorTaskConfig, ModularTaskConfig], Field(discriminator="name")]
+class FlawedRaterTaskConfig(_Strict):
+    name: Literal["flawed_rater"] = Field("flawed_rater", description="task generator in whitebox/tasks/")
+    seq_len: int = Field(6, ge=2, le=512, description="number of value tokens per question")
+    n_values: int = Field(16, ge=4, le=4096, description="value tokens 0..n_values-1")
+    blind_rate: float = Field(0.5, gt=0, lt=1, description="share of questions in the rater's blind spot (min questions)")
+    n_train: int = Field(20_000, ge=1, description="training examples")
+    n_eval: int = Field(2_000, ge=2, description="held-out examples (an independent seeded stream)")
+
+
+TaskConfig = Annotated[
+    Union[BackdoorTaskConfig, ModularTaskConfig, FlawedRaterTaskConfig], Field(discriminator="name")
+]
 
 
 class TrainingConfig(_Strict):

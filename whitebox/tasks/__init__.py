@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import types
 
-from whitebox.tasks import backdoor, modular
+from whitebox.tasks import backdoor, flawed_rater, modular
 
-TASKS: dict[str, types.ModuleType] = {"backdoor": backdoor, "modular": modular}
+TASKS: dict[str, types.ModuleType] = {"backdoor": backdoor, "modular": modular, "flawed_rater": flawed_rater}
 
 
 def get_task(name: str) -> types.ModuleType:
