@@ -189,9 +189,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: malformed YAML: {err.problem}") from None
+        raise ConfigError(f"{path}{where}: malformed YAML: {' '.join(str(err.problem).split())}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: malformed YAML: {err}") from None
+        raise ConfigError(f"{path}: malformed YAML: {' '.join(str(err).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -251,7 +251,7 @@ def dump_yaml(cfg: ExperimentConfig) -> str:
 def _parse_override(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. training.lr=3e-4")
+        raise ConfigError(f"--set {_shown(item)}: expected KEY=VALUE with a dotted key, e.g. training.lr=3e-4")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -266,7 +266,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any, item: str) -> None:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(parts[: i + 1])
-            raise ConfigError(f"--set {item}: {prefix} is a value, not a section; it has no key {parts[i + 1]!r}")
+            raise ConfigError(f"--set {_shown(item)}: {prefix} is a value, not a section; it has no key {parts[i + 1]!r}")
         node = child
     node[parts[-1]] = value
 
@@ -275,7 +275,7 @@ def _format_error(err: ValidationError, source: str, set_paths: dict[str, str]) 
     errors = err.errors()
     first = errors[0]
     path = _field_path(first["loc"])
-    origin = next((f"--set {item}" for key, item in set_paths.items() if _related(key, path)), source)
+    origin = next((f"--set {_shown(item)}" for key, item in set_paths.items() if _related(key, path)), source)
     # a value that fits none of a union's members gives one error per member: say them together
     same = [e for e in errors if _field_path(e["loc"]) == path]
     if first["type"] == "extra_forbidden":
@@ -329,6 +329,11 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
         annotation = typing.get_args(annotation)[0]
     union = typing.get_origin(annotation) in (Union, types.UnionType)
     return [a for a in (typing.get_args(annotation) if union else (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+
+
+def _shown(item: str) -> str:
+    """An override as typed, escaped where it holds characters that would break the one-line message."""
+    return item if item.isprintable() else repr(item)
 
 
 def _related(a: str, b: str) -> bool:
