@@ -1,0 +1,281 @@
+"""Activations (and gradients) at named hooks over a whole dataset, in chunks, at chosen positions.
+
+`capture(model, data, hooks, positions=...)` runs the model batch by batch inside a scoped hooks
+context, keeps only the selected positions of each hook activation, and writes them into one
+`[rows, d]` tensor per canonical hook name, either in RAM or (with `out_dir`) in `.npy` files that
+are memory-mapped back, so a capture larger than RAM never has to fit in it. Rows are
+example-major: with `positions="all"` row `r` is example `example[r]` at token `position[r]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from whitebox.artifacts import ArtifactError, read_json, write_json
+
+PositionRule = Literal["last", "all", "mask"] | int
+GradFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
+"""(logits [batch, pos, vocab], batch columns) -> one scalar per example [batch]."""
+
+CAPTURE_FORMAT_VERSION = 1
+MANIFEST = "capture.json"
+
+
+@dataclass
+class Captured:
+    """Per-hook activations `[rows, d]` with the labels and the (example, position) of every row."""
+
+    acts: dict[str, torch.Tensor]  # canonical hook -> rows d
+    labels: torch.Tensor | None  # rows
+    example: torch.Tensor  # rows: index of the source example
+    position: torch.Tensor  # rows: token position read (non-negative)
+    positions: PositionRule  # the rule the rows were selected by
+    grads: dict[str, torch.Tensor] | None = None  # canonical hook -> rows d, same rows as acts
+    model: dict[str, Any] | None = None  # model identity, see whitebox.probes.artifact.model_identity
+
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.acts)
+
+    def __len__(self) -> int:
+        return len(self.example)
+
+
+def canonical_hook(model: torch.nn.Module, name: str) -> str:
+    """The bridge's canonical name for a hook name or alias; ValueError naming close matches if absent."""
+    point = getattr(model, "hook_dict", {}).get(name)
+    if point is None:
+        import difflib
+
+        near = difflib.get_close_matches(name, list(getattr(model, "hook_dict", {})), n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else "; see model.hook_dict for the names"
+        raise ValueError(f"{name}: no such hook on this model{hint}")
+    return point.name or name
+
+
+def resolve_hooks(model: torch.nn.Module, hooks: str | Sequence[str]) -> list[str]:
+    """Canonical names for `hooks` ("resid" means residual_hooks), aliases merged, order kept."""
+    names = residual_hooks(model) if hooks == "resid" else [hooks] if isinstance(hooks, str) else list(hooks)
+    return list(dict.fromkeys(canonical_hook(model, h) for h in names))
+
+
+def residual_hooks(model: torch.nn.Module) -> list[str]:
+    """Every distinct residual-stream point, canonical: block 0's input, then each block's mid and output.
+
+    `blocks.L.hook_resid_pre` for L > 0 is the same tensor as `blocks.{L-1}.hook_resid_post`, so it
+    is left out; 2 * n_layers + 1 names in forward order.
+    """
+    n_layers = int(model.cfg.n_layers)
+    aliases = ["blocks.0.hook_resid_pre"]
+    for layer in range(n_layers):
+        aliases += [f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_resid_post"]
+    return [canonical_hook(model, a) for a in aliases if a in model.hook_dict]
+
+
+def capture(
+    model: torch.nn.Module,
+    data: Dataset | torch.Tensor,
+    hooks: str | Sequence[str],
+    *,
+    positions: PositionRule | torch.Tensor = "last",
+    labels: str | torch.Tensor | None = None,
+    batch_size: int = 256,
+    out_dir: str | Path | None = None,
+    grad_fn: GradFn | None = None,
+    dtype: torch.dtype = torch.float32,
+    cfg: Any = None,
+) -> Captured:
+    """Activations at `hooks` for every example of `data`, batch by batch, keeping only `positions`.
+
+    data: a Dataset with a `tokens` column or a `[n, pos]` token tensor. positions: "last", "all",
+    an index, or a `[n, pos]` boolean mask. labels: a column name of `data` or a `[n]` tensor.
+    out_dir: write `.npy` files there and return memory-mapped tensors. grad_fn: also capture the
+    gradient of `grad_fn(logits, batch).sum()` with respect to each hook activation. cfg: the
+    model's ModelConfig, recorded in the model identity so probes can check the full fingerprint.
+    """
+    from whitebox.probes.artifact import model_identity
+
+    names = resolve_hooks(model, hooks)
+    tokens = _column(data, "tokens") if isinstance(data, Dataset) else data
+    n, seq = tokens.shape
+    mask = _position_mask(positions, n, seq)  # n pos, bool
+    rows_per_example = mask.sum(1)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), rows_per_example.cumsum(0)])
+    example, position = mask.nonzero(as_tuple=True)  # rows, example-major
+    if len(example) == 0:
+        raise ValueError("the positions select no token at all; nothing to capture")
+    label_rows = _labels(data, labels, n)
+    rule: PositionRule = "mask" if isinstance(positions, torch.Tensor) else positions
+    store = _Store(out_dir, int(offsets[-1]), dtype, with_grads=grad_fn is not None)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = _batch(data, tokens, start, stop, device)
+            acts, grads = _run_batch(model, batch, names, mask[start:stop].to(device), grad_fn)
+            for name in names:
+                store.write("acts", name, int(offsets[start]), int(offsets[stop]), acts[name])
+                if grads is not None:
+                    store.write("grads", name, int(offsets[start]), int(offsets[stop]), grads[name])
+    finally:
+        model.train(was_training)
+    labels_out = None if label_rows is None else label_rows[example]
+    identity = model_identity(model, cfg)
+    return store.finish(names, labels_out, example, position, rule, identity)
+
+
+def load_capture(out_dir: str | Path) -> Captured:
+    """Reopen an on-disk capture as memory-mapped tensors; refuses one that never finished."""
+    out_dir = Path(out_dir)
+    manifest = read_json(out_dir / MANIFEST)
+    if manifest.get("format_version") != CAPTURE_FORMAT_VERSION:
+        raise ArtifactError(f"{out_dir / MANIFEST}: field 'format_version' is {manifest.get('format_version')!r}, "
+                            f"this whitebox reads {CAPTURE_FORMAT_VERSION}")
+    files = manifest["files"]
+    acts = {h: _open(out_dir / f) for h, f in files["acts"].items()}
+    grads = {h: _open(out_dir / f) for h, f in files["grads"].items()} if files.get("grads") else None
+    labels = _open(out_dir / files["labels"]) if files.get("labels") else None
+    return Captured(acts, labels, _open(out_dir / files["example"]), _open(out_dir / files["position"]),
+                    manifest["positions"], grads, manifest.get("model"))
+
+
+def _position_mask(positions: PositionRule | torch.Tensor, n: int, seq: int) -> torch.Tensor:
+    """The `[n, pos]` boolean mask of the token positions a rule selects."""
+    mask = torch.zeros(n, seq, dtype=torch.bool)
+    if isinstance(positions, torch.Tensor):
+        if positions.shape != (n, seq) or positions.dtype != torch.bool:
+            got = f"{positions.dtype} {list(positions.shape)}"
+            raise ValueError(f"a positions mask must be bool of shape [{n}, {seq}], got {got}")
+        return positions.cpu()
+    if positions == "last":
+        mask[:, -1] = True
+    elif positions == "all":
+        mask[:] = True
+    elif isinstance(positions, int) and not isinstance(positions, bool) and -seq <= positions < seq:
+        mask[:, positions] = True
+    else:
+        raise ValueError(f"positions must be 'last', 'all', an index in [-{seq}, {seq}) or a bool mask, got {positions!r}")
+    return mask
+
+
+def _labels(data: Dataset | torch.Tensor, labels: str | torch.Tensor | None, n: int) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        if not isinstance(data, Dataset) or labels not in data.column_names:
+            raise ValueError(f"labels={labels!r}: not a column of the data")
+        labels = _column(data, labels)
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
+    return labels.cpu()
+
+
+def _column(data: Dataset, name: str) -> torch.Tensor:
+    """One whole column as a tensor (tokens and labels are small next to activations)."""
+    return torch.as_tensor(data.select_columns([name]).with_format("torch")[:][name])
+
+
+def _batch(data: Dataset | torch.Tensor, tokens: torch.Tensor, start: int, stop: int, device: torch.device) -> dict:
+    """The columns of rows start:stop on `device` (just tokens for a tensor input)."""
+    if not isinstance(data, Dataset):
+        return {"tokens": tokens[start:stop].to(device)}
+    rows = data.with_format("torch")[start:stop]
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in rows.items()}
+
+
+def _run_batch(
+    model: torch.nn.Module, batch: dict, names: list[str], mask: torch.Tensor, grad_fn: GradFn | None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """One forward pass (and backward with grad_fn); activations at the masked positions: rows d."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        if grad_fn is not None and not act.requires_grad:
+            act = act.detach().requires_grad_(True)  # no parameter upstream needs a gradient
+        seen[hook.name] = act  # batch pos d
+        return act
+
+    with torch.set_grad_enabled(grad_fn is not None), model.hooks(fwd_hooks=[(h, grab) for h in names]):
+        logits = model(batch["tokens"])  # batch pos vocab
+        missing = [h for h in names if h not in seen]
+        if missing:
+            raise ValueError(f"hooks {missing} never fired in the forward pass; they may be gated off on this model")
+        grads = None
+        if grad_fn is not None:
+            out = grad_fn(logits, batch).sum()
+            raw = torch.autograd.grad(out, [seen[h] for h in names], allow_unused=True)
+            grads = {h: (torch.zeros_like(seen[h]) if g is None else g)[mask] for h, g in zip(names, raw, strict=True)}
+    acts = {h: seen[h].detach()[mask] for h in names}  # rows d
+    return acts, grads
+
+
+class _Store:
+    """Preallocated `[rows, d]` outputs per hook, in RAM or as .npy memmaps, created on first write."""
+
+    def __init__(self, out_dir: str | Path | None, rows: int, dtype: torch.dtype, with_grads: bool):
+        self.dir = None if out_dir is None else Path(out_dir)
+        self.rows, self.dtype, self.with_grads = rows, dtype, with_grads
+        self.out: dict[tuple[str, str], torch.Tensor] = {}
+        self.maps: list[np.memmap] = []
+        self.files: dict[str, dict[str, str]] = {"acts": {}, "grads": {}}
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / MANIFEST).unlink(missing_ok=True)  # mark incomplete until finish()
+
+    def write(self, kind: str, hook: str, r0: int, r1: int, block: torch.Tensor) -> None:
+        key = (kind, hook)
+        if key not in self.out:
+            shape = (self.rows, *block.shape[1:])
+            if self.dir is None:
+                self.out[key] = torch.empty(shape, dtype=self.dtype)
+            else:
+                name = f"{kind}.{hook}.npy"
+                self.files[kind][hook] = name
+                mm = np.lib.format.open_memmap(self.dir / name, mode="w+", dtype=_np_dtype(self.dtype), shape=shape)
+                self.maps.append(mm)
+                self.out[key] = torch.from_numpy(mm)
+        self.out[key][r0:r1] = block.to("cpu", self.dtype)
+
+    def finish(self, names, labels, example, position, rule, identity) -> Captured:
+        def get(kind: str) -> dict[str, torch.Tensor]:
+            return {h: self.out.get((kind, h), torch.empty(0, 0, dtype=self.dtype)) for h in names}
+
+        if self.dir is None:
+            grads = get("grads") if self.with_grads else None
+            return Captured(get("acts"), labels, example, position, rule, grads, identity)
+        for mm in self.maps:
+            mm.flush()
+        self.out.clear()
+        self.maps.clear()
+        files = {"acts": self.files["acts"], "grads": self.files["grads"] if self.with_grads else None}
+        for key, tensor in (("example", example), ("position", position), ("labels", labels)):
+            if tensor is not None:
+                np.save(self.dir / f"{key}.npy", tensor.numpy())
+                files[key] = f"{key}.npy"
+        manifest = {"format_version": CAPTURE_FORMAT_VERSION, "hooks": names, "rows": self.rows,
+                    "positions": rule, "dtype": str(self.dtype).removeprefix("torch."), "model": identity, "files": files}
+        write_json(self.dir / MANIFEST, manifest)
+        return load_capture(self.dir)
+
+
+def _np_dtype(dtype: torch.dtype) -> np.dtype:
+    try:
+        return np.dtype(str(dtype).removeprefix("torch."))
+    except TypeError:
+        raise ValueError(f"on-disk capture needs a numpy dtype (float16/32/64), not {dtype}") from None
+
+
+def _open(path: Path) -> torch.Tensor:
+    """A copy-on-write memory map of a .npy file as a tensor (writes never reach the file)."""
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found; the capture is incomplete")
+    return torch.from_numpy(np.load(path, mmap_mode="c"))

@@ -1,0 +1,198 @@
+"""The on-disk form shared by probes and detectors: `<stem>.safetensors` + `<stem>.json`, checked on load.
+
+Loading reads exactly those two files (no pickle, no code): the JSON is validated field by field,
+the tensors must hash to the recorded `weights_sha256` and have the shapes `d_model` implies.
+Every failure is a ProbeError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from whitebox import __version__
+from whitebox.artifacts import (
+    ArtifactError,
+    atomic_write,
+    read_json,
+    sha256_file,
+    sha256_json,
+    write_json,
+)
+
+FORMAT_VERSION = 1
+ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
+
+
+class ProbeError(ArtifactError):
+    """A probe or detector artifact is corrupt, or does not fit the model or data it is used on."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelIdentity(_Strict):
+    arch: str = Field(min_length=1)
+    fingerprint: str | None = Field(description="sha256 of whitebox.models.fingerprint; null when no ModelConfig was given")
+    params_sha256: str = Field(min_length=64, max_length=64, description="sha256 of every parameter's name and shape")
+
+
+class TrainingData(_Strict):
+    description: str
+    sha256: str = Field(min_length=64, max_length=64)
+    n: int = Field(ge=1)
+    n_positive: int | None = Field(None, ge=0)
+
+
+class ArtifactMeta(_Strict):
+    """Fields every probe and detector JSON has."""
+
+    format_version: Literal[1]
+    hook: str = Field(min_length=1)
+    position: Literal["last", "all", "mask"] | int
+    d_model: int = Field(ge=1)
+    model: ModelIdentity | None
+    training_data: TrainingData
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float | int | str | bool | None]
+    whitebox_version: str
+    created: str
+    weights_sha256: str = Field(min_length=64, max_length=64)
+
+
+def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
+    """What a probe records about the model it was fitted on; cfg (a ModelConfig) adds the full fingerprint."""
+    params = {name: list(t.shape) for name, t in model.state_dict().items()}
+    raw_arch = getattr(getattr(model, "cfg", None), "architecture", None) or type(model).__name__
+    arch = cfg.arch if cfg is not None else ARCH_NAMES.get(raw_arch, raw_arch)
+    fingerprint = None
+    if cfg is not None:
+        from whitebox.models import fingerprint as full_fingerprint
+
+        fingerprint = full_fingerprint(model, cfg)["sha256"]
+    return {"arch": arch, "fingerprint": fingerprint, "params_sha256": sha256_json(params)}
+
+
+def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str) -> None:
+    """Refuse a model whose identity differs from the one the artifact was fitted on (unless allowed)."""
+    if saved is None:
+        return  # fitted on raw arrays: only the width can be checked
+    ours = model_identity(model, cfg)
+    problems = []
+    if saved["arch"] != ours["arch"]:
+        problems.append(f"arch {saved['arch']!r} vs this model's {ours['arch']!r}")
+    if saved.get("fingerprint") and ours["fingerprint"]:
+        if saved["fingerprint"] != ours["fingerprint"]:
+            problems.append("model fingerprint differs (config or parameter shapes)")
+    elif saved["params_sha256"] != ours["params_sha256"]:
+        problems.append("parameter names or shapes differ")
+    if not problems:
+        return
+    message = f"{where}: fitted on a different model: {'; '.join(problems)}"
+    if not allow_mismatch:
+        raise ProbeError(f"{message}; pass allow_fingerprint_mismatch=True to use it anyway")
+    warnings.warn(message, stacklevel=3)
+
+
+def data_sha256(acts: torch.Tensor, labels: torch.Tensor | None) -> str:
+    """sha256 of the float32 activations [n, d] and the labels the artifact was fitted on."""
+    digest = hashlib.sha256()
+    flat = acts.detach().reshape(acts.shape[0], -1)
+    for start in range(0, flat.shape[0], 8192):
+        digest.update(flat[start : start + 8192].to("cpu", torch.float32).contiguous().numpy().tobytes())
+    if labels is not None:
+        digest.update(torch.as_tensor(labels).to("cpu", torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_artifact(directory: str | Path, stem: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write `<stem>.safetensors` then `<stem>.json` (with the tensors' hash), each atomically."""
+    directory = Path(directory)
+    plain = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    weights = atomic_write(directory / f"{stem}.safetensors", lambda tmp: save_file(plain, str(tmp)))
+    write_json(directory / f"{stem}.json", {**meta, "weights_sha256": sha256_file(weights)})
+    return directory
+
+
+def read_artifact(
+    directory: str | Path,
+    stem: str,
+    schema: type[ArtifactMeta],
+    shapes: Callable[[ArtifactMeta], dict[str, tuple[int, ...]]],
+) -> tuple[dict[str, torch.Tensor], ArtifactMeta]:
+    """Validated metadata and tensors of `<stem>.json` + `<stem>.safetensors`; ProbeError on any defect."""
+    directory = Path(directory)
+    meta_path, weights_path = directory / f"{stem}.json", directory / f"{stem}.safetensors"
+    try:
+        raw = read_json(meta_path)
+    except ArtifactError as err:
+        raise ProbeError(str(err)) from None
+    if not isinstance(raw, dict):
+        raise ProbeError(f"{meta_path}: expected a JSON object, got {type(raw).__name__}")
+    if "format_version" not in raw:
+        raise ProbeError(f"{meta_path}: missing field 'format_version'; the file is not a whitebox {stem}")
+    if raw["format_version"] != FORMAT_VERSION:
+        raise ProbeError(f"{meta_path}: field 'format_version' is {raw['format_version']!r}; "
+                         f"this whitebox reads format {FORMAT_VERSION} (re-save the {stem} with this version)")
+    try:
+        meta = schema.model_validate(raw)
+    except ValidationError as err:
+        raise ProbeError(f"{meta_path}: {_describe(err)}") from None
+    if not weights_path.is_file():
+        raise ProbeError(f"{weights_path}: file not found")
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ProbeError(f"{weights_path}: unreadable safetensors file ({err}); it is truncated or corrupt") from None
+    if sha256_file(weights_path) != meta.weights_sha256:
+        raise ProbeError(f"{weights_path}: content hash differs from field 'weights_sha256' of {meta_path.name}; "
+                         "the file was modified or replaced")
+    expected = shapes(meta)
+    if set(tensors) != set(expected):
+        raise ProbeError(f"{weights_path}: tensors {sorted(tensors)}, expected {sorted(expected)}")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ProbeError(f"{meta_path}: field 'd_model' is {meta.d_model} but {weights_path.name} tensor "
+                             f"{name!r} has shape {list(tensors[name].shape)}, expected {list(shape)}; re-save the {stem}")
+    return tensors, meta
+
+
+def base_meta(
+    hook: str, position: Any, d_model: int, model: dict | None, training_data: dict, hyperparameters: dict, metrics: dict
+) -> dict[str, Any]:
+    """The shared fields of a new artifact, in the order they appear in the JSON."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "hook": hook,
+        "position": position,
+        "d_model": d_model,
+        "model": model,
+        "training_data": training_data,
+        "hyperparameters": hyperparameters,
+        "metrics": metrics,
+        "whitebox_version": __version__,
+        "created": now(),
+    }
+
+
+def _describe(err: ValidationError) -> str:
+    """One line per invalid field: `field 'a.b': message (got value)`."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("literal[", "int", "str", "function")))
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        parts.append(f"field {loc!r}: {'missing' if e['type'] == 'missing' else e['msg']}{got}")
+    return "; ".join(dict.fromkeys(parts))

@@ -1,0 +1,77 @@
+"""Score a hook's activations live, during any forward pass or generation, inside a scoped hooks context."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from whitebox.probes.artifact import ProbeError
+
+
+@dataclass
+class LiveScores:
+    """Scores recorded while attached: one entry per forward pass that ran the hook.
+
+    With position "last" (or an index) an entry is [batch]; with "all" it is [batch, pos]. During
+    cached generation each step's pass sees only the new tokens, so "last" scores each new token.
+    """
+
+    hook: str
+    scores: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def last(self) -> torch.Tensor:
+        """The most recent entry."""
+        if not self.scores:
+            raise ProbeError(f"{self.hook}: no forward pass has run this hook since attach")
+        return self.scores[-1]
+
+
+@contextmanager
+def attach_scorer(
+    model: torch.nn.Module,
+    hook: str,
+    d_model: int,
+    position: Any,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    where: str,
+    detach: bool = True,
+) -> Iterator[LiveScores]:
+    """Run `score` on `hook`'s activation at `position` in every forward pass while the context is open."""
+    from whitebox.capture import canonical_hook, residual_hooks
+
+    if position == "mask":
+        raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
+    try:
+        name = canonical_hook(model, hook)
+    except ValueError as err:
+        raise ProbeError(f"{where}: hook {err}") from None
+    width = int(getattr(model.cfg, "d_model", d_model))
+    if name in residual_hooks(model) and width != d_model:
+        raise ProbeError(f"{where}: field 'd_model' is {d_model} but the model's residual width at {name} is {width}")
+    live = LiveScores(name)
+
+    def read(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        if act.shape[-1] != d_model:
+            raise ProbeError(f"{where}: field 'd_model' is {d_model} but {name} has width {act.shape[-1]} on this model")
+        x = _select(act, position)  # batch d, or batch pos d
+        if x is not None:
+            s = score(x.detach() if detach else x)
+            live.scores.append(s.detach() if detach else s)
+        return act
+
+    with model.hooks(fwd_hooks=[(name, read)]):
+        yield live
+
+
+def _select(act: torch.Tensor, position: Any) -> torch.Tensor | None:
+    """The activation rows a position rule reads from one pass; None when an index is out of range."""
+    if position == "all":
+        return act
+    if position == "last":
+        return act[:, -1]
+    seq = act.shape[1]
+    return act[:, position] if -seq <= position < seq else None
