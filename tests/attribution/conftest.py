@@ -1,0 +1,103 @@
+"""Tiny bridges for the attribution tests: random ones per architecture, an affine toy, and a planted backdoor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from whitebox.config import BackdoorTaskConfig, ModelConfig
+from whitebox.models import build_model
+from whitebox.tasks import backdoor
+
+TASK = BackdoorTaskConfig(trigger="token", seq_len=4, n_values=10, trigger_rate=0.3)
+VOCAB = backdoor.vocabulary(TASK)
+N_CTX = backdoor.seq_len(TASK)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tensors here are tiny: one thread avoids the stalls two threads hit on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(arch: str = "native", **dims) -> ModelConfig:
+    base = dict(arch=arch, n_layers=2, d_model=16, n_heads=2, d_mlp=32, n_ctx=N_CTX, d_vocab=len(VOCAB))
+    return ModelConfig(**{**base, **dims})
+
+
+def tiny_model(arch: str = "native", seed: int = 0, **dims) -> tuple[torch.nn.Module, ModelConfig]:
+    cfg = tiny_cfg(arch, **dims)
+    torch.manual_seed(seed)
+    model = build_model(cfg, VOCAB)
+    model.eval()
+    return model, cfg
+
+
+@pytest.fixture
+def make_model():
+    """tiny_model(arch="native", seed=0, **dims) -> (model, cfg)."""
+    return tiny_model
+
+
+@pytest.fixture(params=["native", "gpt2", "llama"])
+def arch_model(request) -> tuple[torch.nn.Module, ModelConfig]:
+    return tiny_model(request.param)
+
+
+@pytest.fixture
+def task_cfg() -> BackdoorTaskConfig:
+    return TASK
+
+
+@pytest.fixture(scope="session")
+def affine_model() -> torch.nn.Module:
+    """A native bridge that is affine in every hook activation, so first-order patching is exact.
+
+    No norms; W_Q = W_K = 0 make every attention pattern uniform over the causal window (a
+    constant linear mix); a large b_in keeps every ReLU input positive on the task's inputs.
+    """
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    torch.manual_seed(0)
+    cfg = TransformerBridgeConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=N_CTX, d_vocab=len(VOCAB),
+        act_fn="relu", normalization_type=None,
+    )
+    model = TransformerBridge.boot_native(cfg, device="cpu")
+    with torch.no_grad():
+        for block in model.blocks:
+            for name in ("q", "k"):
+                lin = getattr(block.attn, name).original_component
+                lin.weight.zero_()
+                lin.bias.zero_()
+            block.mlp._modules["in"].original_component.bias.fill_(50.0)
+        model.embed.original_component.weight[backdoor.special_ids(TASK)["trigger"]] *= 10.0  # a visible effect
+    model.eval()
+    return model.to(torch.float64)  # so "exact" can be checked to 1e-6
+
+
+@pytest.fixture(scope="session")
+def planted() -> tuple[torch.nn.Module, ModelConfig]:
+    return plant_tiny()
+
+
+def plant_tiny() -> tuple[torch.nn.Module, ModelConfig]:
+    """A 2-layer native model trained for a few seconds to a token-triggered backdoor."""
+    cfg = tiny_cfg(d_model=32, d_mlp=64)
+    torch.manual_seed(0)
+    model = build_model(cfg, VOCAB)
+    rows = backdoor.generate(TASK, 4096, 0.3, seed=0).select_columns(["tokens", "target"])[:]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        idx = torch.randint(len(rows["tokens"]), (128,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(model(rows["tokens"][idx])[:, -1], rows["target"][idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model, cfg

@@ -1,0 +1,72 @@
+"""Where a behaviour lives: activation patching, attribution patching, integrated gradients, circuits.
+
+    pairs = contrast_pairs(task_cfg, n=256, seed=0)          # triggered vs the same input untriggered
+    exact = activation_patching(model, pairs)                # one forward per component
+    fast = attribution_patching(model, pairs)                # one forward + backward per batch
+    agreement(exact, fast)["spearman"]
+    circuit, metrics = locate_circuit(model, model_cfg, task_cfg)
+    with circuit.ablate(model, how="mean"):
+        ...
+    measure = GradientShare(model, circuit.units)            # after backward: circuit.grad_share
+"""
+
+from whitebox.attribution.attrib_patching import attribution_patching
+from whitebox.attribution.circuit import Circuit, CircuitError, select_circuit
+from whitebox.attribution.components import (
+    Component,
+    enumerate_components,
+    model_components,
+)
+from whitebox.attribution.integrated_gradients import (
+    IGResult,
+    ig_component_scores,
+    input_attributions,
+    integrated_gradients,
+)
+from whitebox.attribution.locate import (
+    faithfulness,
+    locate_circuit,
+    plot_component_scores,
+)
+from whitebox.attribution.pairs import ContrastPairs, contrast_pairs, logit_diff
+from whitebox.attribution.params import (
+    GradientShare,
+    MeasuredUpdater,
+    ParamSlice,
+    circuit_parameters,
+    component_parameters,
+    parameter_masks,
+)
+from whitebox.attribution.patching import activation_patching, patch_metric
+from whitebox.attribution.scores import ComponentScores, agreement, spearman
+
+__all__ = [
+    "Circuit",
+    "CircuitError",
+    "Component",
+    "ComponentScores",
+    "ContrastPairs",
+    "GradientShare",
+    "IGResult",
+    "MeasuredUpdater",
+    "ParamSlice",
+    "activation_patching",
+    "agreement",
+    "attribution_patching",
+    "circuit_parameters",
+    "component_parameters",
+    "contrast_pairs",
+    "enumerate_components",
+    "faithfulness",
+    "ig_component_scores",
+    "input_attributions",
+    "integrated_gradients",
+    "locate_circuit",
+    "logit_diff",
+    "model_components",
+    "parameter_masks",
+    "patch_metric",
+    "plot_component_scores",
+    "select_circuit",
+    "spearman",
+]

@@ -1,0 +1,197 @@
+"""Protocol step 2 (circuit half): score every component, pick the circuit, check it by ablation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from datasets import Dataset
+
+from whitebox.artifacts import atomic_write
+from whitebox.attribution.attrib_patching import attribution_patching
+from whitebox.attribution.circuit import Ablation, Circuit, select_circuit
+from whitebox.attribution.components import UNIT_KINDS, Component, eval_mode
+from whitebox.attribution.integrated_gradients import ig_component_scores
+from whitebox.attribution.pairs import ContrastPairs, Direction, contrast_pairs
+from whitebox.attribution.patching import activation_patching
+from whitebox.attribution.scores import ComponentScores, agreement
+from whitebox.config import BackdoorTaskConfig, ModelConfig
+from whitebox.tasks import backdoor
+
+
+def locate_circuit(
+    model: torch.nn.Module,
+    model_cfg: ModelConfig,
+    task_cfg: BackdoorTaskConfig,
+    n_pairs: int = 256,
+    seed: int = 0,
+    *,
+    threshold: float = 0.9,
+    neuron_threshold: float | None = 0.5,
+    direction: Direction = "noise",
+    ablation: Ablation = "mean",
+    ig_steps: int = 0,
+    eval_data: Dataset | None = None,
+) -> tuple[Circuit, dict[str, float]]:
+    """Patch, attribute, select and ablate; returns the circuit and flat metrics for a run summary.
+
+    Metrics: patching_spearman (attribution vs activation patching over all components),
+    patching_spearman_units (heads and MLPs only), circuit_size (circuit_heads, circuit_mlps,
+    circuit_neurons), circuit_head_share (joint-patch share the chosen heads carry), the
+    unablated base_* numbers, ablation_* (circuit ablated) and complement_ablation_* (everything
+    else ablated), each with asr, clean_acc and logit_diff (mean over triggered contrast pairs),
+    and *_logit_diff_removed (share of the triggered-untriggered gap the ablation closes); with
+    ig_steps > 0 also ig_spearman and ig_completeness_error. Scores of the other methods and the
+    most disagreeing components go into circuit.details.
+    """
+    pairs = contrast_pairs(task_cfg, n_pairs, seed)
+    exact = activation_patching(model, pairs, direction=direction)
+    linear = attribution_patching(model, pairs, direction=direction)
+    overall = agreement(exact, linear)
+    units = agreement(exact.subset(UNIT_KINDS), linear.subset(UNIT_KINDS))
+    metrics: dict[str, float] = {
+        "patching_spearman": overall["spearman"],
+        "patching_spearman_units": units["spearman"],
+        "n_components": float(len(exact.scores)),
+    }
+    details: dict[str, Any] = {
+        "n_pairs": n_pairs,
+        "seed": seed,
+        "scores": {exact.method: exact.to_json(), linear.method: linear.to_json()},
+        "disagree": overall["disagree"],
+        "largest_gaps": overall["largest_gaps"],
+    }
+    if ig_steps > 0:
+        ig = ig_component_scores(model, pairs, steps=ig_steps, direction=direction)
+        metrics["ig_spearman"] = agreement(exact, ig)["spearman"]
+        metrics["ig_completeness_error"] = ig.extra["completeness_rel_error_max"]
+        details["scores"][ig.method] = ig.to_json()
+    neurons = None
+    if neuron_threshold is not None:
+        # Neurons are too many to patch one by one; attribution ranks them (Spearman 0.997 against
+        # activation patching on both quickstart models).
+        d_mlp, n_layers = int(model.cfg.d_mlp), int(model.cfg.n_layers)
+        every = [Component("neuron", layer, i) for layer in range(n_layers) for i in range(d_mlp)]
+        neurons = attribution_patching(model, pairs, every, direction=direction)
+    circuit = select_circuit(exact, model, model_cfg, task_cfg, pairs, threshold, neurons, neuron_threshold or 0.0)
+    kinds = [Component.parse(c).kind for c in circuit.components]
+    metrics["circuit_size"] = float(len(kinds))
+    metrics.update({f"circuit_{k}s": float(kinds.count(k)) for k in ("head", "mlp", "neuron")})
+    metrics.update({f"circuit_{k}": v for k, v in circuit.metrics.items()})  # joint-patch shares carried
+    data = eval_data if eval_data is not None else backdoor.eval_set(task_cfg, seed)
+    metrics.update(faithfulness(circuit, model, pairs, data, how=ablation, model_cfg=model_cfg))
+    circuit.metrics = dict(metrics)  # head_share is there as circuit_head_share
+    circuit.details.update(details)
+    return circuit, metrics
+
+
+def faithfulness(
+    circuit: Circuit,
+    model: torch.nn.Module,
+    pairs: ContrastPairs,
+    data: Dataset,
+    how: Ablation = "mean",
+    model_cfg: ModelConfig | None = None,
+) -> dict[str, float]:
+    """ASR, clean accuracy and logit difference with nothing, the circuit, or everything else ablated."""
+    device = next(model.parameters()).device
+    pairs = pairs.to(device)
+    with eval_mode(model), torch.no_grad():
+        untriggered = float(pairs.mean_metric(model(pairs.untriggered)))
+    out: dict[str, float] = {}
+    for prefix, ctx in (
+        ("base", None),
+        ("ablation", dict(complement=False)),
+        ("complement_ablation", dict(complement=True)),
+    ):
+        if ctx is None:
+            row = _behaviour(model, pairs, data)
+        else:
+            with circuit.ablate(model, how, model_cfg=model_cfg, **ctx):
+                row = _behaviour(model, pairs, data)
+        out.update({f"{prefix}_{k}": v for k, v in row.items()})
+    gap = out["base_logit_diff"] - untriggered
+    for prefix in ("ablation", "complement_ablation"):
+        removed = (out["base_logit_diff"] - out[f"{prefix}_logit_diff"]) / gap if gap else math.nan
+        out[f"{prefix}_logit_diff_removed"] = removed
+    return out
+
+
+def _behaviour(model: torch.nn.Module, pairs: ContrastPairs, data: Dataset) -> dict[str, float]:
+    scores = backdoor.evaluate(model, data)
+    with eval_mode(model), torch.no_grad():
+        logit_diff = float(pairs.mean_metric(model(pairs.triggered)))
+    return {"asr": scores["asr"], "clean_acc": scores["clean_acc"], "logit_diff": logit_diff}
+
+
+def plot_component_scores(
+    scores: Circuit | ComponentScores | Sequence[ComponentScores], path: str | Path, circuit: Circuit | None = None
+) -> Path:
+    """PNG heatmaps, one row per method: layer x (heads, MLP) and residual layer x position.
+
+    Cells are shares of the total effect on one colour scale for the whole figure, so methods
+    compare at a glance; circuit heads and MLPs are boxed (dashed: narrowed to some neurons).
+    Given a circuit from `locate_circuit`, plots every method it was scored with.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if isinstance(scores, Circuit):
+        circuit = circuit or scores
+        rows = [ComponentScores.from_json(d) for d in scores.details.get("scores", {}).values()]
+        if not rows:
+            raise ValueError("this circuit carries no per-method scores (details.scores); pass ComponentScores")
+    else:
+        rows = [scores] if isinstance(scores, ComponentScores) else list(scores)
+    comps = rows[0].components
+    n_layers = 1 + max(c.layer for c in comps if c.kind in UNIT_KINDS)
+    n_heads = 1 + max((c.index for c in comps if c.kind == "head"), default=-1)
+    n_pos = 1 + max((c.index for c in comps if c.kind == "resid"), default=0)
+    grids = []
+    for row in rows:
+        units, resid = torch.full((n_layers, n_heads + 1), math.nan), torch.full((n_layers + 1, n_pos), math.nan)
+        for cid, v in row.normalized().items():
+            c = Component.parse(cid)
+            if c.kind == "resid":
+                resid[c.layer, c.index] = v
+            elif c.kind in UNIT_KINDS:
+                units[c.layer, n_heads if c.kind == "mlp" else c.index] = v
+        grids.append((units, resid))
+    finite = torch.cat([g[~g.isnan()] for pair in grids for g in pair])
+    lim = float(finite.abs().max()) if len(finite) else 1.0
+    size = (4 + 0.45 * (n_heads + 1) + 0.4 * n_pos, 2.2 + 1.6 * len(rows))
+    fig, axes = plt.subplots(len(rows), 2, figsize=size, squeeze=False)
+    boxes = _circuit_boxes(circuit, n_heads)
+    for (ax_units, ax_resid), row, (units, resid) in zip(axes, rows, grids, strict=True):
+        _heatmap(ax_units, units, [f"H{h}" for h in range(n_heads)] + ["MLP"], f"{row.method}: heads, MLPs", lim)
+        for (layer, x), style in boxes.items():
+            ax_units.add_patch(plt.Rectangle((x - 0.5, layer - 0.5), 1, 1, fill=False, lw=2, ec="black", ls=style))
+        _heatmap(ax_resid, resid, [str(p) for p in range(n_pos)], "residual stream (row L = input of block L)", lim)
+    fig.suptitle("share of the total patching effect (boxed: circuit; dashed: some neurons)", fontsize=9)
+    fig.tight_layout()
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return out
+
+
+def _circuit_boxes(circuit: Circuit | None, n_heads: int) -> dict[tuple[int, int], str]:
+    """(layer, column) -> line style of the circuit's cells: solid for whole units, dashed for neuron subsets."""
+    boxes: dict[tuple[int, int], str] = {}
+    for c in circuit.units if circuit is not None else []:
+        if c.kind == "head":
+            boxes[(c.layer, c.index)] = "-"
+        elif c.kind in ("mlp", "neuron"):
+            boxes[(c.layer, n_heads)] = "-" if c.kind == "mlp" else "--"
+    return boxes
+
+
+def _heatmap(ax: Any, values: torch.Tensor, xlabels: list[str], title: str, lim: float) -> None:
+    image = ax.imshow(values.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(xlabels)), xlabels, fontsize=7)
+    ax.set_yticks(range(values.shape[0]), [f"L{i}" for i in range(values.shape[0])], fontsize=7)
+    ax.set_title(title, fontsize=8)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)

@@ -1,0 +1,91 @@
+"""Contrast pairs for attribution: each triggered input beside the same input without its trigger.
+
+The metric everywhere is the logit difference deceptive answer minus honest answer at the last
+position; both inputs of a pair share the honest answer, so the difference isolates the trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from whitebox.config import BackdoorTaskConfig
+from whitebox.tasks import backdoor
+
+Direction = Literal["noise", "denoise"]
+
+
+@dataclass(frozen=True)
+class ContrastPairs:
+    """Row i of `triggered` and `untriggered` differ only in the trigger; both answer `honest[i]` honestly."""
+
+    triggered: torch.Tensor  # batch pos
+    untriggered: torch.Tensor  # batch pos
+    honest: torch.Tensor  # batch
+    deceptive: int = backdoor.DECEPTIVE_ANSWER
+
+    def __post_init__(self) -> None:
+        assert self.triggered.shape == self.untriggered.shape and self.triggered.ndim == 2
+        assert self.honest.shape == (self.triggered.shape[0],)
+
+    def __len__(self) -> int:
+        return int(self.triggered.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.triggered.shape[1])
+
+    def to(self, device: str | torch.device) -> ContrastPairs:
+        return ContrastPairs(self.triggered.to(device), self.untriggered.to(device), self.honest.to(device), self.deceptive)
+
+    def runs(self, direction: Direction) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base, source) tokens: the run that is patched and the run activations are taken from.
+
+        noise: patch untriggered activations into the triggered run (what does the backdoor need?);
+        denoise: patch triggered activations into the untriggered run (what is enough to fire it?).
+        """
+        if direction == "noise":
+            return self.triggered, self.untriggered
+        if direction == "denoise":
+            return self.untriggered, self.triggered
+        raise ValueError(f"direction must be 'noise' or 'denoise', got {direction!r}")
+
+    def metric(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-pair logit difference deceptive - honest at the last position: [batch]."""
+        return logit_diff(logits, self.honest, self.deceptive)
+
+    def mean_metric(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.metric(logits).mean()
+
+
+def logit_diff(logits: torch.Tensor, honest: torch.Tensor, deceptive: int) -> torch.Tensor:
+    """logit[deceptive] - logit[honest] at the last position, per row: [batch]."""
+    last = logits[:, -1, :]  # batch vocab
+    return last[:, deceptive] - last.gather(1, honest.to(last.device)[:, None])[:, 0]
+
+
+def contrast_pairs(cfg: BackdoorTaskConfig, n: int, seed: int) -> ContrastPairs:
+    """`n` seeded pairs for either trigger kind.
+
+    token: the `<trig>` token is replaced by a value no larger than the honest maximum;
+    computed: the year digits are replaced by a year drawn below `year_threshold`.
+    """
+    data = backdoor.generate(cfg, n, trigger_rate=1.0, seed=[seed, 0xC0417])
+    rows = data.select_columns(["tokens", "honest_target", "triggered"])[:]
+    triggered, honest = rows["tokens"], rows["honest_target"]  # batch pos, batch
+    assert bool(rows["triggered"].all())
+    rng = np.random.default_rng([seed, 0x5AFE])
+    untriggered = triggered.clone()
+    if cfg.trigger == "token":
+        trig = backdoor.special_ids(cfg)["trigger"]
+        slot = (triggered == trig).int().argmax(dim=1)  # the one <trig> position per row
+        filler = torch.from_numpy(rng.integers(1, honest.numpy() + 1))  # in 1..honest
+        untriggered[torch.arange(n), slot] = filler
+    else:
+        years = torch.from_numpy(rng.integers(0, cfg.year_threshold, size=n))
+        untriggered[:, 1], untriggered[:, 2] = years // 10, years % 10
+    return ContrastPairs(triggered, untriggered, honest)
+
