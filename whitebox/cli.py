@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from whitebox import __version__
 from whitebox.config import ConfigError, load_config
+from whitebox.probe_cli import add_commands as add_probe_commands
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    add_probe_commands(commands)
     return parser
 
 
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _run(args, parser)
+        return _probe(args) if args.command == "probe" else _run(args, parser)
     except ConfigError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -71,6 +73,19 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"\nwhitebox: interrupted; continue with `whitebox run --resume {target}`", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(format_summary(summary))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from whitebox.artifacts import ArtifactError
+    from whitebox.probe_cli import run_probe_command
+
+    try:
+        result = run_probe_command(args)
+    except ArtifactError as err:
+        print(f"whitebox: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_summary(result))
     return 0
 
 

@@ -148,6 +148,11 @@ class LocateConfig(_Strict):
     C: float = Field(1.0, gt=0, description="inverse L2 strength of logistic probes (as in scikit-learn)")
     n_fit: int = Field(2_000, ge=20, description="examples the probes are fitted on (half triggered)")
     n_test: int = Field(1_000, ge=20, description="fresh held-out examples the probes are scored on")
+    circuit_pairs: int = Field(256, ge=2, description="triggered/untriggered contrast pairs for patching")
+    circuit_threshold: float = Field(0.9, gt=0, le=1, description="circuit: smallest set carrying this share of the patching effect")
+    neuron_threshold: float = Field(0.5, gt=0, le=1, description="circuit MLPs narrowed to neurons carrying this share of the layer's score")
+    ablation: Literal["mean", "zero", "resample"] = Field("mean", description="how circuit components are ablated")
+    ig_steps: int = Field(32, ge=0, description="integrated-gradients path steps (0: skip)")
 
 
 class RunConfig(_Strict):

@@ -22,6 +22,8 @@ from datasets import Dataset
 from whitebox.config import BackdoorTaskConfig
 from whitebox.models import answer_logits
 
+HIDDEN = "triggered"  # the label column a probe or detector should find
+
 DECEPTIVE_ANSWER = 0
 HEADER = 3  # <bos> Y1 Y2
 

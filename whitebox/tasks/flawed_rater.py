@@ -23,6 +23,7 @@ from whitebox.config import FlawedRaterTaskConfig
 from whitebox.models import answer_logits
 
 Batch = dict[str, torch.Tensor]
+HIDDEN = "blind_spot"  # the label column a probe or detector should find
 
 
 def vocabulary(cfg: FlawedRaterTaskConfig) -> list[str]:

@@ -1,0 +1,16 @@
+"""Plant a backdoor, then locate it: probes and a detector per residual hook, and the circuit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whitebox.locate import locate
+from whitebox.plant import plant
+from whitebox.report import plot_training
+from whitebox.runner import RunContext
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    model, metrics = plant(ctx)
+    plot_training(ctx.tracker.metrics_path, "plant", ctx.run_dir / "plots" / "plant.png")
+    return {**{f"plant.{k}": v for k, v in metrics.items()}, **locate(ctx, model)}
