@@ -106,6 +106,20 @@ def answer_logits(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return model(tokens)[:, -1, :]
 
 
+@torch.no_grad()
+def all_answer_logits(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Answer logits [n, d_vocab] (float32, on the CPU) for many inputs, in eval mode and in batches."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [answer_logits(model, tokens[i : i + batch_size].to(device)).float().cpu()
+                 for i in range(0, len(tokens), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)
+
+
 def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
     """Architecture, dims and parameter shapes: two models load each other's weights iff equal."""
     dims = cfg.model_dump(mode="json")

@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 
 from whitebox.config import ModularTaskConfig
-from whitebox.models import answer_logits
+from whitebox.models import all_answer_logits
 
 
 def vocabulary(cfg: ModularTaskConfig) -> list[str]:
@@ -48,19 +48,10 @@ def eval_set(cfg: ModularTaskConfig, seed: int) -> Dataset:
     return all_pairs(cfg).select(torch.nonzero(~is_train(cfg, seed)).flatten().tolist())
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Dataset, batch_size: int = 4096) -> dict[str, float]:
     """Exact-match accuracy (a discontinuous metric) beside the log-probability of the right answer (a continuous one)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    hits, logprobs = [], []
-    for start in range(0, len(data), batch_size):
-        rows = data[start : start + batch_size]
-        logits = answer_logits(model, rows["tokens"].to(device)).float()  # batch vocab
-        target = rows["target"].to(device)
-        logprobs.append(logits.log_softmax(-1).gather(1, target[:, None]).squeeze(1).cpu())
-        hits.append((logits.argmax(-1) == target).cpu())
-    model.train(was_training)
-    logprob = torch.cat(logprobs)
-    return {"acc": float(torch.cat(hits).float().mean()), "loss": float(-logprob.mean()), "logprob": float(logprob.mean())}
+    rows = data.select_columns(["tokens", "target"])[:]
+    logits = all_answer_logits(model, rows["tokens"], batch_size)  # n vocab
+    logprob = logits.log_softmax(-1).gather(1, rows["target"][:, None]).squeeze(1)
+    hits = logits.argmax(-1) == rows["target"]
+    return {"acc": float(hits.float().mean()), "loss": float(-logprob.mean()), "logprob": float(logprob.mean())}
