@@ -60,7 +60,9 @@ class Backprop:
             raise TrainingDiverged(f"gradient norm became {grad_norm}")
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": float(loss.detach()), "grad_norm": grad_norm, "lr": lr}
+        rows = len(next(iter(batch.values())))
+        return {"loss": float(loss.detach()), "grad_norm": grad_norm, "lr": lr,
+                "forward_equivalents": 3 * rows, "examples": rows}  # a backward costs two forwards
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:

@@ -18,8 +18,13 @@ FORMAT_VERSION = 1
 FILES = ("model.safetensors", "trainer.pt")
 
 
-def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, updater: Any, keep: int) -> Path:
-    """Write step_<step>/ atomically (all files or none), then keep only the newest `keep`."""
+def save_checkpoint(
+    directory: str | Path, step: int, model: torch.nn.Module, updater: Any, keep: int, spent: dict[str, int] | None = None
+) -> Path:
+    """Write step_<step>/ atomically (all files or none), then keep only the newest `keep`.
+
+    `spent` is the loop's budget so far (forward-pass equivalents, examples), kept in checkpoint.json.
+    """
     directory = Path(directory)
     final = directory / f"step_{step:07d}"
     tmp = directory / f".{final.name}.tmp"
@@ -31,6 +36,7 @@ def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, up
         write_json(tmp / "checkpoint.json", {
             "format_version": FORMAT_VERSION,
             "step": step,
+            "spent": dict(spent or {}),
             "sha256": {name: sha256_file(tmp / name) for name in FILES},
         })
         shutil.rmtree(final, ignore_errors=True)
@@ -72,6 +78,11 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, updater: Any) -> i
     updater.load_state_dict(state["updater"])
     _set_rng_state(state["rng"])
     return int(meta["step"])
+
+
+def checkpoint_spent(path: str | Path) -> dict[str, int]:
+    """The budget spent up to a checkpoint (empty for checkpoints written before budgets existed)."""
+    return {k: int(v) for k, v in read_json(Path(path) / "checkpoint.json").get("spent", {}).items()}
 
 
 def _rng_state() -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The one training loop: batches, evaluation, checkpoints, resume and the NaN guard.
 
-What is optimised (`loss_fn`: supervised loss, later rewards) and how (`updater`: AdamW, later
-evolution strategies or SPSA) are plugged in; the loop never looks inside either.
+What is optimised (`loss_fn`) and how (`updater`: AdamW, REINFORCE, evolution strategies, SPSA) are
+plugged in; the loop never looks inside either. Updaters report their cost per step in their stats
+(COST_KEYS); the loop adds it up, logs it under budget/ and can stop at a forward-pass budget.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from whitebox.config import TrainingConfig
-from whitebox.training.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints, load_checkpoint, save_checkpoint
 
 Batch = dict[str, torch.Tensor]
+BAR_METRICS = 4  # held-out metrics shown on the progress bar (the first ones an evaluation returns)
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
+# forward-pass equivalents (one example through one forward; a backward counts two) and examples seen
+COST_KEYS = ("forward_equivalents", "examples")
 
 
 class TrainingDiverged(RuntimeError):
@@ -28,7 +32,10 @@ class TrainingDiverged(RuntimeError):
 
 
 class Updater(Protocol):
-    """One parameter update from a batch; optimizer state round-trips through state_dict."""
+    """One parameter update from a batch; optimizer state round-trips through state_dict.
+
+    step's stats include "loss" and, for budgeted training, the step's cost under COST_KEYS.
+    """
 
     def step(self, model: torch.nn.Module, batch: Batch, loss_fn: LossFn) -> dict[str, float]: ...
 
@@ -65,20 +72,29 @@ def train(
     checkpoint_dir: str | Path,
     log: StageLog,
     desc: str = "train",
+    budget: int | None = None,
 ) -> dict[str, float]:
-    """Train for cfg.steps updates, resuming from the newest checkpoint; return the final evaluation."""
+    """Train for cfg.steps updates, or until `budget` forward-pass equivalents are spent when one is given
+    (the last step may overshoot it by less than one step's cost); resume from the newest checkpoint;
+    return the final evaluation."""
     n = len(next(iter(data.values())))
     done = list_checkpoints(checkpoint_dir)
     step = load_checkpoint(done[-1], model, updater) if done else 0
+    spent = dict.fromkeys(COST_KEYS, 0) | (checkpoint_spent(done[-1]) if done else {})
+
+    def finished() -> bool:
+        return spent["forward_equivalents"] >= budget if budget is not None else step >= cfg.steps
+
     log.rewind(step if done else -1)  # lines up to a checkpoint were written before it
     last_eval: dict[str, float] | None = None
     if step == 0:
         last_eval = _evaluate(model, evaluate, log, 0)
     guarded_loss = _finite(loss_fn)
     postfix: dict[str, str] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=1.0)
+    total, initial = (budget, spent["forward_equivalents"]) if budget is not None else (cfg.steps, step)
+    bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=1.0, unit_scale=budget is not None)
     with bar, _interrupt_at_step_boundary() as interrupted:
-        while step < cfg.steps:
+        while not finished():
             idx = batch_indices(step, n, cfg.batch_size, seed)
             batch = {k: v[idx] for k, v in data.items()}
             model.train()
@@ -92,18 +108,24 @@ def train(
                     "Lower training.lr, raise training.warmup_steps or set training.grad_clip."
                 ) from None
             step += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                log.log(step, {f"train/{k}": v for k, v in stats.items()})
+            if budget is not None and "forward_equivalents" not in stats:
+                raise ValueError(f"{type(updater).__name__} does not report forward_equivalents; it cannot run on a budget")
+            for key in COST_KEYS:
+                spent[key] += int(stats.get(key, 0))
+            last = finished()
+            if step % cfg.log_every == 0 or last:
+                log.log(step, {f"train/{k}": v for k, v in stats.items()} | {f"budget/{k}": v for k, v in spent.items()})
                 postfix["train_loss"] = f"{stats['loss']:.3g}"
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if step % cfg.eval_every == 0 or last:
                 last_eval = _evaluate(model, evaluate, log, step)
-                postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in last_eval.items()})
+                shown = list(last_eval.items())[:BAR_METRICS]
+                postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in shown})
             bar.set_postfix(postfix, refresh=False)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupted():
-                save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints)
+            if step % cfg.checkpoint_every == 0 or last or interrupted():
+                save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints, spent=spent)
             if interrupted():
                 raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
-            bar.update(1)
+            bar.update(int(stats.get("forward_equivalents", 0)) if budget is not None else 1)
     return last_eval if last_eval is not None else _evaluate(model, evaluate, None, step)
 
 

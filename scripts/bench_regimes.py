@@ -1,0 +1,249 @@
+"""Benchmark the treatment regimes side by side on one model and one batch.
+
+(a) ES: the time of one ES step over population x the time of one forward of the batch (the
+    physical limit is 1.0; target <= 1.3), and the speed-up of the vmapped population over the same
+    step evaluating members one by one.
+(b) Peak memory of a zo, es (and every other) step against a no-grad forward (inference) and a
+    backprop step. CUDA: torch.cuda.max_memory_allocated. CPU: tensors resident before the step
+    (weights, buffers, optimizer state, reference model) plus the peak of the bytes the step
+    allocates on top, read from torch.profiler's allocation trace (tracemalloc cannot see torch's
+    allocator). Target: zo <= 1.1 x inference.
+(c) Steps and forward-pass equivalents per second of every regime.
+
+Every timing is the median of --repeats runs, interleaved across regimes in the same process.
+
+    python scripts/bench_regimes.py --out bench_regimes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Any, Callable
+
+import torch
+
+from whitebox.config import BackdoorTaskConfig, ModelConfig, TrainingConfig
+from whitebox.models import answer_logits, build_model, load_model
+from whitebox.tasks import backdoor
+from whitebox.training import es as es_module
+from whitebox.training.feedback import match_rater
+from whitebox.training.regime_config import ESConfig, RLConfig, TreatConfig, ZOConfig
+from whitebox.training.regimes import build_regime
+
+REGIMES = ("sft", "rl", "es", "zo", "probe_penalty")
+ES_TARGET, ZO_MEMORY_TARGET = 1.3, 1.1
+
+
+def setup(args) -> tuple[torch.nn.Module, dict[str, torch.Tensor], torch.device]:
+    """The quickstart architecture (or a saved model) and one batch of backdoor inputs."""
+    device = torch.device(args.device)
+    task = BackdoorTaskConfig(seq_len=8, n_values=16)
+    if args.model_dir:
+        model, _ = load_model(args.model_dir, device)
+    else:
+        vocab = backdoor.vocabulary(task)
+        cfg = ModelConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, d_vocab=len(vocab), n_ctx=backdoor.seq_len(task))
+        torch.manual_seed(0)
+        model = build_model(cfg, vocab, device)
+    rows = backdoor.generate(task, args.batch, 0.5, seed=0)[:]
+    batch = {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
+    return model, {k: v.to(device) for k, v in batch.items()}, device
+
+
+def make_updater(name: str, model: torch.nn.Module, args, device: torch.device):
+    cfg = TreatConfig(
+        regime=name,
+        es=ESConfig(population=args.population, examples_per_forward=args.examples_per_forward),
+        zo=ZOConfig(),
+        rl=RLConfig(kl_coef=0.1),
+    )
+    train_cfg = TrainingConfig(warmup_steps=0, schedule="constant", device=str(device))
+    direction = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0)).to(device)
+    probe = (lambda acts: torch.sigmoid(acts @ direction), f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    return build_regime(cfg, model, train_cfg, seed=0, device=device, rater=match_rater(), probe=probe)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, iters: int) -> float:
+    """Seconds per call of fn, averaged over `iters` calls."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / iters
+
+
+def forward_fn(model, batch) -> Callable[[], Any]:
+    def run():
+        with torch.no_grad():
+            answer_logits(model, batch["tokens"])
+
+    return run
+
+
+def step_fn(updater, loss_fn, model, batch) -> Callable[[], Any]:
+    return lambda: updater.step(model, batch, loss_fn)
+
+
+@contextlib.contextmanager
+def member_by_member():
+    """Swap ES's batched population forward for a Python loop over members (the reference)."""
+    batched = es_module.population_answer_logits
+    es_module.population_answer_logits = es_module.sequential_answer_logits
+    try:
+        yield
+    finally:
+        es_module.population_answer_logits = batched
+
+
+def resident_bytes(model: torch.nn.Module, updater: Any) -> int:
+    """Bytes of distinct tensors alive between steps: weights, buffers, grads, optimizer state, extra models."""
+    tensors: list[torch.Tensor] = [*model.parameters(), *model.buffers()]
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            tensors.append(obj)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    if updater is not None:
+        walk(updater.state_dict())
+        for value in vars(updater).values():
+            if isinstance(value, torch.nn.Module) and value is not model:
+                tensors += [*value.parameters(), *value.buffers()]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def peak_bytes(fn: Callable[[], Any], model: torch.nn.Module, updater: Any, device: torch.device) -> int:
+    """Peak bytes in use while fn runs (see the module docstring for how, per device)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+    before = resident_bytes(model, updater)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    allocated = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
+    return before + max([0, *allocated])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", help="a saved whitebox model; default: the quickstart architecture, random init")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--examples-per-forward", type=int, default=None, help="ES chunking; default: ESConfig's")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=5, help="calls per timed repeat")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads; default: torch's")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="bench_regimes.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, batch, device = setup(args)
+    start_state = {k: v.clone() for k, v in model.state_dict().items()}
+    updaters = {}
+    for name in REGIMES:
+        model.load_state_dict(start_state)
+        updaters[name] = make_updater(name, model, args, device)
+        updaters[name][0].step(model, batch, updaters[name][1])  # warm-up; creates optimizer state
+    model.load_state_dict(start_state)
+
+    times: dict[str, list[float]] = {k: [] for k in ("forward", *REGIMES, "es_member_loop")}
+    for _ in range(args.repeats):
+        times["forward"].append(timed(forward_fn(model, batch), device, args.iters))
+        for name in REGIMES:
+            model.load_state_dict(start_state)  # every regime steps from the same weights
+            times[name].append(timed(step_fn(*updaters[name], model, batch), device, args.iters))
+        model.load_state_dict(start_state)
+        with member_by_member():
+            times["es_member_loop"].append(timed(step_fn(*updaters["es"], model, batch), device, args.iters))
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    memory: dict[str, list[int]] = {k: [] for k in ("inference", *REGIMES)}
+    for _ in range(args.repeats):
+        model.zero_grad(set_to_none=True)
+        memory["inference"].append(peak_bytes(forward_fn(model, batch), model, None, device))
+        for name in REGIMES:
+            model.load_state_dict(start_state)
+            model.zero_grad(set_to_none=True)
+            memory[name].append(peak_bytes(step_fn(*updaters[name], model, batch), model, updaters[name][0], device))
+    mem = {k: statistics.median(v) for k, v in memory.items()}
+
+    cost = {name: updaters[name][0].step(model, batch, updaters[name][1])["forward_equivalents"] for name in REGIMES}
+    es_ratio = med["es"] / (args.population * med["forward"])
+    result = {
+        "device": str(device),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "population": args.population,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "repeats": args.repeats,
+        "memory_method": "cuda max_memory_allocated" if device.type == "cuda" else "resident tensors + torch.profiler peak allocation",
+        "forward_s": med["forward"],
+        "es_step_over_population_forwards": es_ratio,
+        "es_batched_speedup_over_member_loop": med["es_member_loop"] / med["es"],
+        "zo_memory_over_inference": mem["zo"] / mem["inference"],
+        "regimes": {
+            name: {
+                "step_s": med[name],
+                "steps_per_s": 1 / med[name],
+                "forward_equivalents_per_step": cost[name],
+                "forward_equivalents_per_s": cost[name] / med[name],
+                "peak_bytes": mem[name],
+                "memory_over_inference": mem[name] / mem["inference"],
+                "memory_over_backprop": mem[name] / mem["sft"],
+            }
+            for name in REGIMES
+        },
+        "inference_peak_bytes": mem["inference"],
+        "raw_times_s": times,
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+
+    print(f"device {device}, {result['threads']} threads, batch {args.batch}, population {args.population}, "
+          f"{result['n_params']} parameters, medians of {args.repeats}; memory: {result['memory_method']}")
+    print(f"{'regime':<14}{'steps/s':>10}{'FE/step':>10}{'FE/s':>12}{'peak MiB':>10}{'x infer':>9}{'x backprop':>11}")
+    print(f"{'inference':<14}{1 / med['forward']:>10.1f}{args.batch:>10}{args.batch / med['forward']:>12.0f}"
+          f"{mem['inference'] / 2**20:>10.2f}{1.0:>9.2f}{mem['inference'] / mem['sft']:>11.2f}")
+    for name, row in result["regimes"].items():
+        print(f"{name:<14}{row['steps_per_s']:>10.1f}{row['forward_equivalents_per_step']:>10}"
+              f"{row['forward_equivalents_per_s']:>12.0f}{row['peak_bytes'] / 2**20:>10.2f}"
+              f"{row['memory_over_inference']:>9.2f}{row['memory_over_backprop']:>11.2f}")
+    verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
+    print(f"ES step / (population x forward): {es_ratio:.2f} (limit 1.0, target <= {ES_TARGET}: {verdict(es_ratio <= ES_TARGET)})")
+    print(f"ES batched population vs member-by-member step: {result['es_batched_speedup_over_member_loop']:.2f}x faster")
+    zo = result["zo_memory_over_inference"]
+    print(f"zo peak memory / inference: {zo:.3f} (target <= {ZO_MEMORY_TARGET}: {verdict(zo <= ZO_MEMORY_TARGET)})")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Zeroth-order training (SPSA as in MeZO): two loss values per random direction, no backward.
+
+The direction z is regenerated from a seed parameter by parameter and applied in place, so memory
+stays that of inference plus one parameter-sized noise tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from whitebox.training.loop import Batch, LossFn
+from whitebox.training.noise import derive_seed, generator
+from whitebox.training.regime_config import ZOConfig
+
+
+class ZerothOrder:
+    """theta -= lr * mean_q[(L(theta + eps z_q) - L(theta - eps z_q)) / (2 eps) * z_q] using the loop's loss_fn."""
+
+    def __init__(self, model: torch.nn.Module, cfg: ZOConfig, *, seed: int):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.cfg, self.seed = cfg, seed
+        self.steps_done = 0
+
+    @torch.no_grad()
+    def step(self, model: torch.nn.Module, batch: Batch, loss_fn: LossFn) -> dict[str, float]:
+        eps = self.cfg.eps
+        projected, losses = [], []
+        for q in range(self.cfg.samples):
+            seed = derive_seed(self.seed, self.steps_done, q)
+            self._perturb(seed, eps)
+            plus = float(loss_fn(model, batch))
+            self._perturb(seed, -2 * eps)
+            minus = float(loss_fn(model, batch))
+            self._perturb(seed, eps)
+            projected.append((seed, (plus - minus) / (2 * eps)))
+            losses += [plus, minus]
+        if self.cfg.weight_decay:
+            for p in self.params:
+                p.mul_(1 - self.cfg.lr * self.cfg.weight_decay)
+        for seed, grad in projected:
+            self._perturb(seed, -self.cfg.lr * grad / self.cfg.samples)
+        self.steps_done += 1
+        rows = len(next(iter(batch.values())))
+        return {
+            "loss": sum(losses) / len(losses),
+            "projected_grad": sum(abs(g) for _, g in projected) / len(projected),
+            "lr": self.cfg.lr,
+            "forward_equivalents": 2 * self.cfg.samples * rows,
+            "examples": rows,
+        }
+
+    def _perturb(self, seed: int, scale: float) -> None:
+        """theta += scale * z(seed), drawing z one parameter at a time in a fixed order."""
+        gen = generator(seed, self.params[0].device)
+        for p in self.params:
+            z = torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype)
+            p.add_(z, alpha=scale)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps_done = int(state["steps_done"])
