@@ -167,7 +167,7 @@ def locate(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
         loc = cfg.locate
         circuit, found = locate_circuit(
             model, cfg.model, cfg.task, n_pairs=loc.circuit_pairs, seed=cfg.run.seed, threshold=loc.circuit_threshold,
-            neuron_threshold=loc.neuron_threshold, ablation=loc.ablation, ig_steps=loc.ig_steps,
+            neurons=loc.circuit_neurons, ablation=loc.ablation, ig_steps=loc.ig_steps,
         )
         circuit.save(run_dir / "circuit" / "circuit.json")
         plot_component_scores(circuit, run_dir / "plots" / "circuit_scores.png")

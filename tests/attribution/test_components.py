@@ -10,12 +10,12 @@ from whitebox.attribution.components import (
 from whitebox.attribution.pairs import contrast_pairs
 
 
-@pytest.mark.parametrize("text", ["L0.H1", "L3.MLP", "L1.MLP.N17", "L2.RESID.P5"])
+@pytest.mark.parametrize("text", ["L0.H1", "L3.MLP", "L1.MLP.N17", "L2.RESID.P5", "L0.H1.P3", "L1.MLP.P0", "L1.MLP.N2.P7"])
 def test_ids_round_trip(text):
     assert Component.parse(text).id == text
 
 
-@pytest.mark.parametrize("bad", ["L0H1", "H1", "L0.MLP.N", "L1.RESID", "l0.h1", ""])
+@pytest.mark.parametrize("bad", ["L0H1", "H1", "L0.MLP.N", "L1.RESID", "l0.h1", "", "L1.RESID.P2.P3", "L0.H1.P"])
 def test_bad_ids_are_refused(bad):
     with pytest.raises(ValueError, match="not a component id"):
         Component.parse(bad)
@@ -55,3 +55,14 @@ def test_replace_touches_only_the_slice():
     resid = torch.randn(2, 5, 8)
     out = Component("resid", 0, 3).replace(resid, torch.ones(2, 8))
     assert (out[:, 3] == 1).all() and torch.equal(out[:, :3], resid[:, :3]) and torch.equal(out[:, 4:], resid[:, 4:])
+
+
+def test_a_component_at_one_position_slices_only_that_position():
+    act = torch.randn(2, 5, 3, 4)  # batch pos head d_head
+    head = Component.parse("L0.H1.P2")
+    assert head.whole == Component("head", 0, 1) and torch.equal(head.select(act), act[:, 2, 1])
+    out = head.replace(act, 0.0)
+    assert (out[:, 2, 1] == 0).all() and (out != act).sum() == (act[:, 2, 1] != 0).sum()
+    post = torch.randn(2, 5, 6)  # batch pos d_mlp
+    assert torch.equal(Component.parse("L0.MLP.N4.P3").select(post), post[:, 3, 4])
+    assert torch.equal(Component.parse("L0.MLP.P3").select(post), post[:, 3])

@@ -10,13 +10,15 @@ def test_locate_finds_a_faithful_circuit(planted, task_cfg, tmp_path):
     assert backdoor.evaluate(model, backdoor.eval_set(task_cfg, 0))["asr"] > 0.95
     circuit, metrics = locate_circuit(model, cfg, task_cfg, n_pairs=64, seed=0, ig_steps=8)
     for key in ("patching_spearman", "patching_spearman_units", "circuit_size", "ablation_asr", "ablation_clean_acc",
-                "complement_ablation_asr", "ablation_logit_diff_removed", "ig_spearman", "ig_completeness_error"):
+                "complement_ablation_asr", "ablation_logit_diff_removed", "ig_spearman", "ig_completeness_error",
+                "circuit_found", "circuit_pair_complement_asr"):
         assert key in metrics, key
     assert -1.0 <= metrics["patching_spearman"] <= 1.0 and metrics["ig_spearman"] > 0.8
     assert metrics["circuit_size"] == len(circuit.components) >= 1
     assert metrics["base_asr"] > 0.95
     assert metrics["ablation_asr"] < 0.1 and metrics["ablation_logit_diff_removed"] > 0.5  # the circuit is needed
     assert metrics["complement_ablation_asr"] > 0.9  # and enough
+    assert metrics["ablation_clean_acc"] > 0.9 * metrics["base_clean_acc"]  # and the honest task does without it
     assert circuit.metrics == metrics and "attribution_patching" in circuit.details["scores"]
     path = circuit.save(tmp_path / "circuit.json")
     assert Circuit.load(path) == circuit
@@ -25,4 +27,5 @@ def test_locate_finds_a_faithful_circuit(planted, task_cfg, tmp_path):
     png = plot_component_scores(Circuit.load(path), tmp_path / "scores.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     exact = ComponentScores.from_json(circuit.details["scores"]["activation_patching"])
-    assert exact.scores == {k: v for k, v in circuit.scores.items() if ".N" not in k}
+    assert {c.kind for c in exact.components} == {"head", "mlp", "resid"}
+    assert set(circuit.components) <= set(circuit.scores) == set(circuit.details["trigger_share"])

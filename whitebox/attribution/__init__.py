@@ -4,14 +4,15 @@
     exact = activation_patching(model, pairs)                # one forward per component
     fast = attribution_patching(model, pairs)                # one forward + backward per batch
     agreement(exact, fast)["spearman"]
-    circuit, metrics = locate_circuit(model, model_cfg, task_cfg)
+    circuit, metrics = locate_circuit(model, model_cfg, task_cfg)  # rule: whitebox.attribution.selection
     with circuit.ablate(model, how="mean"):
         ...
     measure = GradientShare(model, circuit.units)            # after backward: circuit.grad_share
 """
 
+from whitebox.attribution.ablation import ablated
 from whitebox.attribution.attrib_patching import attribution_patching
-from whitebox.attribution.circuit import Circuit, CircuitError, select_circuit
+from whitebox.attribution.circuit import Circuit, CircuitError
 from whitebox.attribution.components import (
     Component,
     enumerate_components,
@@ -28,7 +29,12 @@ from whitebox.attribution.locate import (
     locate_circuit,
     plot_component_scores,
 )
-from whitebox.attribution.pairs import ContrastPairs, contrast_pairs, logit_diff
+from whitebox.attribution.pairs import (
+    ContrastPairs,
+    contrast_pairs,
+    honest_margin,
+    logit_diff,
+)
 from whitebox.attribution.params import (
     GradientShare,
     MeasuredUpdater,
@@ -39,6 +45,7 @@ from whitebox.attribution.params import (
 )
 from whitebox.attribution.patching import activation_patching, patch_metric
 from whitebox.attribution.scores import ComponentScores, agreement, spearman
+from whitebox.attribution.selection import select_circuit, unit_shares
 
 __all__ = [
     "Circuit",
@@ -50,6 +57,7 @@ __all__ = [
     "IGResult",
     "MeasuredUpdater",
     "ParamSlice",
+    "ablated",
     "activation_patching",
     "agreement",
     "attribution_patching",
@@ -58,6 +66,7 @@ __all__ = [
     "contrast_pairs",
     "enumerate_components",
     "faithfulness",
+    "honest_margin",
     "ig_component_scores",
     "input_attributions",
     "integrated_gradients",
@@ -69,4 +78,5 @@ __all__ = [
     "plot_component_scores",
     "select_circuit",
     "spearman",
+    "unit_shares",
 ]

@@ -2,7 +2,9 @@
 
 A component is a slice of one hook activation. Its id (`L0.H1`, `L1.MLP`, `L1.MLP.N7`, `L2.RESID.P5`)
 is what scores, plots and circuit artifacts are keyed by; `hook` is the transformer-lens alias
-the patching helpers address, and `canonical_hook` the name a bridge resolves it to.
+the patching helpers address, and `canonical_hook` the name a bridge resolves it to. A head, MLP
+or neuron may be narrowed to one token position (`L0.H3.P2`, `L1.MLP.P11`, `L0.MLP.N7.P2`): a head
+can read the trigger at one position and do the honest task at another.
 
 Per-head work happens at `blocks.L.attn.hook_z` (the value-weighted head outputs before W_O,
 [batch, pos, head, d_head]); it exists on native and HF-backed bridges alike, unlike
@@ -20,7 +22,7 @@ import torch
 
 Kind = Literal["head", "mlp", "neuron", "resid"]
 UNIT_KINDS: tuple[Kind, ...] = ("head", "mlp")  # what a circuit is made of
-_ID = re.compile(r"^L(\d+)\.(?:H(\d+)|MLP(?:\.N(\d+))?|RESID\.P(\d+))$")
+_ID = re.compile(r"^L(\d+)\.(?:(?:H(\d+)|MLP(?:\.N(\d+))?)(?:\.P(\d+))?|RESID\.P(\d+))$")
 
 
 @dataclass(frozen=True, order=True)
@@ -34,19 +36,27 @@ class Component:
     kind: Kind
     layer: int
     index: int | None = None  # head, neuron or position; None for a whole MLP
+    pos: int | None = None  # a head, MLP or neuron at this token position only; None: at every position
 
     def __post_init__(self) -> None:
         assert self.kind in ("head", "mlp", "neuron", "resid"), self.kind
         assert (self.index is None) == (self.kind == "mlp"), f"{self.kind} component needs index iff not mlp"
+        assert self.pos is None or self.kind != "resid", "a residual row is already one position"
 
     @property
     def id(self) -> str:
+        at = "" if self.pos is None else f".P{self.pos}"
         return {
-            "head": f"L{self.layer}.H{self.index}",
-            "mlp": f"L{self.layer}.MLP",
-            "neuron": f"L{self.layer}.MLP.N{self.index}",
+            "head": f"L{self.layer}.H{self.index}{at}",
+            "mlp": f"L{self.layer}.MLP{at}",
+            "neuron": f"L{self.layer}.MLP.N{self.index}{at}",
             "resid": f"L{self.layer}.RESID.P{self.index}",
         }[self.kind]
+
+    @property
+    def whole(self) -> Component:
+        """The same head, MLP or neuron at every position."""
+        return Component(self.kind, self.layer, self.index)
 
     def __str__(self) -> str:
         return self.id
@@ -56,15 +66,16 @@ class Component:
         """The component with id `text` (the inverse of `.id`)."""
         match = _ID.match(text)
         if match is None:
-            raise ValueError(f"{text!r} is not a component id (e.g. L0.H1, L1.MLP, L1.MLP.N7, L2.RESID.P5)")
-        layer, head, neuron, pos = match.groups()
+            raise ValueError(f"{text!r} is not a component id (e.g. L0.H1, L1.MLP, L1.MLP.N7, L2.RESID.P5, L0.H1.P3)")
+        layer, head, neuron, at, row = match.groups()
+        pos = None if at is None else int(at)
         if head is not None:
-            return cls("head", int(layer), int(head))
+            return cls("head", int(layer), int(head), pos)
         if neuron is not None:
-            return cls("neuron", int(layer), int(neuron))
-        if pos is not None:
-            return cls("resid", int(layer), int(pos))
-        return cls("mlp", int(layer))
+            return cls("neuron", int(layer), int(neuron), pos)
+        if row is not None:
+            return cls("resid", int(layer), int(row))
+        return cls("mlp", int(layer), None, pos)
 
     def hook(self, n_layers: int) -> str:
         """The transformer-lens alias of the hook activation this component is a slice of."""
@@ -86,27 +97,23 @@ class Component:
             return short, self.layer
         return ("resid_pre", self.layer) if self.layer < n_layers else ("resid_post", n_layers - 1)
 
-    def select(self, act: torch.Tensor) -> torch.Tensor:
-        """This component's slice of its hook activation, batch and (for non-resid) pos kept."""
-        if self.kind == "head":
-            return act[:, :, self.index]  # batch pos d_head
-        if self.kind == "neuron":
-            return act[..., self.index]  # batch pos
+    def _slice(self) -> tuple:
+        """Index of this component's slice in its hook activation ([batch, pos, ...])."""
+        pos = slice(None) if self.pos is None else self.pos
         if self.kind == "resid":
-            return act[:, self.index]  # batch d_model
-        return act  # batch pos d_model
+            return (slice(None), self.index)
+        if self.kind == "mlp":
+            return (slice(None), pos)
+        return (slice(None), pos, self.index)
 
-    def replace(self, act: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def select(self, act: torch.Tensor) -> torch.Tensor:
+        """This component's slice of its hook activation: batch kept, and pos unless narrowed to one."""
+        return act[self._slice()]  # head: batch pos d_head; neuron: batch pos; resid: batch d_model; mlp: batch pos d_model
+
+    def replace(self, act: torch.Tensor, value: torch.Tensor | bool | float) -> torch.Tensor:
         """A copy of `act` with this component's slice set to `value` (broadcast over the slice)."""
         out = act.clone()
-        if self.kind == "head":
-            out[:, :, self.index] = value
-        elif self.kind == "neuron":
-            out[..., self.index] = value
-        elif self.kind == "resid":
-            out[:, self.index] = value
-        else:
-            out[...] = value
+        out[self._slice()] = value
         return out
 
 

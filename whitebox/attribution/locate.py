@@ -10,13 +10,15 @@ import torch
 from datasets import Dataset
 
 from whitebox.artifacts import atomic_write
+from whitebox.attribution.ablation import Ablation
 from whitebox.attribution.attrib_patching import attribution_patching
-from whitebox.attribution.circuit import Ablation, Circuit, select_circuit
+from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.components import UNIT_KINDS, Component, eval_mode
 from whitebox.attribution.integrated_gradients import ig_component_scores
 from whitebox.attribution.pairs import ContrastPairs, Direction, contrast_pairs
 from whitebox.attribution.patching import activation_patching
 from whitebox.attribution.scores import ComponentScores, agreement
+from whitebox.attribution.selection import select_circuit
 from whitebox.config import BackdoorTaskConfig, ModelConfig
 from whitebox.tasks import backdoor
 
@@ -29,7 +31,7 @@ def locate_circuit(
     seed: int = 0,
     *,
     threshold: float = 0.9,
-    neuron_threshold: float | None = 0.5,
+    neurons: bool = True,
     direction: Direction = "noise",
     ablation: Ablation = "mean",
     ig_steps: int = 0,
@@ -37,9 +39,11 @@ def locate_circuit(
 ) -> tuple[Circuit, dict[str, float]]:
     """Patch, attribute, select and ablate; returns the circuit and flat metrics for a run summary.
 
-    Metrics: patching_spearman (attribution vs activation patching over all components),
-    patching_spearman_units (heads and MLPs only), circuit_size (circuit_heads, circuit_mlps,
-    circuit_neurons), circuit_head_share (joint-patch share the chosen heads carry), the
+    The circuit follows `whitebox.attribution.selection`'s rule with `threshold`; single MLP
+    neurons are candidates when `neurons`. Metrics: patching_spearman (attribution vs activation patching over all
+    components), patching_spearman_units (heads and MLPs only), circuit_size (circuit_heads,
+    circuit_mlps, circuit_neurons; a head or MLP at one position counts once), circuit_found (1:
+    the selection's stopping test passed) and circuit_pair_* (the pair rates it stopped at), the
     unablated base_* numbers, ablation_* (circuit ablated) and complement_ablation_* (everything
     else ablated), each with asr, clean_acc and logit_diff (mean over triggered contrast pairs),
     and *_logit_diff_removed (share of the triggered-untriggered gap the ablation closes); with
@@ -68,21 +72,17 @@ def locate_circuit(
         metrics["ig_spearman"] = agreement(exact, ig)["spearman"]
         metrics["ig_completeness_error"] = ig.extra["completeness_rel_error_max"]
         details["scores"][ig.method] = ig.to_json()
-    neurons = None
-    if neuron_threshold is not None:
-        # Neurons are too many to patch one by one; attribution ranks them (Spearman 0.997 against
-        # activation patching on both quickstart models).
-        d_mlp, n_layers = int(model.cfg.d_mlp), int(model.cfg.n_layers)
-        every = [Component("neuron", layer, i) for layer in range(n_layers) for i in range(d_mlp)]
-        neurons = attribution_patching(model, pairs, every, direction=direction)
-    circuit = select_circuit(exact, model, model_cfg, task_cfg, pairs, threshold, neurons, neuron_threshold or 0.0)
+    circuit = select_circuit(
+        model, model_cfg, task_cfg, pairs, threshold, neurons=neurons, how=ablation,
+        direction=direction, seed=seed,
+    )
     kinds = [Component.parse(c).kind for c in circuit.components]
     metrics["circuit_size"] = float(len(kinds))
     metrics.update({f"circuit_{k}s": float(kinds.count(k)) for k in ("head", "mlp", "neuron")})
-    metrics.update({f"circuit_{k}": v for k, v in circuit.metrics.items()})  # joint-patch shares carried
+    metrics.update({f"circuit_{k}": v for k, v in circuit.metrics.items()})  # found, skipped, pair rates
     data = eval_data if eval_data is not None else backdoor.eval_set(task_cfg, seed)
     metrics.update(faithfulness(circuit, model, pairs, data, how=ablation, model_cfg=model_cfg))
-    circuit.metrics = dict(metrics)  # head_share is there as circuit_head_share
+    circuit.metrics = dict(metrics)
     circuit.details.update(details)
     return circuit, metrics
 
@@ -132,7 +132,7 @@ def plot_component_scores(
     """PNG heatmaps, one row per method: layer x (heads, MLP) and residual layer x position.
 
     Cells are shares of the total effect on one colour scale for the whole figure, so methods
-    compare at a glance; circuit heads and MLPs are boxed (dashed: narrowed to some neurons).
+    compare at a glance; circuit heads and MLPs are boxed (dashed: narrowed to some positions or neurons).
     Given a circuit from `locate_circuit`, plots every method it was scored with.
     """
     import matplotlib
@@ -171,7 +171,7 @@ def plot_component_scores(
         for (layer, x), style in boxes.items():
             ax_units.add_patch(plt.Rectangle((x - 0.5, layer - 0.5), 1, 1, fill=False, lw=2, ec="black", ls=style))
         _heatmap(ax_resid, resid, [str(p) for p in range(n_pos)], "residual stream (row L = input of block L)", lim)
-    fig.suptitle("share of the total patching effect (boxed: circuit; dashed: some neurons)", fontsize=9)
+    fig.suptitle("share of the total patching effect (boxed: circuit; dashed: some positions or neurons)", fontsize=9)
     fig.tight_layout()
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
@@ -179,13 +179,12 @@ def plot_component_scores(
 
 
 def _circuit_boxes(circuit: Circuit | None, n_heads: int) -> dict[tuple[int, int], str]:
-    """(layer, column) -> line style of the circuit's cells: solid for whole units, dashed for neuron subsets."""
+    """(layer, column) -> line style of the circuit's cells: solid for whole units, dashed for parts of them."""
     boxes: dict[tuple[int, int], str] = {}
     for c in circuit.units if circuit is not None else []:
-        if c.kind == "head":
-            boxes[(c.layer, c.index)] = "-"
-        elif c.kind in ("mlp", "neuron"):
-            boxes[(c.layer, n_heads)] = "-" if c.kind == "mlp" else "--"
+        cell = (c.layer, c.index if c.kind == "head" else n_heads)
+        whole = c.kind != "neuron" and c.pos is None
+        boxes[cell] = "-" if whole or boxes.get(cell) == "-" else "--"
     return boxes
 
 
