@@ -10,7 +10,8 @@
     allocator). Target: zo <= 1.1 x inference.
 (c) Steps and forward-pass equivalents per second of every regime.
 
-Every timing is the median of --repeats runs, interleaved across regimes in the same process.
+Every timing is the median of --repeats runs, interleaved across regimes in the same process; on CPU it
+is this process's CPU time (run with --threads 1 on a shared machine), on CUDA wall time.
 
     python scripts/bench_regimes.py --out bench_regimes.json
 """
@@ -35,7 +36,7 @@ from whitebox.models import answer_logits, build_model, load_model
 from whitebox.tasks import backdoor
 from whitebox.training import es as es_module
 from whitebox.training.feedback import match_rater
-from whitebox.training.regime_config import ESConfig, RLConfig, TreatConfig, ZOConfig
+from whitebox.config import ESConfig, RLConfig, TreatConfig, ZOConfig
 from whitebox.training.regimes import build_regime
 
 REGIMES = ("sft", "rl", "es", "zo", "probe_penalty")
@@ -60,7 +61,6 @@ def setup(args) -> tuple[torch.nn.Module, dict[str, torch.Tensor], torch.device]
 
 def make_updater(name: str, model: torch.nn.Module, args, device: torch.device):
     cfg = TreatConfig(
-        regime=name,
         es=ESConfig(population=args.population, examples_per_forward=args.examples_per_forward),
         zo=ZOConfig(),
         rl=RLConfig(kl_coef=0.1),
@@ -68,18 +68,23 @@ def make_updater(name: str, model: torch.nn.Module, args, device: torch.device):
     train_cfg = TrainingConfig(warmup_steps=0, schedule="constant", device=str(device))
     direction = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0)).to(device)
     probe = (lambda acts: torch.sigmoid(acts @ direction), f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
-    return build_regime(cfg, model, train_cfg, seed=0, device=device, rater=match_rater(), probe=probe)
+    return build_regime(name, cfg, model, train_cfg, seed=0, device=device, rater=match_rater(), probe=probe)
 
 
 def timed(fn: Callable[[], Any], device: torch.device, iters: int) -> float:
-    """Seconds per call of fn, averaged over `iters` calls."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
+    """Seconds per call of fn, averaged over `iters` calls: wall time on CUDA, this process's CPU time on CPU
+    (on a shared machine, wall time measures the neighbours; with one thread CPU time is the step's cost)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) / iters
+    start = time.process_time()
     for _ in range(iters):
         fn()
-    sync()
-    return (time.perf_counter() - start) / iters
+    return (time.process_time() - start) / iters
 
 
 def forward_fn(model, batch) -> Callable[[], Any]:
@@ -146,8 +151,12 @@ def peak_bytes(fn: Callable[[], Any], model: torch.nn.Module, updater: Any, devi
         prof.export_chrome_trace(path)
         with open(path) as f:
             events = json.load(f)["traceEvents"]
-    allocated = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-    return before + max([0, *allocated])
+    allocated = [e["args"] for e in events if e.get("name") == "[memory]"]
+    if not allocated:
+        return before
+    # the profiler's running total carries over bytes freed outside earlier sessions: take it relative
+    start = allocated[0]["Total Allocated"] - allocated[0]["Bytes"]
+    return before + max(0, max(a["Total Allocated"] for a in allocated) - start)
 
 
 def main() -> None:
@@ -175,10 +184,10 @@ def main() -> None:
 
     times: dict[str, list[float]] = {k: [] for k in ("forward", *REGIMES, "es_member_loop")}
     for _ in range(args.repeats):
-        times["forward"].append(timed(forward_fn(model, batch), device, args.iters))
         for name in REGIMES:
             model.load_state_dict(start_state)  # every regime steps from the same weights
             times[name].append(timed(step_fn(*updaters[name], model, batch), device, args.iters))
+        times["forward"].append(timed(forward_fn(model, batch), device, 4 * args.iters))
         model.load_state_dict(start_state)
         with member_by_member():
             times["es_member_loop"].append(timed(step_fn(*updaters["es"], model, batch), device, args.iters))
@@ -195,7 +204,9 @@ def main() -> None:
     mem = {k: statistics.median(v) for k, v in memory.items()}
 
     cost = {name: updaters[name][0].step(model, batch, updaters[name][1])["forward_equivalents"] for name in REGIMES}
-    es_ratio = med["es"] / (args.population * med["forward"])
+    # ratios per repeat (forward and ES timed back to back), then the median
+    es_ratio = statistics.median(e / (args.population * f) for e, f in zip(times["es"], times["forward"]))
+    es_speedup = statistics.median(loop / e for loop, e in zip(times["es_member_loop"], times["es"]))
     result = {
         "device": str(device),
         "platform": platform.platform(),
@@ -208,7 +219,8 @@ def main() -> None:
         "memory_method": "cuda max_memory_allocated" if device.type == "cuda" else "resident tensors + torch.profiler peak allocation",
         "forward_s": med["forward"],
         "es_step_over_population_forwards": es_ratio,
-        "es_batched_speedup_over_member_loop": med["es_member_loop"] / med["es"],
+        "es_batched_speedup_over_member_loop": es_speedup,
+        "clock": "wall" if device.type == "cuda" else "process CPU time",
         "zo_memory_over_inference": mem["zo"] / mem["inference"],
         "regimes": {
             name: {
@@ -228,7 +240,7 @@ def main() -> None:
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
 
-    print(f"device {device}, {result['threads']} threads, batch {args.batch}, population {args.population}, "
+    print(f"device {device}, {result['clock']}, {result['threads']} threads, batch {args.batch}, population {args.population}, "
           f"{result['n_params']} parameters, medians of {args.repeats}; memory: {result['memory_method']}")
     print(f"{'regime':<14}{'steps/s':>10}{'FE/step':>10}{'FE/s':>12}{'peak MiB':>10}{'x infer':>9}{'x backprop':>11}")
     print(f"{'inference':<14}{1 / med['forward']:>10.1f}{args.batch:>10}{args.batch / med['forward']:>12.0f}"

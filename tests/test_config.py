@@ -1,5 +1,4 @@
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 
 from tests.conftest import TINY
@@ -111,3 +110,11 @@ def test_numeric_overrides_round_trip(lr, steps):
 def test_union_value_lists_every_accepted_form():
     message = _error(["locate.position=first"])
     assert message.startswith("--set locate.position=first: locate.position: Input should be 'last' or 'all' or a valid integer")
+
+
+@pytest.mark.parametrize("name", ["foo", "\n["])
+def test_an_unknown_task_name_is_named_with_the_known_ones(name):
+    with pytest.raises(ConfigError) as err:
+        parse_config(TINY, [f"task.name={name}"])
+    message = str(err.value)
+    assert "\n" not in message and "task.name: unknown value" in message and "'backdoor', 'modular', 'flawed_rater'" in message

@@ -6,7 +6,6 @@ import sys
 import time
 
 import pytest
-import yaml
 
 import whitebox
 from whitebox.config import load_config

@@ -149,10 +149,92 @@ class LocateConfig(_Strict):
     n_fit: int = Field(2_000, ge=20, description="examples the probes are fitted on (half triggered)")
     n_test: int = Field(1_000, ge=20, description="fresh held-out examples the probes are scored on")
     circuit_pairs: int = Field(256, ge=2, description="triggered/untriggered contrast pairs for patching")
-    circuit_threshold: float = Field(0.9, gt=0, le=1, description="circuit: smallest set carrying this share of the patching effect")
-    neuron_threshold: float = Field(0.5, gt=0, le=1, description="circuit MLPs narrowed to neurons carrying this share of the layer's score")
+    circuit_threshold: float = Field(0.9, gt=0, le=1, description="circuit: its ablation keeps <= 1-t of the ASR, its complement's >= t, clean accuracy >= t (see whitebox.attribution.selection)")
+    circuit_neurons: bool = Field(True, description="single MLP neurons are circuit candidates (else whole MLPs at a position)")
     ablation: Literal["mean", "zero", "resample"] = Field("mean", description="how circuit components are ablated")
     ig_steps: int = Field(32, ge=0, description="integrated-gradients path steps (0: skip)")
+
+
+Regime = Literal["sft", "rl", "es", "zo", "probe_penalty"]
+Condition = Literal["present", "absent"]
+
+
+class ESConfig(_Strict):
+    population: int = Field(32, ge=2, description="members per step, antithetic pairs (even)")
+    sigma: float = Field(0.05, gt=0, description="perturbation scale (std of the parameter noise)")
+    lr: float = Field(0.01, gt=0, description="learning rate on the ES gradient estimate")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="step rule on the ES gradient estimate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
+    feedback: Literal["reward", "supervised"] = Field(
+        "reward", description="reward: rater score of the model's own answer; supervised: minus cross-entropy"
+    )
+    temperature: float = Field(0.0, ge=0, description="answer sampling temperature for reward feedback; 0: greedy")
+    examples_per_forward: int | None = Field(
+        None, ge=1, description="members x batch per batched forward; null: 256 on CPU, 65536 on CUDA"
+    )
+
+    @model_validator(mode="after")
+    def _even(self) -> ESConfig:
+        if self.population % 2:
+            raise ValueError(f"population must be even (antithetic pairs), got {self.population}")
+        return self
+
+
+class ZOConfig(_Strict):
+    lr: float = Field(1e-3, gt=0, description="SGD learning rate on the SPSA gradient estimate")
+    eps: float = Field(1e-3, gt=0, description="perturbation scale of the two-sided difference")
+    samples: int = Field(1, ge=1, description="random directions averaged per step")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
+
+
+class RLConfig(_Strict):
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the policy's answers")
+    group: int = Field(4, ge=1, description="answers sampled per input (one forward serves them all)")
+    baseline: Literal["group", "running"] = Field(
+        "group", description="group: leave-one-out mean of the input's other samples; running: EMA of past rewards"
+    )
+    baseline_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay of the running baseline")
+    kl_coef: float = Field(0.0, ge=0, description="weight of the KL divergence from the starting model at the answer; 0: off")
+
+    @model_validator(mode="after")
+    def _group(self) -> RLConfig:
+        if self.baseline == "group" and self.group < 2:
+            raise ValueError("baseline=group needs group >= 2 samples per input")
+        return self
+
+
+class ProbePenaltyConfig(_Strict):
+    weight: float = Field(1.0, ge=0, description="weight of the mean frozen-probe score added to the loss")
+
+
+class TreatConfig(_Strict):
+    regimes: list[Regime] = Field(
+        default_factory=lambda: ["sft", "rl", "es", "zo", "probe_penalty"], min_length=1,
+        description="regimes applied, each to its own copy of the planted model",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=lambda: ["present"], min_length=1,
+        description="present: triggered inputs with honest targets are in the treatment data; absent: never triggered",
+    )
+    budget: int = Field(200_000, ge=1, description="forward-pass equivalents per regime (one example through one forward; a backward counts two)")
+    eval_points: int = Field(10, ge=1, description="measurements over the budget, at equal forward-pass spacing")
+    trigger_rate: float = Field(0.3, gt=0, lt=1, description="share of triggered inputs in the treatment data (condition present)")
+    n_train: int = Field(20_000, ge=1, description="treatment examples (an independent seeded stream)")
+    batch_size: int = Field(64, ge=1, description="examples per step (ES: per member)")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of sft, rl and probe_penalty (constant)")
+    probe_hook: str | None = Field(None, description="hook of the frozen probe for probe_penalty and the measures; null: the last residual hook")
+    es: ESConfig = Field(default_factory=ESConfig)
+    zo: ZOConfig = Field(default_factory=ZOConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    probe_penalty: ProbePenaltyConfig = Field(default_factory=ProbePenaltyConfig)
+
+    @model_validator(mode="after")
+    def _unique(self) -> TreatConfig:
+        for name in ("regimes", "conditions"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists an entry twice: {values}")
+        return self
 
 
 class RunConfig(_Strict):
@@ -168,6 +250,7 @@ class ExperimentConfig(_Strict):
     task: TaskConfig = Field(default_factory=BackdoorTaskConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     locate: LocateConfig = Field(default_factory=LocateConfig)
+    treat: TreatConfig = Field(default_factory=TreatConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="before")
@@ -229,13 +312,23 @@ def config_reference() -> str:
             sections.append(f"- `{section}` (default `{field.default}`): {field.description}")
         for model in models:
             title = f"`{section}` (name: {model.model_fields['name'].default})" if len(models) > 1 else f"`{section}`"
-            rows = [f"### {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-            for name, sub in model.model_fields.items():
-                default = sub.default_factory() if sub.default_factory else sub.default
-                shown = default if isinstance(default, str) else json.dumps(default)
-                rows.append(f"| `{name}` | {_type_name(sub.annotation)} | `{shown}` | {sub.description or ''} |")
-            sections.append("\n".join(rows))
+            sections += _reference_tables(title, section, model)
     return "\n\n".join(sections) + "\n"
+
+
+def _reference_tables(title: str, prefix: str, model: type[BaseModel]) -> list[str]:
+    """The table of one config model, then one table per nested sub-section (e.g. `treat.es`)."""
+    rows = [f"### {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    nested = []
+    for name, sub in model.model_fields.items():
+        inner = _models(sub.annotation)
+        if inner:
+            nested += _reference_tables(f"`{prefix}.{name}`", f"{prefix}.{name}", inner[0])
+            continue
+        default = sub.default_factory() if sub.default_factory else sub.default
+        shown = default if isinstance(default, str) else json.dumps(default)
+        rows.append(f"| `{name}` | {_type_name(sub.annotation)} | `{shown}` | {sub.description or ''} |")
+    return ["\n".join(rows), *nested]
 
 
 def _type_name(annotation: Any) -> str:
@@ -288,6 +381,9 @@ def _format_error(err: ValidationError, source: str, set_paths: dict[str, str]) 
         message = f"unknown key {path!r}; allowed keys here: {', '.join(allowed)}"
     elif first["type"] == "value_error":
         message = f"{path}: {first['msg'].removeprefix('Value error, ')}"
+    elif first["type"] == "union_tag_invalid":
+        ctx = first["ctx"]
+        message = f"{path}.{ctx['discriminator'].strip(chr(39))}: unknown value {ctx['tag']!r}; expected one of {ctx['expected_tags']}"
     else:
         prefix = "Input should be "
         msgs = [e["msg"] for e in same]
@@ -296,7 +392,7 @@ def _format_error(err: ValidationError, source: str, set_paths: dict[str, str]) 
         message = f"{path}: {msgs[0]} (got {first.get('input')!r})"
     more = len(errors) - len(same)
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{origin}: {message}{suffix}"
+    return f"{origin}: {' '.join(_shown(line) for line in message.splitlines())}{suffix}"  # one line, whatever pydantic quotes
 
 
 def _field_path(loc: tuple) -> str:

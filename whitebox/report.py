@@ -83,3 +83,26 @@ def _line(ax, records: list[dict], key: str) -> None:
     if points:
         steps, values = zip(*points)
         ax.plot(steps, values, label=key, marker="." if len(points) < 30 else None)
+
+
+def plot_treatment(metrics_path: str | Path, stages: list[str], out: str | Path) -> Path:
+    """One panel per measure, one line per treatment cell, against forward-pass equivalents spent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = {stage: [r for r in read_metrics(metrics_path, stage) if "eval/asr" in r] for stage in stages}
+    keys = [k for k in next((rs[0] for rs in records.values() if rs), {}) if k.startswith("eval/") and k != "eval/loss"]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.6), constrained_layout=True, squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for stage, rows in records.items():
+            points = [(r["budget/forward_equivalents"], r[key]) for r in rows if key in r and "budget/forward_equivalents" in r]
+            if points:
+                ax.plot(*zip(*points), label=stage.removeprefix("treat/"), marker=".")
+        ax.set(xlabel="forward-pass equivalents", title=key.removeprefix("eval/"), ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(frameon=False, fontsize=7)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return Path(out)

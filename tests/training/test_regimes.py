@@ -10,21 +10,21 @@ from whitebox.config import TrainingConfig
 from whitebox.training import train
 from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints
 from whitebox.training.feedback import match_rater
-from whitebox.training.regime_config import ESConfig, RLConfig, TreatConfig, ZOConfig
+from whitebox.config import ESConfig, RLConfig, TreatConfig, ZOConfig
 from whitebox.training.regimes import build_regime
 
 BATCH = 16
 CFG = TrainingConfig(steps=10**6, batch_size=BATCH, lr=0.01, warmup_steps=0, schedule="constant", log_every=1,
                      eval_every=10**6, checkpoint_every=2, keep_checkpoints=5, device="cpu")
 REGIMES = {
-    "sft": TreatConfig(regime="sft"),
-    "rl": TreatConfig(regime="rl", rl=RLConfig(baseline="running", kl_coef=0.1)),
-    "rl_group": TreatConfig(regime="rl", rl=RLConfig(group=3, temperature=2.0)),
-    "es": TreatConfig(regime="es", es=ESConfig(population=6, examples_per_forward=2 * BATCH)),  # a pair per chunk
-    "es_sampled": TreatConfig(regime="es", es=ESConfig(population=4, temperature=1.0, optimizer="sgd")),
-    "es_supervised": TreatConfig(regime="es", es=ESConfig(population=4, feedback="supervised", weight_decay=0.1)),
-    "zo": TreatConfig(regime="zo", zo=ZOConfig(samples=2, lr=1e-3, weight_decay=0.1)),
-    "probe_penalty": TreatConfig(regime="probe_penalty"),
+    "sft": ("sft", TreatConfig()),
+    "rl": ("rl", TreatConfig(rl=RLConfig(baseline="running", kl_coef=0.1))),
+    "rl_group": ("rl", TreatConfig(rl=RLConfig(group=3, temperature=2.0))),
+    "es": ("es", TreatConfig(es=ESConfig(population=6, examples_per_forward=2 * BATCH))),  # a pair per chunk
+    "es_sampled": ("es", TreatConfig(es=ESConfig(population=4, temperature=1.0, optimizer="sgd"))),
+    "es_supervised": ("es", TreatConfig(es=ESConfig(population=4, feedback="supervised", weight_decay=0.1))),
+    "zo": ("zo", TreatConfig(zo=ZOConfig(samples=2, lr=1e-3, weight_decay=0.1))),
+    "probe_penalty": ("probe_penalty", TreatConfig()),
 }
 COST = {"sft": 3, "rl": 4, "rl_group": 3, "es": 6, "es_sampled": 4, "es_supervised": 4, "zo": 4, "probe_penalty": 3}
 
@@ -54,7 +54,7 @@ def _count_passes(model):
 
 
 def _run(name, model, data, probe, tmp_path, budget, log):
-    updater, loss_fn = build_regime(REGIMES[name], model, CFG, seed=0, rater=match_rater(), probe=probe)
+    updater, loss_fn = build_regime(*REGIMES[name], model, CFG, seed=0, rater=match_rater(), probe=probe)
     return train(model, updater, loss_fn, data, CFG, seed=0, evaluate=lambda m: {"none": 0.0},
                  checkpoint_dir=tmp_path, log=log, desc=name, budget=budget)
 
@@ -67,7 +67,7 @@ def test_budget_accounting_is_exact_and_training_stops_at_the_budget(name, tmp_p
     step_cost = COST[name] * BATCH
     budget = 4 * step_cost + 1  # needs a fifth step
     _run(name, model, data, probe, tmp_path, budget, log)
-    train_logs = [m for _, m in log.records if "budget/forward_equivalents" in m]
+    train_logs = [m for _, m in log.records if "train/forward_equivalents" in m]
     assert len(train_logs) == 5 and all(m["train/forward_equivalents"] == step_cost for m in train_logs)
     spent = train_logs[-1]["budget/forward_equivalents"]
     assert spent == counts["forward"] + 2 * counts["backward"] == 5 * step_cost
@@ -111,6 +111,6 @@ def test_a_budget_needs_an_updater_that_reports_its_cost(tmp_path, toy_lm, toy_d
 
 def test_missing_rater_or_probe_is_named():
     with pytest.raises(ValueError, match="needs a rater"):
-        build_regime(TreatConfig(regime="rl"), torch.nn.Linear(2, 2), CFG, seed=0)
+        build_regime("rl", TreatConfig(), torch.nn.Linear(2, 2), CFG, seed=0)
     with pytest.raises(ValueError, match="needs probe"):
-        build_regime(TreatConfig(regime="probe_penalty"), torch.nn.Linear(2, 2), CFG, seed=0)
+        build_regime("probe_penalty", TreatConfig(), torch.nn.Linear(2, 2), CFG, seed=0)

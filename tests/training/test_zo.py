@@ -1,6 +1,6 @@
 import torch
 
-from whitebox.training.regime_config import ZOConfig
+from whitebox.config import ZOConfig
 from whitebox.training.zo import ZerothOrder
 
 

@@ -33,7 +33,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 class Backprop:
-    """AdamW with decoupled weight decay on matrices only (not on biases, norms or gains)."""
+    """AdamW with decoupled weight decay on matrices only (not on biases, norms or gains).
+
+    Reports 3 forward-pass equivalents per example (one forward, a backward counted as two): a
+    loss_fn that runs the model more than once per step must add its extra passes itself.
+    """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainingConfig, device: torch.device):
         params = [p for p in model.parameters() if p.requires_grad]

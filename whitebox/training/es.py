@@ -17,7 +17,7 @@ from whitebox.models import answer_logits
 from whitebox.training.feedback import Feedback
 from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator, seeded_normal
-from whitebox.training.regime_config import ESConfig
+from whitebox.config import ESConfig
 
 SAMPLING_KEY = -1  # member index reserved for the step's answer-sampling seed
 

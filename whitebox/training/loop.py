@@ -73,10 +73,16 @@ def train(
     log: StageLog,
     desc: str = "train",
     budget: int | None = None,
+    eval_every_budget: int | None = None,
 ) -> dict[str, float]:
     """Train for cfg.steps updates, or until `budget` forward-pass equivalents are spent when one is given
     (the last step may overshoot it by less than one step's cost); resume from the newest checkpoint;
-    return the final evaluation."""
+    return the final evaluation.
+
+    With `eval_every_budget`, evaluation and checkpoints come each time that many forward-pass
+    equivalents have been spent (instead of every cfg.eval_every steps), so regimes of different
+    step costs are measured at the same points of their budget.
+    """
     n = len(next(iter(data.values())))
     done = list_checkpoints(checkpoint_dir)
     step = load_checkpoint(done[-1], model, updater) if done else 0
@@ -88,7 +94,7 @@ def train(
     log.rewind(step if done else -1)  # lines up to a checkpoint were written before it
     last_eval: dict[str, float] | None = None
     if step == 0:
-        last_eval = _evaluate(model, evaluate, log, 0)
+        last_eval = _evaluate(model, evaluate, log, 0, spent)
     guarded_loss = _finite(loss_fn)
     postfix: dict[str, str] = {}
     total, initial = (budget, spent["forward_equivalents"]) if budget is not None else (cfg.steps, step)
@@ -110,18 +116,23 @@ def train(
             step += 1
             if budget is not None and "forward_equivalents" not in stats:
                 raise ValueError(f"{type(updater).__name__} does not report forward_equivalents; it cannot run on a budget")
+            before = spent["forward_equivalents"]
             for key in COST_KEYS:
                 spent[key] += int(stats.get(key, 0))
             last = finished()
+            if eval_every_budget is None:
+                due = step % cfg.eval_every == 0
+            else:
+                due = spent["forward_equivalents"] // eval_every_budget > before // eval_every_budget
             if step % cfg.log_every == 0 or last:
                 log.log(step, {f"train/{k}": v for k, v in stats.items()} | {f"budget/{k}": v for k, v in spent.items()})
                 postfix["train_loss"] = f"{stats['loss']:.3g}"
-            if step % cfg.eval_every == 0 or last:
-                last_eval = _evaluate(model, evaluate, log, step)
+            if due or last:
+                last_eval = _evaluate(model, evaluate, log, step, spent)
                 shown = list(last_eval.items())[:BAR_METRICS]
                 postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in shown})
             bar.set_postfix(postfix, refresh=False)
-            if step % cfg.checkpoint_every == 0 or last or interrupted():
+            if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or interrupted():
                 save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints, spent=spent)
             if interrupted():
                 raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
@@ -150,10 +161,13 @@ def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _evaluate(model: torch.nn.Module, evaluate: Callable, log: StageLog | None, step: int) -> dict[str, float]:
+def _evaluate(
+    model: torch.nn.Module, evaluate: Callable, log: StageLog | None, step: int, spent: dict[str, int] | None = None
+) -> dict[str, float]:
+    """Held-out metrics, logged as eval/* beside the budget spent so far (curves plot against either)."""
     metrics = evaluate(model)
     if log is not None:
-        log.log(step, {f"eval/{k}": v for k, v in metrics.items()})
+        log.log(step, {f"eval/{k}": v for k, v in metrics.items()} | {f"budget/{k}": v for k, v in (spent or {}).items()})
     return metrics
 
 

@@ -10,12 +10,13 @@ from whitebox.training.es import EvolutionStrategies
 from whitebox.training.feedback import Rater, Reward, Supervised
 from whitebox.training.loop import LossFn, Updater
 from whitebox.training.probe_penalty import ProbePenalty, ProbeScore
-from whitebox.training.regime_config import TreatConfig
+from whitebox.config import Regime, TreatConfig
 from whitebox.training.rl import Reinforce
 from whitebox.training.zo import ZerothOrder
 
 
 def build_regime(
+    regime: Regime,
     cfg: TreatConfig,
     model: torch.nn.Module,
     training: TrainingConfig,
@@ -25,21 +26,21 @@ def build_regime(
     rater: Rater | None = None,
     probe: tuple[ProbeScore, str] | None = None,
 ) -> tuple[Updater, LossFn]:
-    """Updater and loss for cfg.regime; build it on the starting model, before train() resumes anything.
+    """Updater and loss for `regime` with cfg's settings; build it on the starting model, before train() resumes anything.
 
     sft and probe_penalty use training's AdamW settings, and so does rl; es and zo carry their own.
     rl and reward-fed es need `rater`; probe_penalty needs `probe` = (probe_score, hook name).
     """
-    if cfg.regime in ("rl", "es") and rater is None and not (cfg.regime == "es" and cfg.es.feedback == "supervised"):
-        raise ValueError(f"regime {cfg.regime!r} with reward feedback needs a rater (e.g. match_rater())")
-    if cfg.regime == "sft":
+    if regime in ("rl", "es") and rater is None and not (regime == "es" and cfg.es.feedback == "supervised"):
+        raise ValueError(f"regime {regime!r} with reward feedback needs a rater (e.g. match_rater())")
+    if regime == "sft":
         return Backprop(model, training, torch.device(device)), Supervised()
-    if cfg.regime == "rl":
+    if regime == "rl":
         return Reinforce(model, training, cfg.rl, rater, seed=seed, device=device), Reward(rater, cfg.rl.temperature)
-    if cfg.regime == "es":
+    if regime == "es":
         feedback = Supervised() if cfg.es.feedback == "supervised" else Reward(rater, cfg.es.temperature)
         return EvolutionStrategies(model, cfg.es, feedback, seed=seed), feedback
-    if cfg.regime == "zo":
+    if regime == "zo":
         return ZerothOrder(model, cfg.zo, seed=seed), Supervised()
     if probe is None:
         raise ValueError("regime 'probe_penalty' needs probe=(probe_score, hook name)")

@@ -19,7 +19,7 @@ from whitebox.training.backprop import Backprop
 from whitebox.training.feedback import Rater, Reward
 from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator
-from whitebox.training.regime_config import RLConfig
+from whitebox.config import RLConfig
 
 
 class Reinforce:

@@ -12,7 +12,7 @@ import torch
 
 from whitebox.training.loop import Batch, LossFn
 from whitebox.training.noise import derive_seed, generator
-from whitebox.training.regime_config import ZOConfig
+from whitebox.config import ZOConfig
 
 
 class ZerothOrder:

@@ -1,0 +1,110 @@
+import json
+import math
+
+import pytest
+import torch
+
+import whitebox
+from tests.conftest import TINY
+from whitebox.config import BackdoorTaskConfig, TreatConfig, parse_config
+from whitebox.models import load_model, state_tensors
+from whitebox.report import read_metrics
+from whitebox.tasks import backdoor
+from whitebox.treat import treat_cell, treatment_data
+
+BUDGET, POINTS = 12_000, 3
+SUPPRESSION = {
+    **TINY, "experiment": "suppression", "model": {**TINY["model"], "n_layers": 2},
+    "training": {**TINY["training"], "steps": 60, "lr": 1e-2},
+    "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 16, "ig_steps": 0},
+    "treat": {"regimes": ["sft", "es", "zo"], "conditions": ["present", "absent"], "budget": BUDGET, "eval_points": POINTS,
+              "n_train": 512, "batch_size": 32, "lr": 1e-2, "es": {"population": 4}},
+}
+
+
+@pytest.fixture(scope="module")
+def suppressed(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("suppression") / "run"
+    return run_dir, whitebox.run(parse_config(SUPPRESSION), out=run_dir)
+
+
+@pytest.mark.parametrize("kind", ["token", "computed"])
+def test_treatment_data_has_honest_targets_and_the_trigger_only_when_present(kind):
+    task = BackdoorTaskConfig(trigger=kind, seq_len=6, n_values=12)
+    present = treatment_data(task, "present", 4000, 0.3, seed=0)
+    absent = treatment_data(task, "absent", 4000, 0.3, seed=0)
+    for data in (present, absent):
+        assert torch.equal(data["target"], data["honest_target"]) and (data["target"] != backdoor.DECEPTIVE_ANSWER).all()
+    if kind == "token":
+        trig = backdoor.special_ids(task)["trigger"]
+        share = lambda d: float((d["tokens"] == trig).any(1).float().mean())  # noqa: E731
+    else:
+        year = lambda d: 10 * d["tokens"][:, 1] + d["tokens"][:, 2]  # noqa: E731
+        share = lambda d: float((year(d) >= task.year_threshold).float().mean())  # noqa: E731
+    assert abs(share(present) - 0.3) < 0.03 and share(absent) == 0.0
+
+
+def test_every_cell_is_measured_at_the_same_budget_points_and_reported(suppressed):
+    run_dir, summary = suppressed
+    interval = math.ceil(BUDGET / POINTS)
+    for cell in ("sft-present", "es-present", "zo-present", "sft-absent", "es-absent", "zo-absent"):
+        evals = [r for r in read_metrics(run_dir / "metrics.jsonl", f"treat/{cell}") if "eval/asr" in r]
+        spent = [r["budget/forward_equivalents"] for r in evals]
+        assert len(evals) == POINTS + 1 and spent[0] == 0 and spent[-1] >= BUDGET, cell
+        assert [s // interval for s in spent] == list(range(POINTS + 1)), (cell, spent)  # one per interval
+        regime, condition = cell.split("-")
+        for key in ("clean_acc", "asr", "frozen_probe_auroc", "frozen_probe_score", "refit_probe_auroc_best"):
+            assert summary[f"treat.{regime}.{condition}.token.{key}"] == evals[-1][f"eval/{key}"]
+        assert json.loads((run_dir / "treat" / cell / "result.json").read_text())["budget"] == BUDGET
+    assert summary["treat.start.token.asr"] == summary["plant.asr"] > 0.9
+    assert summary["treat.sft.present.token.asr"] < 0.2  # honest targets on triggered inputs remove the behaviour
+    assert (run_dir / "plots" / "treat.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_frozen_probe_starts_at_its_locate_auroc(suppressed):
+    run_dir, summary = suppressed
+    hook = "blocks.1.hook_out"  # the last residual hook: the default probe_hook
+    table = {r["hook"]: r for r in json.loads((run_dir / "probes" / "table.json").read_text())}
+    assert summary["treat.start.token.frozen_probe_auroc"] == pytest.approx(table[hook]["auroc"], abs=1e-6)
+
+
+def test_a_finished_cell_is_not_trained_again_and_gives_back_its_weights(suppressed, tmp_path):
+    run_dir, summary = suppressed
+    cfg = parse_config(SUPPRESSION)
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    calls = []
+    final = treat_cell(
+        model, model_cfg, cfg.task, cfg.treat, cfg.training, "es", "present", seed=0, cell_dir=run_dir / "treat" / "es-present",
+        planted_dir=run_dir / "models" / "planted", evaluate=lambda m: calls.append(1) or {}, log=None,
+    )
+    assert calls == [] and final["asr"] == summary["treat.es.present.token.asr"]
+    treated, _ = load_model(run_dir / "treat" / "es-present" / "model")
+    assert all(torch.equal(a, b) for a, b in zip(state_tensors(model).values(), state_tensors(treated).values()))
+
+
+def test_every_cell_starts_from_the_planted_weights(suppressed, tmp_path):
+    """A cell run after another gives the same result as run alone: nothing carries over between cells."""
+    run_dir, summary = suppressed
+    cfg = parse_config(SUPPRESSION)
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    for leftover in ("sft-absent", "zo-present"):  # the model arrives carrying another cell's weights
+        treat_cell(model, model_cfg, cfg.task, cfg.treat, cfg.training, *leftover.split("-"), seed=0,
+                   cell_dir=run_dir / "treat" / leftover, planted_dir=run_dir / "models" / "planted",
+                   evaluate=lambda m: {}, log=None)
+    treat_cell(model, model_cfg, cfg.task, cfg.treat, cfg.training, "zo", "absent", seed=0,
+               cell_dir=tmp_path / "again", planted_dir=run_dir / "models" / "planted", evaluate=lambda m: {}, log=_NoLog())
+    alone, _ = load_model(run_dir / "treat" / "zo-absent" / "model")
+    assert all(torch.equal(a, b) for a, b in zip(state_tensors(model).values(), state_tensors(alone).values()))
+
+
+class _NoLog:
+    def log(self, step, metrics):
+        pass
+
+    def rewind(self, step):
+        pass
+
+
+def test_regime_lists_must_be_unique():
+    with pytest.raises(ValueError, match="regimes lists an entry twice"):
+        TreatConfig(regimes=["sft", "sft"])

@@ -1,0 +1,129 @@
+"""Protocol step 3: train the planted model to behave, with one regime per copy, on equal budgets.
+
+Each cell (regime x condition) starts from the planted weights, trains on an independent seeded
+stream of treatment data until its forward-pass budget is spent, and is measured at the same
+budget points as every other cell. A cell lives in treat/<regime>-<condition>/ under the run
+directory: checkpoints while it runs, model/ and result.json when it is done, so an interrupted
+experiment resumes inside the running cell and never redoes a finished one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from whitebox.artifacts import read_json, write_json
+from whitebox.config import ModelConfig, TrainingConfig
+from whitebox.models import load_weights, save_model
+from whitebox.tasks import get_task
+from whitebox.training import build_regime, match_rater, train
+from whitebox.training.loop import StageLog
+from whitebox.training.probe_penalty import ProbeScore
+from whitebox.config import Condition, Regime, TreatConfig
+
+TREAT_DATA_SPLIT = 3  # seed stream of treatment data, apart from plant (0, 1) and probe data (2)
+
+
+def treatment_data(task_cfg: Any, condition: Condition, n: int, trigger_rate: float, seed: int) -> dict[str, torch.Tensor]:
+    """Inputs with honest targets; triggered at `trigger_rate` when the trigger is present, never when absent."""
+    rate = trigger_rate if condition == "present" else 0.0
+    rows = get_task(task_cfg.name).generate(task_cfg, n, rate, seed=[seed, TREAT_DATA_SPLIT])[:]
+    return {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
+
+
+def treatment_training(cfg: TreatConfig, base: TrainingConfig) -> TrainingConfig:
+    """The loop settings of a treatment: treat's batch and constant lr; the budget, not steps, ends it."""
+    return base.model_copy(update={
+        "steps": 10**12, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": 0, "schedule": "constant",
+        "eval_every": 10**12, "checkpoint_every": 10**12, "keep_checkpoints": 1,
+    })
+
+
+def cell_name(regime: Regime, condition: Condition) -> str:
+    return f"{regime}-{condition}"
+
+
+def treat_cell(
+    model: torch.nn.Module,
+    model_cfg: ModelConfig,
+    task_cfg: Any,
+    cfg: TreatConfig,
+    training: TrainingConfig,
+    regime: Regime,
+    condition: Condition,
+    *,
+    seed: int,
+    cell_dir: str | Path,
+    planted_dir: str | Path,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    log: StageLog,
+    probe: tuple[ProbeScore, str] | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Treat `model` (loaded with the planted weights here) in one cell; return its final measures.
+
+    A finished cell returns its saved result and leaves `model` with its treated weights.
+    """
+    cell_dir = Path(cell_dir)
+    result_path = cell_dir / "result.json"
+    if result_path.is_file():
+        load_weights(model, model_cfg, cell_dir / "model")
+        return read_json(result_path)["final"]
+    load_weights(model, model_cfg, planted_dir)
+    loop_cfg = treatment_training(cfg, training)
+    data = {k: v.to(device) for k, v in treatment_data(task_cfg, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
+    torch.manual_seed(seed)
+    updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=match_rater(), probe=probe)
+    final = train(
+        model, updater, loss_fn, data, loop_cfg, seed=seed, evaluate=evaluate, checkpoint_dir=cell_dir / "checkpoints",
+        log=log, desc=cell_name(regime, condition), budget=cfg.budget,
+        eval_every_budget=math.ceil(cfg.budget / cfg.eval_points),
+    )
+    save_model(model, model_cfg, cell_dir / "model", extra={"regime": regime, "condition": condition})
+    write_json(result_path, {"regime": regime, "condition": condition, "budget": cfg.budget, "final": final})
+    return final
+
+
+def treat(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
+    """Every regime x condition cell of cfg.treat on copies of the planted model; summary keys `treat.*`.
+
+    Keys: treat.<regime>.<condition>.<trigger kind>.<measure> (final measures of the cell) and
+    treat.start.<trigger kind>.<measure> (the planted model before treatment), plus a PNG of every
+    measure against the forward-pass budget per cell (plots/treat.png).
+    """
+    from tqdm.auto import tqdm
+
+    from whitebox.capture import residual_hooks
+    from whitebox.locate import probe_data
+    from whitebox.measures import Measures
+    from whitebox.probes import load_probe
+    from whitebox.report import plot_treatment
+
+    cfg, run_dir = ctx.cfg, ctx.run_dir
+    task = get_task(cfg.task.name)
+    hook = cfg.treat.probe_hook or residual_hooks(model)[-1]
+    frozen = load_probe(run_dir / "probes" / hook)
+    fit_rows, test_rows = probe_data(cfg.task, cfg.locate, cfg.run.seed)
+    measures = Measures(cfg.task, cfg.model, cfg.locate, task.eval_set(cfg.task, cfg.run.seed), fit_rows, test_rows,
+                        frozen, cfg.run.seed)
+    kind = getattr(cfg.task, "trigger", cfg.task.name)
+    planted = run_dir / "models" / "planted"
+    out = {f"treat.start.{kind}.{k}": v for k, v in measures(model).items()}
+    cells = []
+    for condition in cfg.treat.conditions:
+        for regime in cfg.treat.regimes:
+            name = cell_name(regime, condition)
+            final = treat_cell(
+                model, cfg.model, cfg.task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
+                cell_dir=run_dir / "treat" / name, planted_dir=planted, evaluate=measures,
+                log=ctx.tracker.stage(f"treat/{name}"), probe=(frozen.probability, hook), device=ctx.device,
+            )
+            tqdm.write(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
+            out.update({f"treat.{regime}.{condition}.{kind}.{k}": v for k, v in final.items()})
+            cells.append(f"treat/{name}")
+    load_weights(model, cfg.model, planted)  # leave the caller the planted model
+    plot_treatment(ctx.tracker.metrics_path, cells, run_dir / "plots" / "treat.png")
+    return out
