@@ -14,11 +14,12 @@ from whitebox.treat import treat_cell, treatment_data
 
 BUDGET, POINTS = 12_000, 3
 SUPPRESSION = {
-    **TINY, "experiment": "suppression", "model": {**TINY["model"], "n_layers": 2},
+    **TINY, "experiment": "treat", "model": {**TINY["model"], "n_layers": 2},
     "training": {**TINY["training"], "steps": 60, "lr": 1e-2},
     "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 16, "ig_steps": 0},
     "treat": {"regimes": ["sft", "es", "zo"], "conditions": ["present", "absent"], "budget": BUDGET, "eval_points": POINTS,
               "n_train": 512, "batch_size": 32, "lr": 1e-2, "es": {"population": 4}},
+    "revive": {"steps": 40, "eval_every": 5, "lr": 1e-2},
 }
 
 

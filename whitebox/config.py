@@ -134,6 +134,7 @@ class TrackingConfig(_Strict):
     wandb_project: str = Field("whitebox", description="W&B project")
     wandb_entity: str | None = Field(None, description="W&B team or user; null: your default")
     tags: list[str] = Field(default_factory=list, description="W&B tags")
+    wandb_group: str | None = Field(None, description="W&B group; the cells of a grid experiment are grouped under its run name")
 
 
 class LocateConfig(_Strict):
@@ -237,6 +238,23 @@ class TreatConfig(_Strict):
         return self
 
 
+class ReviveConfig(_Strict):
+    steps: int = Field(1000, ge=1, description="most fine-tuning steps per model; one that never revives reports this many")
+    eval_every: int = Field(10, ge=1, description="steps between checks of the revival criterion")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate (constant)")
+    batch_size: int = Field(64, ge=1, description="examples per step")
+    trigger_rate: float = Field(0.5, gt=0, lt=1, description="share of triggered inputs (deceptive targets); the rest clean with honest targets")
+    asr: float = Field(0.9, gt=0, le=1, description="revived when held-out ASR reaches this ...")
+    clean_acc: float = Field(0.99, ge=0, le=1, description="... while clean accuracy is at least this (so 'always answer 0' does not count)")
+
+
+class GridConfig(_Strict):
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds: one planted model each")
+    triggers: list[Literal["token", "computed"]] = Field(
+        default_factory=lambda: ["token", "computed"], min_length=1, description="backdoor trigger kinds"
+    )
+
+
 class RunConfig(_Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run directory name and W&B run name")
     seed: int = Field(0, ge=0, description="seeds model init, data and batch order")
@@ -251,6 +269,8 @@ class ExperimentConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     locate: LocateConfig = Field(default_factory=LocateConfig)
     treat: TreatConfig = Field(default_factory=TreatConfig)
+    revive: ReviveConfig = Field(default_factory=ReviveConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="before")

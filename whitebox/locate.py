@@ -63,7 +63,7 @@ def locate_probes(
     for hook, probe in probes.items():
         probe.save(out_dir / "probes" / hook)
 
-    fresh = _fresh_model(model_cfg, model, task_cfg)
+    fresh = fresh_model(model_cfg, model, task_cfg)
     fresh_probes = fit_probes(acts(fresh, fit_rows), kind=cfg.probe, C=cfg.C, held_out=acts(fresh, test_rows),
                               seed=seed, control=False)
 
@@ -139,7 +139,7 @@ def plot_probe_auroc(rows: list[dict[str, Any]], out: str | Path, title: str) ->
     return Path(out)
 
 
-def _fresh_model(model_cfg: ModelConfig, like: torch.nn.Module, task_cfg: Any) -> torch.nn.Module:
+def fresh_model(model_cfg: ModelConfig, like: torch.nn.Module, task_cfg: Any) -> torch.nn.Module:
     """A randomly initialised model of the same architecture, seeded apart from the planted one."""
     vocab = get_task(task_cfg.name).vocabulary(task_cfg)
     with torch.random.fork_rng():

@@ -100,7 +100,7 @@ def plot_treatment(metrics_path: str | Path, stages: list[str], out: str | Path)
             points = [(r["budget/forward_equivalents"], r[key]) for r in rows if key in r and "budget/forward_equivalents" in r]
             if points:
                 ax.plot(*zip(*points), label=stage.removeprefix("treat/"), marker=".")
-        ax.set(xlabel="forward-pass equivalents", title=key.removeprefix("eval/"), ylim=(-0.02, 1.02))
+        ax.set(xlabel="forward-pass equivalents", title=key.removeprefix("eval/"))
         ax.grid(alpha=0.3)
     axes[0][0].legend(frameon=False, fontsize=7)
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

@@ -91,6 +91,8 @@ class Tracker:
                 dir=str(self.run_dir),
                 mode=tracking.wandb_mode,
                 tags=tracking.tags,
+                group=tracking.wandb_group,
+                reinit="create_new",  # a grid experiment holds its own run while each cell runs
                 config=config_to_dict(self.cfg),
                 settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
             )
@@ -103,6 +105,15 @@ class Tracker:
             run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
             self._stages.add(stage)
         run.log({f"{stage}/step": step, **{f"{stage}/{k}": v for k, v in metrics.items()}})
+
+    def log_images(self, images: dict[str, Path]) -> None:
+        """PNG files into the W&B run's summary (the files themselves stay under the run directory)."""
+        def log(run: Any) -> None:
+            import wandb
+
+            run.summary.update({name: wandb.Image(str(path)) for name, path in images.items()})
+
+        self._mirror(log)
 
     def _mirror(self, call: Callable[[Any], Any]) -> None:
         """Apply `call` to the W&B run; on any W&B error, warn once and keep only the local files."""

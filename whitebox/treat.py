@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from whitebox.artifacts import read_json, write_json
+from whitebox.attribution import GradientShare, MeasuredUpdater
 from whitebox.config import ModelConfig, TrainingConfig
 from whitebox.models import load_weights, save_model
 from whitebox.tasks import get_task
@@ -24,6 +25,7 @@ from whitebox.training.loop import StageLog
 from whitebox.training.probe_penalty import ProbeScore
 from whitebox.config import Condition, Regime, TreatConfig
 
+GRADIENT_REGIMES = ("sft", "rl", "probe_penalty")  # the regimes whose updates are gradients
 TREAT_DATA_SPLIT = 3  # seed stream of treatment data, apart from plant (0, 1) and probe data (2)
 
 
@@ -61,11 +63,14 @@ def treat_cell(
     evaluate: Callable[[torch.nn.Module], dict[str, float]],
     log: StageLog,
     probe: tuple[ProbeScore, str] | None = None,
+    circuit_units: list | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Treat `model` (loaded with the planted weights here) in one cell; return its final measures.
 
-    A finished cell returns its saved result and leaves `model` with its treated weights.
+    With `circuit_units`, gradient regimes log the circuit's share of the gradient norm every
+    logged step (train/circuit.grad_share). A finished cell returns its saved result and leaves
+    `model` with its treated weights.
     """
     cell_dir = Path(cell_dir)
     result_path = cell_dir / "result.json"
@@ -77,6 +82,8 @@ def treat_cell(
     data = {k: v.to(device) for k, v in treatment_data(task_cfg, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
     torch.manual_seed(seed)
     updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=match_rater(), probe=probe)
+    if circuit_units and regime in GRADIENT_REGIMES:
+        updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
     final = train(
         model, updater, loss_fn, data, loop_cfg, seed=seed, evaluate=evaluate, checkpoint_dir=cell_dir / "checkpoints",
         log=log, desc=cell_name(regime, condition), budget=cfg.budget,
@@ -90,40 +97,56 @@ def treat_cell(
 def treat(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
     """Every regime x condition cell of cfg.treat on copies of the planted model; summary keys `treat.*`.
 
-    Keys: treat.<regime>.<condition>.<trigger kind>.<measure> (final measures of the cell) and
-    treat.start.<trigger kind>.<measure> (the planted model before treatment), plus a PNG of every
-    measure against the forward-pass budget per cell (plots/treat.png).
+    Keys: treat.<regime>.<condition>.<trigger kind>.<measure> (final measures of the cell, and the
+    mean circuit gradient share over the cell for gradient regimes), with the same measures for the
+    controls: treat.start.<kind>.* (the untreated planted model) and treat.fresh.<kind>.* (a
+    randomly initialised model of the same architecture); plots/treat.png shows every measure
+    against the forward-pass budget per cell.
     """
     from tqdm.auto import tqdm
 
+    from whitebox.attribution import Circuit, contrast_pairs
     from whitebox.capture import residual_hooks
-    from whitebox.locate import probe_data
+    from whitebox.detectors import load_detector
+    from whitebox.locate import fresh_model, probe_data
     from whitebox.measures import Measures
     from whitebox.probes import load_probe
-    from whitebox.report import plot_treatment
+    from whitebox.report import plot_treatment, read_metrics
 
     cfg, run_dir = ctx.cfg, ctx.run_dir
     task = get_task(cfg.task.name)
     hook = cfg.treat.probe_hook or residual_hooks(model)[-1]
     frozen = load_probe(run_dir / "probes" / hook)
+    circuit_path = run_dir / "circuit" / "circuit.json"
+    circuit = Circuit.load(circuit_path) if circuit_path.is_file() else None
     fit_rows, test_rows = probe_data(cfg.task, cfg.locate, cfg.run.seed)
-    measures = Measures(cfg.task, cfg.model, cfg.locate, task.eval_set(cfg.task, cfg.run.seed), fit_rows, test_rows,
-                        frozen, cfg.run.seed)
+    measures = Measures(
+        cfg.task, cfg.model, cfg.locate, task.eval_set(cfg.task, cfg.run.seed), fit_rows, test_rows, frozen,
+        load_detector(run_dir / "detectors" / hook), circuit,
+        contrast_pairs(cfg.task, cfg.locate.circuit_pairs, seed=cfg.run.seed + 1) if circuit is not None else None,
+        cfg.run.seed,
+    )
     kind = getattr(cfg.task, "trigger", cfg.task.name)
     planted = run_dir / "models" / "planted"
     out = {f"treat.start.{kind}.{k}": v for k, v in measures(model).items()}
+    out.update({f"treat.fresh.{kind}.{k}": v for k, v in measures(fresh_model(cfg.model, model, cfg.task)).items()})
     cells = []
     for condition in cfg.treat.conditions:
         for regime in cfg.treat.regimes:
-            name = cell_name(regime, condition)
+            name, stage = cell_name(regime, condition), f"treat/{cell_name(regime, condition)}"
             final = treat_cell(
                 model, cfg.model, cfg.task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
-                cell_dir=run_dir / "treat" / name, planted_dir=planted, evaluate=measures,
-                log=ctx.tracker.stage(f"treat/{name}"), probe=(frozen.probability, hook), device=ctx.device,
+                cell_dir=run_dir / "treat" / name, planted_dir=planted, evaluate=measures, log=ctx.tracker.stage(stage),
+                probe=(frozen.probability, hook), circuit_units=circuit.units if circuit is not None else None,
+                device=ctx.device,
             )
+            shares = [r["train/circuit.grad_share"] for r in read_metrics(ctx.tracker.metrics_path, stage)
+                      if "train/circuit.grad_share" in r]
+            if shares:
+                final = {**final, "grad_share": sum(shares) / len(shares)}
             tqdm.write(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
             out.update({f"treat.{regime}.{condition}.{kind}.{k}": v for k, v in final.items()})
-            cells.append(f"treat/{name}")
+            cells.append(stage)
     load_weights(model, cfg.model, planted)  # leave the caller the planted model
     plot_treatment(ctx.tracker.metrics_path, cells, run_dir / "plots" / "treat.png")
     return out

@@ -74,6 +74,7 @@ def train(
     desc: str = "train",
     budget: int | None = None,
     eval_every_budget: int | None = None,
+    stop: Callable[[dict[str, float]], bool] | None = None,
 ) -> dict[str, float]:
     """Train for cfg.steps updates, or until `budget` forward-pass equivalents are spent when one is given
     (the last step may overshoot it by less than one step's cost); resume from the newest checkpoint;
@@ -81,20 +82,26 @@ def train(
 
     With `eval_every_budget`, evaluation and checkpoints come each time that many forward-pass
     equivalents have been spent (instead of every cfg.eval_every steps), so regimes of different
-    step costs are measured at the same points of their budget.
+    step costs are measured at the same points of their budget. `stop(metrics)` ends training early
+    after an evaluation that satisfies it (checkpointed, so a resumed run ends there too).
     """
     n = len(next(iter(data.values())))
     done = list_checkpoints(checkpoint_dir)
     step = load_checkpoint(done[-1], model, updater) if done else 0
     spent = dict.fromkeys(COST_KEYS, 0) | (checkpoint_spent(done[-1]) if done else {})
 
+    stopped = False
+
     def finished() -> bool:
-        return spent["forward_equivalents"] >= budget if budget is not None else step >= cfg.steps
+        return stopped or (spent["forward_equivalents"] >= budget if budget is not None else step >= cfg.steps)
 
     log.rewind(step if done else -1)  # lines up to a checkpoint were written before it
     last_eval: dict[str, float] | None = None
     if step == 0:
         last_eval = _evaluate(model, evaluate, log, 0, spent)
+    if stop is not None:  # the start, or the checkpoint resumed from, may already meet it
+        last_eval = last_eval if last_eval is not None else evaluate(model)
+        stopped = stop(last_eval)
     guarded_loss = _finite(loss_fn)
     postfix: dict[str, str] = {}
     total, initial = (budget, spent["forward_equivalents"]) if budget is not None else (cfg.steps, step)
@@ -129,10 +136,11 @@ def train(
                 postfix["train_loss"] = f"{stats['loss']:.3g}"
             if due or last:
                 last_eval = _evaluate(model, evaluate, log, step, spent)
+                stopped = stop is not None and stop(last_eval)
                 shown = list(last_eval.items())[:BAR_METRICS]
                 postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in shown})
             bar.set_postfix(postfix, refresh=False)
-            if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or interrupted():
+            if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or stopped or interrupted():
                 save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints, spent=spent)
             if interrupted():
                 raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
