@@ -108,3 +108,34 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path):
     resumed, _ = _train(tmp_path / "cut", _square, log=partial_log)
     assert torch.equal(resumed.weight, full.weight)
     assert [s for s, _ in partial_log.records] == [s for s, _ in full_log.records]
+
+
+def test_stop_ends_training_after_the_first_evaluation_that_meets_it(tmp_path):
+    log = ListLog()
+    _, first = _train(tmp_path / "full", _square, log=log)
+    losses = {s: m["eval/loss"] for s, m in log.records if "eval/loss" in m}  # at steps 0, 4, 8, 12
+    bar = (losses[4] + losses[8]) / 2  # met at step 8, not at 4
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    log = ListLog()
+    final = train(model, Backprop(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
+                  checkpoint_dir=tmp_path / "stop", log=log, stop=lambda m: m["loss"] <= bar)
+    assert max(s for s, _ in log.records) == 8 and final["loss"] == pytest.approx(losses[8])
+    assert list_checkpoints(tmp_path / "stop")[-1].name == "step_0000008"
+    again = ListLog()  # resuming a stopped run does not train on
+    train(model, Backprop(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
+          checkpoint_dir=tmp_path / "stop", log=again, stop=lambda m: m["loss"] <= bar)
+    assert [s for s, m in again.records if "train/loss" in m] == []
+
+
+def test_eval_every_budget_measures_at_equal_budget_points(tmp_path):
+    class Costly(Backprop):
+        def step(self, model, batch, loss_fn):
+            return {**super().step(model, batch, loss_fn), "forward_equivalents": 7}
+
+    torch.manual_seed(0)
+    model, log = torch.nn.Linear(3, 1), ListLog()
+    train(model, Costly(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
+          checkpoint_dir=tmp_path, log=log, budget=100, eval_every_budget=25)
+    spent = [m["budget/forward_equivalents"] for _, m in log.records if "eval/loss" in m]
+    assert spent == [0, 28, 56, 77, 105]  # the first step past each multiple of 25, and the last
