@@ -14,8 +14,9 @@ import argparse
 import statistics
 from pathlib import Path
 
-from whitebox.artifacts import read_json, write_json
-from whitebox.runner import resume, run
+from whitebox.artifacts import write_json
+from whitebox.config import load_config
+from whitebox.grid import run_or_resume
 
 COLUMNS = {
     "patching_spearman": "spearman",
@@ -29,15 +30,8 @@ COLUMNS = {
 
 def located(config: str, seed: int, kind: str, out: Path) -> dict[str, float]:
     """The locate.* numbers of one planted seed, running or resuming the quickstart only where needed."""
-    run_dir = out / f"s{seed}_{kind}"
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file() and read_json(summary_path).get("status") == "complete":
-        summary = read_json(summary_path)
-    elif (run_dir / "config.yaml").is_file():
-        summary = resume(run_dir)
-    else:
-        overrides = [f"run.seed={seed}", f"task.trigger={kind}", f"run.name=s{seed}_{kind}", "tracking.wandb_mode=disabled"]
-        summary = run(config, overrides, out=run_dir)
+    overrides = [f"run.seed={seed}", f"task.trigger={kind}", f"run.name=s{seed}_{kind}", "tracking.wandb_mode=disabled"]
+    summary = run_or_resume(load_config(config, overrides), out / f"s{seed}_{kind}")
     return {key: float(summary[f"locate.{key}"]) for key in COLUMNS}
 
 
