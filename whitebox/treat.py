@@ -141,7 +141,7 @@ def treat(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
                 device=ctx.device,
             )
             shares = [r["train/circuit.grad_share"] for r in read_metrics(ctx.tracker.metrics_path, stage)
-                      if "train/circuit.grad_share" in r]
+                      if math.isfinite(r.get("train/circuit.grad_share", math.nan))]  # NaN: a step with no gradient
             if shares:
                 final = {**final, "grad_share": sum(shares) / len(shares)}
             tqdm.write(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
