@@ -6,6 +6,7 @@ import torch
 
 import whitebox
 from tests.conftest import TINY
+from tests.training.conftest import ListLog
 from whitebox.config import BackdoorTaskConfig, TreatConfig, parse_config
 from whitebox.models import load_model, state_tensors
 from whitebox.report import read_metrics
@@ -93,17 +94,9 @@ def test_every_cell_starts_from_the_planted_weights(suppressed, tmp_path):
                    cell_dir=run_dir / "treat" / leftover, planted_dir=run_dir / "models" / "planted",
                    evaluate=lambda m: {}, log=None)
     treat_cell(model, model_cfg, cfg.task, cfg.treat, cfg.training, "zo", "absent", seed=0,
-               cell_dir=tmp_path / "again", planted_dir=run_dir / "models" / "planted", evaluate=lambda m: {}, log=_NoLog())
+               cell_dir=tmp_path / "again", planted_dir=run_dir / "models" / "planted", evaluate=lambda m: {}, log=ListLog())
     alone, _ = load_model(run_dir / "treat" / "zo-absent" / "model")
     assert all(torch.equal(a, b) for a, b in zip(state_tensors(model).values(), state_tensors(alone).values()))
-
-
-class _NoLog:
-    def log(self, step, metrics):
-        pass
-
-    def rewind(self, step):
-        pass
 
 
 def test_regime_lists_must_be_unique():

@@ -21,6 +21,7 @@ from whitebox.tasks import get_task
 from whitebox.training import Backprop, supervised, train
 from whitebox.training.checkpoints import list_checkpoints
 from whitebox.training.loop import StageLog
+from whitebox.treat import cell_name, fine_tuning, trigger_kind
 
 REVIVE_DATA_SPLIT = 4  # seed stream of revival data, apart from plant, probes and treatment
 
@@ -52,10 +53,7 @@ def revive(
         return read_json(out_dir / "result.json")
     task = get_task(task_cfg.name)
     held_out = task.eval_set(task_cfg, seed)
-    loop_cfg = training.model_copy(update={
-        "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": 0, "schedule": "constant",
-        "eval_every": cfg.eval_every, "checkpoint_every": 10**12, "keep_checkpoints": 1,
-    })
+    loop_cfg = fine_tuning(training, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
     data = {k: v.to(device) for k, v in revival_data(task_cfg, task_cfg.n_train, cfg.trigger_rate, seed).items()}
 
     def revived(metrics: dict[str, float]) -> bool:
@@ -83,10 +81,9 @@ def revive_all(ctx: Any, model: torch.nn.Module) -> dict[str, float]:
 
     from whitebox.locate import fresh_model
     from whitebox.models import load_weights
-    from whitebox.treat import cell_name
 
     cfg, run_dir = ctx.cfg, ctx.run_dir
-    kind = getattr(cfg.task, "trigger", cfg.task.name)
+    kind = trigger_kind(cfg.task)
     starts = {"start": run_dir / "models" / "planted", "fresh": None}
     for condition in cfg.treat.conditions:
         for regime in cfg.treat.regimes:

@@ -17,13 +17,12 @@ import torch
 
 from whitebox.artifacts import read_json, write_json
 from whitebox.attribution import GradientShare, MeasuredUpdater
-from whitebox.config import ModelConfig, TrainingConfig
+from whitebox.config import Condition, ModelConfig, Regime, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
 from whitebox.tasks import get_task
 from whitebox.training import build_regime, match_rater, train
 from whitebox.training.loop import StageLog
 from whitebox.training.probe_penalty import ProbeScore
-from whitebox.config import Condition, Regime, TreatConfig
 
 GRADIENT_REGIMES = ("sft", "rl", "probe_penalty")  # the regimes whose updates are gradients
 TREAT_DATA_SPLIT = 3  # seed stream of treatment data, apart from plant (0, 1) and probe data (2)
@@ -36,12 +35,20 @@ def treatment_data(task_cfg: Any, condition: Condition, n: int, trigger_rate: fl
     return {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
 
 
-def treatment_training(cfg: TreatConfig, base: TrainingConfig) -> TrainingConfig:
-    """The loop settings of a treatment: treat's batch and constant lr; the budget, not steps, ends it."""
+def fine_tuning(base: TrainingConfig, *, steps: int, batch_size: int, lr: float, eval_every: int) -> TrainingConfig:
+    """Loop settings for training an already trained model further: constant lr, no warmup, one checkpoint kept.
+
+    Checkpoints come at evaluations and at the end (the loop adds those), not on a step schedule.
+    """
     return base.model_copy(update={
-        "steps": 10**12, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": 0, "schedule": "constant",
-        "eval_every": 10**12, "checkpoint_every": 10**12, "keep_checkpoints": 1,
+        "steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": 0, "schedule": "constant",
+        "eval_every": eval_every, "checkpoint_every": 10**12, "keep_checkpoints": 1,
     })
+
+
+def trigger_kind(task_cfg: Any) -> str:
+    """The name summary keys use for the task variant: the backdoor's trigger kind, else the task's name."""
+    return getattr(task_cfg, "trigger", task_cfg.name)
 
 
 def cell_name(regime: Regime, condition: Condition) -> str:
@@ -78,7 +85,8 @@ def treat_cell(
         load_weights(model, model_cfg, cell_dir / "model")
         return read_json(result_path)["final"]
     load_weights(model, model_cfg, planted_dir)
-    loop_cfg = treatment_training(cfg, training)
+    # the budget, not steps or eval_every, ends and measures a treatment
+    loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
     data = {k: v.to(device) for k, v in treatment_data(task_cfg, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
     torch.manual_seed(seed)
     updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=match_rater(), probe=probe)
@@ -126,7 +134,7 @@ def treat(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
         contrast_pairs(cfg.task, cfg.locate.circuit_pairs, seed=cfg.run.seed + 1) if circuit is not None else None,
         cfg.run.seed,
     )
-    kind = getattr(cfg.task, "trigger", cfg.task.name)
+    kind = trigger_kind(cfg.task)
     planted = run_dir / "models" / "planted"
     out = {f"treat.start.{kind}.{k}": v for k, v in measures(model).items()}
     out.update({f"treat.fresh.{kind}.{k}": v for k, v in measures(fresh_model(cfg.model, model, cfg.task)).items()})

@@ -4,20 +4,10 @@ import shutil
 import pytest
 import torch
 
+from tests.training.conftest import ListLog
 from whitebox.config import TrainingConfig
 from whitebox.training import Backprop, TrainingDiverged, batch_indices, train
 from whitebox.training.checkpoints import list_checkpoints, load_checkpoint
-
-
-class ListLog:
-    def __init__(self):
-        self.records: list[tuple[int, dict]] = []
-
-    def log(self, step, metrics):
-        self.records.append((step, metrics))
-
-    def rewind(self, step):
-        self.records = [(s, m) for s, m in self.records if s <= step]
 
 
 CFG = TrainingConfig(steps=12, batch_size=8, lr=0.05, warmup_steps=0, schedule="constant", log_every=1, eval_every=4,
