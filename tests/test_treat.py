@@ -7,7 +7,9 @@ import torch
 import whitebox
 from tests.conftest import TINY
 from tests.training.conftest import ListLog
+from whitebox.attribution import Circuit, attribution_patching, contrast_pairs
 from whitebox.config import BackdoorTaskConfig, TreatConfig, parse_config
+from whitebox.measures import circuit_measures
 from whitebox.models import load_model, state_tensors
 from whitebox.report import read_metrics
 from whitebox.tasks import backdoor
@@ -102,3 +104,26 @@ def test_every_cell_starts_from_the_planted_weights(suppressed, tmp_path):
 def test_regime_lists_must_be_unique():
     with pytest.raises(ValueError, match="regimes lists an entry twice"):
         TreatConfig(regimes=["sft", "sft"])
+
+
+def test_circuit_ablation_effect_matches_the_locate_steps_faithfulness(suppressed):
+    run_dir, summary = suppressed
+    cfg = parse_config(SUPPRESSION)
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    circuit = Circuit.load(run_dir / "circuit" / "circuit.json")
+    pairs = contrast_pairs(cfg.task, cfg.locate.circuit_pairs, seed=cfg.run.seed)  # the pairs locate used
+    found = circuit_measures(model, circuit, pairs, model_cfg)
+    expected = summary["locate.base_logit_diff"] - summary["locate.ablation_logit_diff"]
+    assert found["circuit_ablation_effect"] == pytest.approx(expected, rel=1e-4)
+    assert found["circuit_mass"] == pytest.approx(sum(attribution_patching(model, pairs, circuit.units).scores.values()))
+
+
+def test_revival_counts_the_steps_to_the_first_evaluation_that_meets_the_criterion(suppressed):
+    run_dir, summary = suppressed
+    cfg = parse_config(SUPPRESSION).revive
+    for name in ("start", "fresh", "sft.present", "zo.absent"):
+        evals = [r for r in read_metrics(run_dir / "metrics.jsonl", f"revive/{name}") if "eval/asr" in r]
+        met = [r["step"] for r in evals if r["eval/asr"] >= cfg.asr and r["eval/clean_acc"] >= cfg.clean_acc]
+        steps = summary[f"treat.{name}.token.revival_steps"]
+        assert steps == (met[0] if met else cfg.steps) and summary[f"treat.{name}.token.revived"] == float(bool(met))
+        assert max(r["step"] for r in evals) == steps  # training stopped there
