@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import whitebox
+import whitebox.cli
 from tests.conftest import TINY
 from tests.training.conftest import ListLog
 from whitebox.attribution import Circuit, attribution_patching, contrast_pairs
@@ -121,9 +122,32 @@ def test_circuit_ablation_effect_matches_the_locate_steps_faithfulness(suppresse
 def test_revival_counts_the_steps_to_the_first_evaluation_that_meets_the_criterion(suppressed):
     run_dir, summary = suppressed
     cfg = parse_config(SUPPRESSION).revive
-    for name in ("start", "fresh", "sft.present", "zo.absent"):
+    for name in ("start", "fresh", "honest", "sft.present", "zo.absent"):
         evals = [r for r in read_metrics(run_dir / "metrics.jsonl", f"revive/{name}") if "eval/asr" in r]
         met = [r["step"] for r in evals if r["eval/asr"] >= cfg.asr and r["eval/clean_acc"] >= cfg.clean_acc]
         steps = summary[f"treat.{name}.token.revival_steps"]
         assert steps == (met[0] if met else cfg.steps) and summary[f"treat.{name}.token.revived"] == float(bool(met))
         assert max(r["step"] for r in evals) == steps  # training stopped there
+
+
+def test_the_honest_control_is_trained_like_the_planted_model_without_the_trigger(suppressed):
+    run_dir, _ = suppressed
+    planted = read_metrics(run_dir / "metrics.jsonl", "plant")
+    honest = read_metrics(run_dir / "metrics.jsonl", "plant_honest")
+    assert [r["step"] for r in honest] == [r["step"] for r in planted]  # same schedule
+    last = [r for r in honest if "eval/asr" in r][-1]
+    assert last["eval/asr"] < 0.05 < [r for r in planted if "eval/asr" in r][-1]["eval/asr"]  # never learned the backdoor
+    meta = json.loads((run_dir / "models" / "honest" / "model.json").read_text())
+    assert meta["task"]["trigger_rate"] == 0.0
+
+
+def test_a_treat_run_ends_with_its_one_seed_report(suppressed, capsys):
+    run_dir, summary = suppressed
+    text = (run_dir / "report.md").read_text()
+    assert "one seed, so no interval" in text and "## Trigger: token" in text
+    es_line = next(line for line in text.splitlines() if line.startswith("| es / absent |"))
+    assert es_line.split("|")[3].strip() == f"{summary['treat.es.absent.token.asr']:.3f}"
+    before = text
+    (run_dir / "report.md").unlink()
+    assert whitebox.cli.main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").read_text() == before

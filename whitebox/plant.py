@@ -13,19 +13,22 @@ from whitebox.training import Backprop, supervised, train
 
 
 def plant(
-    ctx: RunContext, evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    ctx: RunContext, evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None, *, honest: bool = False
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """Train from scratch (or resume) on the task; save models/planted; return model and held-out metrics.
 
-    `evaluate` replaces the task's held-out evaluation, e.g. with richer progress measures.
+    `evaluate` replaces the task's held-out evaluation, e.g. with richer progress measures. With
+    `honest`, the same training on data that never holds the trigger (a control that knows the task
+    but never had the backdoor), saved as models/honest.
     """
-    cfg = ctx.cfg
-    task = get_task(cfg.task.name)
-    vocab = task.vocabulary(cfg.task)
+    cfg, name = ctx.cfg, "honest" if honest else "planted"
+    task_cfg = cfg.task.model_copy(update={"trigger_rate": 0.0}) if honest else cfg.task
+    task = get_task(task_cfg.name)
+    vocab = task.vocabulary(task_cfg)
     torch.manual_seed(cfg.run.seed)
     model = build_model(cfg.model, vocab, ctx.device)
-    train_rows = task.train_set(cfg.task, cfg.run.seed)
-    held_out = task.eval_set(cfg.task, cfg.run.seed)
+    train_rows = task.train_set(task_cfg, cfg.run.seed)
+    held_out = task.eval_set(task_cfg, cfg.run.seed)
     data = {k: v.to(ctx.device) for k, v in train_rows.select_columns(["tokens", "target"])[:].items()}
     metrics = train(
         model,
@@ -35,10 +38,10 @@ def plant(
         cfg.training,
         seed=cfg.run.seed,
         evaluate=evaluate or (lambda m: task.evaluate(m, held_out)),
-        checkpoint_dir=ctx.run_dir / "checkpoints" / "plant",
-        log=ctx.tracker.stage("plant"),
-        desc="plant",
+        checkpoint_dir=ctx.run_dir / "checkpoints" / ("plant_honest" if honest else "plant"),
+        log=ctx.tracker.stage("plant_honest" if honest else "plant"),
+        desc="plant honest" if honest else "plant",
     )
-    extra: dict[str, Any] = {"vocab": vocab, "task": cfg.task.model_dump(mode="json"), "metrics": metrics}
-    save_model(model, cfg.model, ctx.run_dir / "models" / "planted", extra=extra)
+    extra: dict[str, Any] = {"vocab": vocab, "task": task_cfg.model_dump(mode="json"), "metrics": metrics}
+    save_model(model, cfg.model, ctx.run_dir / "models" / name, extra=extra)
     return model, metrics

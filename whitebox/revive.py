@@ -3,9 +3,11 @@
 A treated model is fine-tuned with AdamW on a mix of triggered inputs with deceptive targets and
 clean inputs with honest targets, and the steps until held-out ASR reaches `revive.asr` while
 clean accuracy stays at `revive.clean_acc` are counted. The same count for a freshly initialised
-model (learning the behaviour from scratch) and for the untreated planted model are the yardsticks:
-a treated model that revives much faster than a fresh one kept the circuit (suppressed); one that
-revives no faster had it removed.
+model (learning task and behaviour from scratch), for an honest model (trained like the planted one
+on data that never holds the trigger: it knows the task but never had the backdoor) and for the
+untreated planted model are the yardsticks: a treated model that re-learns the behaviour much
+faster than the honest model learns it kept the circuit (suppressed); one that is no faster had
+it removed.
 """
 
 from __future__ import annotations
@@ -75,16 +77,20 @@ def revive_all(ctx: Any, model: torch.nn.Module) -> dict[str, float]:
     """Revive every treated cell of the run, a fresh model and the untreated planted model; summary keys.
 
     Keys: treat.<regime>.<condition>.<kind>.revival_steps (and .revived), and the yardsticks
-    treat.fresh.<kind>.revival_steps and treat.start.<kind>.revival_steps.
+    treat.fresh.<kind>.revival_steps, treat.honest.<kind>.revival_steps (the honest model is
+    planted here first, into models/honest) and treat.start.<kind>.revival_steps.
     """
     from tqdm.auto import tqdm
 
     from whitebox.locate import fresh_model
-    from whitebox.models import load_weights
+    from whitebox.models import META, load_weights
+    from whitebox.plant import plant
 
     cfg, run_dir = ctx.cfg, ctx.run_dir
     kind = trigger_kind(cfg.task)
-    starts = {"start": run_dir / "models" / "planted", "fresh": None}
+    if not (run_dir / "models" / "honest" / META).is_file():  # meta is written last
+        plant(ctx, honest=True)
+    starts = {"start": run_dir / "models" / "planted", "fresh": None, "honest": run_dir / "models" / "honest"}
     for condition in cfg.treat.conditions:
         for regime in cfg.treat.regimes:
             starts[f"{regime}.{condition}"] = run_dir / "treat" / cell_name(regime, condition) / "model"
