@@ -1,11 +1,14 @@
 import math
+import shutil
 import statistics
 
 import pytest
+import yaml
 from scipy import stats
 
 import whitebox
 from tests.test_treat import SUPPRESSION
+from whitebox.cli import main
 from whitebox.config import parse_config
 from whitebox.runner import resume
 from whitebox.suppression_report import ci95, verdict
@@ -46,7 +49,7 @@ def test_report_has_a_row_per_regime_and_control_with_a_computed_verdict(grid):
     run_dir, summary = grid
     text = (run_dir / "report.md").read_text()
     assert "## Trigger: token" in text and "Verdict criterion" in text
-    for row in ("untreated", "fresh", "sft / present", "zo / present"):
+    for row in ("untreated", "fresh", "honest", "sft / present", "zo / present"):
         assert f"| {row} |" in text
     agg = {k: v for k, v in summary.items() if isinstance(v, float)}
     sft_line = next(line for line in text.splitlines() if line.startswith("| sft / present |"))
@@ -55,13 +58,13 @@ def test_report_has_a_row_per_regime_and_control_with_a_computed_verdict(grid):
 
 
 def test_verdict_follows_its_criterion():
-    base = {"treat.fresh.k.revival_steps.mean": 100.0}
+    base = {"treat.honest.k.revival_steps.mean": 100.0, "treat.fresh.k.revival_steps.mean": 1000.0}
     row = lambda asr, effect, steps: {**base, "treat.r.k.asr.mean": asr,  # noqa: E731
                                       "treat.r.k.circuit_ablation_effect_rel.mean": effect, "treat.r.k.revival_steps.mean": steps}
     assert verdict(row(0.5, 0.0, 100), "r", "k") == "not suppressed"
     assert verdict(row(0.0, 0.05, 60), "r", "k") == "removed"
     assert verdict(row(0.0, 0.5, 60), "r", "k") == "suppressed"  # the circuit still acts
-    assert verdict(row(0.0, 0.05, 10), "r", "k") == "suppressed"  # revives 10x faster than fresh
+    assert verdict(row(0.0, 0.05, 10), "r", "k") == "suppressed"  # revives 10x faster than the honest model learns it
 
 
 def test_a_resumed_grid_keeps_finished_cells(grid):
@@ -72,3 +75,47 @@ def test_a_resumed_grid_keeps_finished_cells(grid):
     again = resume(run_dir)
     assert cell_metrics.read_text() == before
     assert again["treat.sft.present.token.asr.mean"] == summary["treat.sft.present.token.asr.mean"]
+
+
+def test_whitebox_report_rebuilds_the_same_report_without_training(grid, tmp_path, capsys):
+    run_dir, _ = grid
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "report.md").unlink()
+    metrics_before = (copy / "cells" / "token-s0" / "metrics.jsonl").read_text()
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text().replace(str(run_dir), str(copy))
+    assert (copy / "cells" / "token-s0" / "metrics.jsonl").read_text() == metrics_before  # nothing trained
+    assert f"report: {copy / 'report.md'}" in capsys.readouterr().out
+
+
+def test_whitebox_report_on_a_partial_run_reports_the_finished_cells_as_partial(grid, tmp_path, capsys):
+    run_dir, _ = grid
+    copy = tmp_path / "partial"
+    shutil.copytree(run_dir, copy)
+    summary_path = copy / "cells" / "token-s1" / "summary.json"
+    whitebox.artifacts.write_json(summary_path, {**whitebox.artifacts.read_json(summary_path), "status": "running"})
+    assert main(["report", str(copy)]) == 0
+    printed = capsys.readouterr().out
+    assert "partial: 1 cells not finished: token-s1" in printed
+    text = (copy / "report.md").read_text()
+    assert "**Partial run**: 1 of 2 cells finished; missing token-s1" in text and "Seeds [0]" in text
+    only = whitebox.artifacts.read_json(copy / "cells" / "token-s0" / "summary.json")["treat.sft.present.token.asr"]
+    sft_line = next(line for line in text.splitlines() if line.startswith("| sft / present |"))
+    assert sft_line.split("|")[3].strip() == f"{only:.3f}"  # the ASR column: the one finished seed, no interval
+
+
+def test_whitebox_report_refuses_what_it_cannot_report(tmp_path, tiny_yaml, capsys):
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    plant_dir = tmp_path / "plant"
+    plant_dir.mkdir()
+    shutil.copy(tiny_yaml, plant_dir / "config.yaml")
+    assert main(["report", str(plant_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "rebuilds the report of a suppression or treat run" in err and len(err.strip().splitlines()) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.yaml").write_text(yaml.safe_dump(GRID))
+    assert main(["report", str(empty)]) == 2
+    assert "no finished cell" in capsys.readouterr().err

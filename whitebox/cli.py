@@ -12,6 +12,7 @@ from whitebox.config import ConfigError, load_config
 from whitebox.probe_cli import add_commands as add_probe_commands
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+SUMMARY_LINES = 30  # a longer summary (a treatment run has hundreds of keys) is cut; summary.json has it all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    report = commands.add_parser(
+        "report",
+        help="rebuild a suppression run's report.md and plots from its files, without training",
+        description="Rebuild RUN_DIR/report.md and RUN_DIR/plots from the finished cells' summaries and metrics.jsonl; "
+        "a run still going or interrupted is reported as partial, over the cells that finished.",
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a suppression run directory, e.g. runs/suppression")
     add_probe_commands(commands)
     return parser
 
@@ -41,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "report":
+            return _report(args)
         return _probe(args) if args.command == "probe" else _run(args, parser)
     except ConfigError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
@@ -72,7 +82,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         print(f"\nwhitebox: interrupted; continue with `whitebox run --resume {target}`", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(format_summary(summary))
+    print(format_summary(summary, limit=SUMMARY_LINES, path=Path(target) / "summary.json"))
+    report = Path(target) / "report.md"
+    if report.is_file():  # the experiment wrote a report: end with its tables
+        print(f"\n{report.read_text()}\nreport: {report}")
     return 0
 
 
@@ -89,8 +102,25 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as an aligned two-column table."""
-    width = max(map(len, summary), default=0)
-    rows = [f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}" for k, v in summary.items()]
+def _report(args: argparse.Namespace) -> int:
+    from whitebox.artifacts import ArtifactError
+    from whitebox.suppression_report import rebuild_report
+
+    try:
+        path, missing = rebuild_report(args.run_dir)
+    except ArtifactError as err:
+        print(f"whitebox: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(path.read_text())
+    print(f"report: {path}" + (f" (partial: {len(missing)} cells not finished: {', '.join(missing)})" if missing else ""))
+    return 0
+
+
+def format_summary(summary: dict[str, Any], limit: int | None = None, path: Path | None = None) -> str:
+    """The summary as an aligned two-column table; past `limit` rows, a pointer to the file holding the rest."""
+    items = list(summary.items())[:limit]
+    width = max((len(k) for k, _ in items), default=0)
+    rows = [f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}" for k, v in items]
+    if len(items) < len(summary):
+        rows.append(f"  ... {len(summary) - len(items)} more in {path or 'summary.json'}")
     return "summary\n" + "\n".join(rows)

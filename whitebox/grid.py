@@ -36,10 +36,31 @@ def cell_config(cfg: ExperimentConfig, experiment: str, trigger: str, seed: int)
     return ExperimentConfig.model_validate(data)
 
 
+def cell_dir(run_dir: Path, trigger: str, seed: int) -> Path:
+    return Path(run_dir) / "cells" / f"{trigger}-s{seed}"
+
+
+def grid_cells(cfg: ExperimentConfig) -> list[tuple[str, int]]:
+    return [(trigger, seed) for trigger in cfg.grid.triggers for seed in cfg.grid.seeds]
+
+
 def run_cells(cfg: ExperimentConfig, run_dir: Path, experiment: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """Every (trigger, seed) cell of cfg.grid run with `experiment`; their summaries by cell."""
-    return {
-        (trigger, seed): run_or_resume(cell_config(cfg, experiment, trigger, seed), run_dir / "cells" / f"{trigger}-s{seed}")
-        for trigger in cfg.grid.triggers
-        for seed in cfg.grid.seeds
-    }
+    """Every (trigger, seed) cell of cfg.grid run with `experiment`, under one progress bar; their summaries by cell."""
+    from tqdm.auto import tqdm
+
+    out = {}
+    with tqdm(grid_cells(cfg), desc="cells", unit="cell", dynamic_ncols=True) as bar:
+        for trigger, seed in bar:
+            bar.set_postfix_str(f"{trigger}-s{seed}")
+            out[(trigger, seed)] = run_or_resume(cell_config(cfg, experiment, trigger, seed), cell_dir(run_dir, trigger, seed))
+    return out
+
+
+def finished_cells(cfg: ExperimentConfig, run_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """The summaries of the cells that ran to completion, without running anything."""
+    out = {}
+    for trigger, seed in grid_cells(cfg):
+        path = cell_dir(run_dir, trigger, seed) / "summary.json"
+        if path.is_file() and (summary := read_json(path)).get("status") == "complete":
+            out[(trigger, seed)] = summary
+    return out
