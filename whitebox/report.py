@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from whitebox.artifacts import atomic_write
@@ -71,11 +70,6 @@ def plot_grokking(metrics_path: str | Path, stage: str, out: str | Path) -> Path
     }
     unit = {"accuracy (exact match: discontinuous)", "embedding Fourier spectrum"}
     return plot_panels(records, panels, out, log_scale={"loss"}, unit_scale=unit)
-
-
-def first_step_above(metrics_path: str | Path, stage: str, key: str, threshold: float) -> int | None:
-    """The first logged step at which `key` reaches `threshold` (None if it never does)."""
-    return next((r["step"] for r in read_metrics(metrics_path, stage) if r.get(key, -math.inf) >= threshold), None)
 
 
 def _line(ax, records: list[dict], key: str) -> None:
