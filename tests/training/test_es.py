@@ -37,6 +37,23 @@ def test_gradient_estimate_points_along_the_true_gradient_on_a_quadratic():
     assert torch.nn.functional.cosine_similarity(grad, true, dim=0) >= 0.9
 
 
+def test_one_chunk_draws_each_members_noise_once_and_gives_the_chunked_gradient(monkeypatch):
+    n, sigma = 50, 0.05
+    theta, centre = torch.randn(n, generator=torch.Generator().manual_seed(4)), torch.zeros(n)
+    seeds = pair_seeds(seed=2, step=0, pairs=16)
+
+    def evaluate(noise):
+        members = torch.stack([theta + sigma * noise, theta - sigma * noise], dim=1)  # k 2 n
+        return -(members - centre).pow(2).sum(-1)
+
+    chunked, fit_chunked = es_gradient(evaluate, seeds, n, sigma, pairs_per_chunk=3)
+    draws = []
+    monkeypatch.setattr(es, "seeded_normal", lambda seed, *a, **k: draws.append(seed) or seeded_normal(seed, *a, **k))
+    whole, fit_whole = es_gradient(evaluate, seeds, n, sigma, pairs_per_chunk=16)
+    assert sorted(draws) == sorted(seeds)  # drawn once: the update reuses the evaluated noise
+    assert torch.equal(fit_whole, fit_chunked) and torch.allclose(whole, chunked, atol=1e-6)
+
+
 def test_regenerated_noise_is_bit_identical_to_the_evaluated_noise(monkeypatch, toy_lm, toy_data):
     drawn: dict[int, list[torch.Tensor]] = {}
 

@@ -46,10 +46,17 @@ def es_gradient(
     """Estimate d E[fitness] / d theta from antithetic pairs; return (gradient [n], fitness [pairs, 2]).
 
     `evaluate(noise [k, n])` returns the fitness [k, 2] of theta + sigma * noise (column 0) and
-    theta - sigma * noise (column 1). The noise is regenerated from the seeds for the update.
+    theta - sigma * noise (column 1). With more than one chunk the noise is regenerated from the
+    seeds for the update (memory stays one chunk's); with one chunk the evaluated noise is reused.
     """
     chunks = [seeds[i : i + pairs_per_chunk] for i in range(0, len(seeds), pairs_per_chunk)]
-    fitness = torch.cat([evaluate(_noise(chunk, n, device)) for chunk in chunks])  # pairs 2
+    kept = None  # one chunk: its noise is in memory anyway, so the update reuses it instead of drawing it again
+    fitness_parts = []
+    for chunk in chunks:
+        noise = _noise(chunk, n, device)
+        fitness_parts.append(evaluate(noise))
+        kept = noise if len(chunks) == 1 else None
+    fitness = torch.cat(fitness_parts)  # pairs 2
     if not torch.isfinite(fitness).all():
         raise TrainingDiverged("a population member's fitness became non-finite")
     shaped = centered_ranks(fitness)
@@ -57,7 +64,7 @@ def es_gradient(
     grad = torch.zeros(n, device=device)
     for i, chunk in enumerate(chunks):
         w = weight[i * pairs_per_chunk : i * pairs_per_chunk + len(chunk)]
-        grad += w.to(device) @ _noise(chunk, n, device)
+        grad += w.to(device) @ (kept if kept is not None else _noise(chunk, n, device))
     return grad / (2 * len(seeds) * sigma), fitness
 
 
