@@ -1,7 +1,7 @@
 """Is the located circuit a property of the method or of one lucky model? Plant and locate across seeds.
 
-Runs the quickstart (plant + locate) for every seed and trigger kind into OUT/s<seed>_<kind>
-(a finished run is reused, an interrupted one resumed) and tabulates the attribution agreement
+Runs the quickstart config as experiment locate (plant + locate) for every seed and trigger kind
+into OUT/s<seed>_<kind> (a finished run is reused, an interrupted one resumed) and tabulates the attribution agreement
 and the circuit's faithfulness from each summary.json. The selection rule was developed on seeds
 0-2; seeds 3 and above are the held-out check.
 
@@ -30,7 +30,8 @@ COLUMNS = {
 
 def located(config: str, seed: int, kind: str, out: Path) -> dict[str, float]:
     """The locate.* numbers of one planted seed, running or resuming the quickstart only where needed."""
-    overrides = [f"run.seed={seed}", f"task.trigger={kind}", f"run.name=s{seed}_{kind}", "tracking.wandb_mode=disabled"]
+    overrides = ["experiment=locate", f"run.seed={seed}", f"task.trigger={kind}", f"run.name=s{seed}_{kind}",
+                 "tracking.wandb_mode=disabled"]
     summary = run_or_resume(load_config(config, overrides), out / f"s{seed}_{kind}")
     return {key: float(summary[f"locate.{key}"]) for key in COLUMNS}
 

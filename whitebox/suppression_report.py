@@ -199,7 +199,9 @@ def plot_curves(dirs: dict[tuple[str, int], Path], kind: str, rows: list[str], o
     import matplotlib.pyplot as plt
 
     measures = ["clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc", "circuit_ablation_effect"]
-    fig, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 3.6), constrained_layout=True, squeeze=False)
+    bounded = {"clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc"}  # bands clipped to [0, 1]
+    fig, grid = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
+    axes = grid.flatten()
     for row in rows:
         regime, condition = row.split(".")
         curves = [[r for r in read_metrics(d / "metrics.jsonl", f"treat/{regime}-{condition}") if "eval/asr" in r]
@@ -209,17 +211,20 @@ def plot_curves(dirs: dict[tuple[str, int], Path], kind: str, rows: list[str], o
             continue
         n = min(len(c) for c in curves)
         x = [curves[0][i]["budget/forward_equivalents"] for i in range(n)]
-        for ax, measure in zip(axes[0], measures):
+        for ax, measure in zip(axes, measures):
             points = [ci95([c[i].get(f"eval/{measure}", math.nan) for c in curves]) for i in range(n)]
             mean = [p[0] for p in points]
             half = [0.0 if math.isnan(p[1]) else p[1] for p in points]
+            low, high = [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)]
+            if measure in bounded:
+                low, high = [max(v, 0.0) for v in low], [min(v, 1.0) for v in high]
             line = ax.plot(x, mean, label=f"{regime} / {condition}", ls="-" if condition == "present" else "--")[0]
-            ax.fill_between(x, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
-                            color=line.get_color(), alpha=0.15, lw=0)
-    for ax, measure in zip(axes[0], measures):
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, lw=0)
+    for ax, measure in zip(axes, measures):
         ax.set(xlabel="forward-pass equivalents", title=measure)
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(frameon=False, fontsize=7)
+    axes[0].legend(frameon=False, fontsize=7)
     n_seeds = sum(trigger == kind for trigger, _ in dirs)
     fig.suptitle(f"trigger {kind}: mean and 95% CI over {n_seeds} seeds", fontsize=9)
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
