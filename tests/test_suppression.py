@@ -54,6 +54,9 @@ def test_report_has_a_row_per_regime_and_control_with_a_computed_verdict(grid):
     agg = {k: v for k, v in summary.items() if isinstance(v, float)}
     sft_line = next(line for line in text.splitlines() if line.startswith("| sft / present |"))
     assert sft_line.rstrip(" |").endswith(verdict(agg, "sft.present", "token"))
+    summary_line = next(line for line in text.splitlines() if line.startswith("Verdicts (token): "))
+    groups = dict(part.split(": ") for part in summary_line.removeprefix("Verdicts (token): ").rstrip(".").split("; "))
+    assert "sft / present" in groups[verdict(agg, "sft.present", "token")].split(", ")
     assert (run_dir / "plots" / "treat_token.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -179,6 +179,10 @@ def write_report(
             name = {"start": "untreated"}.get(row, row.replace(".", " / "))
             judged = verdict(agg, row, kind) if row in rows else ""
             lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {judged} |")
+        judged = {row: verdict(agg, row, kind) for row in rows}
+        lines += ["", "Verdicts (" + kind + "): " + "; ".join(
+            f"{v}: " + ", ".join(r.replace(".", " / ") for r in rows if judged[r] == v)
+            for v in ("removed", "suppressed", "not suppressed") if v in judged.values()) + "."]
         steps = {c: agg.get(f"treat.{c}.{kind}.revival_steps.mean", math.nan) for c in ("fresh", "honest", "sft.present")}
         lines += ["", f"Yardsticks: a fresh model learns task and backdoor in {steps['fresh']:.0f} steps, the honest model "
                   f"learns the backdoor in {steps['honest']:.0f}."]
