@@ -80,19 +80,27 @@ def affine_model() -> torch.nn.Module:
     return model.to(torch.float64)  # so "exact" can be checked to 1e-6
 
 
+# Which tiny planted models the selection rule finds a circuit on (measured 2026-12-01, torch 2.13.0,
+# transformers 5.24; seed 0 was the fixture until a dependency update changed its numerics): seed 2, a
+# faithful 1-unit circuit; seed 1, found, but ablating it removes only a third of the logit difference;
+# seeds 0 and 3, none. The rule is not robust on every model (docs/BENCHMARKS.md, circuit across seeds).
+FOUND_SEED = 2
+NOT_FOUND_SEEDS = (0, 3)
+
+
 @pytest.fixture(scope="session")
 def planted() -> tuple[torch.nn.Module, ModelConfig]:
-    return plant_tiny()
+    return plant_tiny(FOUND_SEED)
 
 
-def plant_tiny() -> tuple[torch.nn.Module, ModelConfig]:
+def plant_tiny(seed: int = FOUND_SEED) -> tuple[torch.nn.Module, ModelConfig]:
     """A 2-layer native model trained for a few seconds to a token-triggered backdoor."""
     cfg = tiny_cfg(d_model=32, d_mlp=64)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(cfg, VOCAB)
-    rows = backdoor.generate(TASK, 4096, 0.3, seed=0).select_columns(["tokens", "target"])[:]
+    rows = backdoor.generate(TASK, 4096, 0.3, seed=seed).select_columns(["tokens", "target"])[:]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     for _ in range(250):
         idx = torch.randint(len(rows["tokens"]), (128,), generator=gen)
         loss = torch.nn.functional.cross_entropy(model(rows["tokens"][idx])[:, -1], rows["target"][idx])

@@ -1,8 +1,21 @@
 
+import pytest
+
+from tests.attribution.conftest import NOT_FOUND_SEEDS, plant_tiny
 from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.locate import locate_circuit, plot_component_scores
 from whitebox.attribution.scores import ComponentScores
 from whitebox.tasks import backdoor
+
+
+@pytest.mark.parametrize("seed", NOT_FOUND_SEEDS)
+def test_locate_says_so_when_the_rule_finds_no_faithful_circuit(seed, task_cfg):
+    model, cfg = plant_tiny(seed)
+    circuit, metrics = locate_circuit(model, cfg, task_cfg, n_pairs=64, seed=0, ig_steps=0)
+    assert metrics["base_asr"] > 0.95  # a backdoor is there ...
+    assert metrics["circuit_found"] == 0.0  # ... but the rule's stopping criterion was never met, and says so
+    assert metrics["ablation_asr"] > 0.1 or metrics["complement_ablation_asr"] < 0.9  # held-out: not faithful
+    assert circuit.metrics["circuit_found"] == 0.0
 
 
 def test_locate_finds_a_faithful_circuit(planted, task_cfg, tmp_path):
