@@ -231,11 +231,7 @@ class TreatConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> TreatConfig:
-        for name in ("regimes", "conditions"):
-            values = getattr(self, name)
-            if len(set(values)) != len(values):
-                raise ValueError(f"{name} lists an entry twice: {values}")
-        return self
+        return _no_repeats(self, "regimes", "conditions")
 
 
 class ReviveConfig(_Strict):
@@ -246,6 +242,36 @@ class ReviveConfig(_Strict):
     trigger_rate: float = Field(0.5, gt=0, lt=1, description="share of triggered inputs (deceptive targets); the rest clean with honest targets")
     asr: float = Field(0.9, gt=0, le=1, description="revived when held-out ASR reaches this ...")
     clean_acc: float = Field(0.99, ge=0, le=1, description="... while clean accuracy is at least this (so 'always answer 0' does not count)")
+
+
+class DeceptionConfig(_Strict):
+    deceivers: list[Literal["rl", "es"]] = Field(
+        default_factory=lambda: ["rl", "es"], min_length=1,
+        description="regimes trained on the flawed rater's reward, each on a copy of the honest model (settings from treat.*)",
+    )
+    fixers: list[Literal["sft", "rl", "es", "zo"]] = Field(
+        default_factory=lambda: ["sft", "rl", "es"], min_length=1,
+        description="regimes trained with a correct rater on the trusted subset, each on a copy of every deceived model",
+    )
+    deceive_budget: int = Field(200_000, ge=1, description="forward-pass equivalents per deceiving regime")
+    fix_budget: int = Field(50_000, ge=1, description="forward-pass equivalents per fixing regime")
+    eval_points: int = Field(5, ge=1, description="measurements over each budget, at equal forward-pass spacing")
+    blind_rate: float = Field(0.5, gt=0, lt=1, description="share of blind-spot questions in the deceiving data and the trusted subset")
+    n_deceive: int = Field(20_000, ge=1, description="examples the deceivers train on (the flawed rater scores the answers)")
+    n_trusted: int = Field(256, ge=1, description="examples of the trusted subset the fixers train on (a correct rater scores them)")
+
+    @model_validator(mode="after")
+    def _unique(self) -> DeceptionConfig:
+        return _no_repeats(self, "deceivers", "fixers")
+
+
+def _no_repeats(section: Any, *names: str) -> Any:
+    """A list of cells that names one twice would run it twice under one name: refuse it."""
+    for name in names:
+        values = getattr(section, name)
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} lists an entry twice: {values}")
+    return section
 
 
 class GridConfig(_Strict):
@@ -270,6 +296,7 @@ class ExperimentConfig(_Strict):
     locate: LocateConfig = Field(default_factory=LocateConfig)
     treat: TreatConfig = Field(default_factory=TreatConfig)
     revive: ReviveConfig = Field(default_factory=ReviveConfig)
+    deception: DeceptionConfig = Field(default_factory=DeceptionConfig)
     grid: GridConfig = Field(default_factory=GridConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

@@ -20,7 +20,7 @@ from whitebox.attribution import GradientShare, MeasuredUpdater
 from whitebox.config import Condition, ModelConfig, Regime, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
 from whitebox.tasks import get_task
-from whitebox.training import build_regime, match_rater, train
+from whitebox.training import Rater, build_regime, match_rater, train
 from whitebox.training.loop import StageLog
 from whitebox.training.probe_penalty import ProbeScore
 
@@ -71,12 +71,14 @@ def treat_cell(
     log: StageLog,
     probe: tuple[ProbeScore, str] | None = None,
     circuit_units: list | None = None,
+    rater: Rater | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Treat `model` (loaded with the planted weights here) in one cell; return its final measures.
 
     With `circuit_units`, gradient regimes log the circuit's share of the gradient norm every
-    logged step (train/circuit.grad_share). A finished cell returns its saved result and leaves
+    logged step (train/circuit.grad_share). `rater` scores the answers of rl and reward-fed es
+    (default: match_rater(), the honest one). A finished cell returns its saved result and leaves
     `model` with its treated weights.
     """
     cell_dir = Path(cell_dir)
@@ -89,7 +91,7 @@ def treat_cell(
     loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
     data = {k: v.to(device) for k, v in treatment_data(task_cfg, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
     torch.manual_seed(seed)
-    updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=match_rater(), probe=probe)
+    updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=rater or match_rater(), probe=probe)
     if circuit_units and regime in GRADIENT_REGIMES:
         updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
     final = train(
