@@ -36,11 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     report = commands.add_parser(
         "report",
-        help="rebuild a suppression run's report.md and plots from its files, without training",
+        help="rebuild a suppression or treat run's report.md and plots from its files, without training",
         description="Rebuild RUN_DIR/report.md and RUN_DIR/plots from the finished cells' summaries and metrics.jsonl; "
-        "a run still going or interrupted is reported as partial, over the cells that finished.",
+        "a suppression run still going or interrupted is reported as partial, over the cells that finished.",
     )
-    report.add_argument("run_dir", metavar="RUN_DIR", help="a suppression run directory, e.g. runs/suppression")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a suppression or treat run directory, e.g. runs/suppression")
     add_probe_commands(commands)
     return parser
 

@@ -21,7 +21,7 @@ def plant(
     `honest`, the same training on data that never holds the trigger (a control that knows the task
     but never had the backdoor), saved as models/honest.
     """
-    cfg, name = ctx.cfg, "honest" if honest else "planted"
+    cfg, name, stage = ctx.cfg, "honest" if honest else "planted", "plant_honest" if honest else "plant"
     task_cfg = cfg.task.model_copy(update={"trigger_rate": 0.0}) if honest else cfg.task
     task = get_task(task_cfg.name)
     vocab = task.vocabulary(task_cfg)
@@ -38,9 +38,9 @@ def plant(
         cfg.training,
         seed=cfg.run.seed,
         evaluate=evaluate or (lambda m: task.evaluate(m, held_out)),
-        checkpoint_dir=ctx.run_dir / "checkpoints" / ("plant_honest" if honest else "plant"),
-        log=ctx.tracker.stage("plant_honest" if honest else "plant"),
-        desc="plant honest" if honest else "plant",
+        checkpoint_dir=ctx.run_dir / "checkpoints" / stage,
+        log=ctx.tracker.stage(stage),
+        desc=stage,
     )
     extra: dict[str, Any] = {"vocab": vocab, "task": task_cfg.model_dump(mode="json"), "metrics": metrics}
     save_model(model, cfg.model, ctx.run_dir / "models" / name, extra=extra)

@@ -74,7 +74,7 @@ def revive(
 
 
 def revive_all(ctx: Any, model: torch.nn.Module) -> dict[str, float]:
-    """Revive every treated cell of the run, a fresh model and the untreated planted model; summary keys.
+    """Revive every treated cell of the run, a fresh, an honest and the untreated planted model; summary keys.
 
     Keys: treat.<regime>.<condition>.<kind>.revival_steps (and .revived), and the yardsticks
     treat.fresh.<kind>.revival_steps, treat.honest.<kind>.revival_steps (the honest model is
