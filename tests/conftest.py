@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from whitebox.config import ExperimentConfig, parse_config
@@ -32,3 +34,14 @@ def tiny_yaml(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
     return path
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny models train fastest on one thread, and do not stall when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

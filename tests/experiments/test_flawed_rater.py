@@ -2,9 +2,9 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 import whitebox
+from tests.conftest import one_thread
 from whitebox.config import ConfigError, load_config, parse_config
 from whitebox.report import read_metrics
 
@@ -31,13 +31,9 @@ TINY_RATER = {
 
 @pytest.fixture(scope="module")
 def rater_run(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     run_dir = tmp_path_factory.mktemp("rater") / "run"
-    try:
+    with one_thread():
         yield run_dir, whitebox.run(parse_config(TINY_RATER), out=run_dir)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_pipeline_reports_every_measure_of_every_phase(rater_run):
