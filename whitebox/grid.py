@@ -30,14 +30,18 @@ def cell_config(cfg: ExperimentConfig, experiment: str, trigger: str, seed: int)
     """The parent's config narrowed to one cell: its experiment, trigger kind and seed."""
     data = cfg.model_dump(mode="json")
     data["experiment"] = experiment
-    data["run"].update(seed=seed, name=f"{cfg.run.name}-{trigger}-s{seed}")
+    data["run"].update(seed=seed, name=f"{cfg.run.name}-{cell_label(trigger, seed)}")
     data["task"]["trigger"] = trigger
     data["tracking"]["wandb_group"] = cfg.tracking.wandb_group or cfg.run.name
     return ExperimentConfig.model_validate(data)
 
 
+def cell_label(trigger: str, seed: int) -> str:
+    return f"{trigger}-s{seed}"
+
+
 def cell_dir(run_dir: Path, trigger: str, seed: int) -> Path:
-    return Path(run_dir) / "cells" / f"{trigger}-s{seed}"
+    return Path(run_dir) / "cells" / cell_label(trigger, seed)
 
 
 def grid_cells(cfg: ExperimentConfig) -> list[tuple[str, int]]:
@@ -51,7 +55,7 @@ def run_cells(cfg: ExperimentConfig, run_dir: Path, experiment: str) -> dict[tup
     out = {}
     with tqdm(grid_cells(cfg), desc="cells", unit="cell", dynamic_ncols=True) as bar:
         for trigger, seed in bar:
-            bar.set_postfix_str(f"{trigger}-s{seed}")
+            bar.set_postfix_str(cell_label(trigger, seed))
             out[(trigger, seed)] = run_or_resume(cell_config(cfg, experiment, trigger, seed), cell_dir(run_dir, trigger, seed))
     return out
 

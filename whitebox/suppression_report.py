@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 from scipy import stats
 
-from whitebox.artifacts import atomic_write, write_text
-from whitebox.grid import cell_dir
+from whitebox.artifacts import ArtifactError, atomic_write, read_json, write_text
+from whitebox.grid import cell_dir, cell_label, finished_cells, grid_cells
 from whitebox.report import read_metrics
 
 # (summary measure, column title, digits) in table order
@@ -115,9 +115,7 @@ def rebuild_report(run_dir: str | Path) -> tuple[Path, list[str]]:
     A suppression run reports the cells that finished and names the others; a treat run (one cell)
     must have finished.
     """
-    from whitebox.artifacts import ArtifactError, read_json
     from whitebox.config import load_config
-    from whitebox.grid import finished_cells, grid_cells
     from whitebox.treat import trigger_kind
 
     run_dir = Path(run_dir)
@@ -128,7 +126,7 @@ def rebuild_report(run_dir: str | Path) -> tuple[Path, list[str]]:
         if not cells:
             raise ArtifactError(f"{run_dir}: no finished cell under cells/ yet; {resume}")
         dirs = {cell: cell_dir(run_dir, *cell) for cell in cells}
-        missing = [f"{t}-s{s}" for t, s in grid_cells(cfg) if (t, s) not in cells]
+        missing = [cell_label(*cell) for cell in grid_cells(cfg) if cell not in cells]
     elif cfg.experiment == "treat":
         summary_path = run_dir / "summary.json"
         summary = read_json(summary_path) if summary_path.is_file() else {}
@@ -170,6 +168,7 @@ def write_report(
     for kind in dict.fromkeys(kind for kind, _ in cells):
         lines += ["", f"## Trigger: {kind}", "", "| row | " + " | ".join(title for _, title, _ in COLUMNS) + " | verdict |",
                   "|---" * (len(COLUMNS) + 2) + "|"]
+        judged = {row: verdict(agg, row, kind) for row in rows}
         for row in ["start", "fresh", "honest", *rows]:
             cells_text = []
             for measure, _, digits in COLUMNS:
@@ -177,9 +176,7 @@ def write_report(
                 c = agg.get(f"treat.{row}.{kind}.{measure}.ci95", math.nan)
                 cells_text.append("" if math.isnan(m) else f"{m:.{digits}f}" + ("" if math.isnan(c) else f" ± {c:.{digits}f}"))
             name = {"start": "untreated"}.get(row, row.replace(".", " / "))
-            judged = verdict(agg, row, kind) if row in rows else ""
-            lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {judged} |")
-        judged = {row: verdict(agg, row, kind) for row in rows}
+            lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {judged.get(row, '')} |")
         lines += ["", "Verdicts (" + kind + "): " + "; ".join(
             f"{v}: " + ", ".join(r.replace(".", " / ") for r in rows if judged[r] == v)
             for v in ("removed", "suppressed", "not suppressed") if v in judged.values()) + "."]

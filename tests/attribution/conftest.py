@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import one_thread
 from whitebox.config import BackdoorTaskConfig, ModelConfig
 from whitebox.models import build_model
 from whitebox.tasks import backdoor
@@ -17,10 +18,8 @@ N_CTX = backdoor.seq_len(TASK)
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tensors here are tiny: one thread avoids the stalls two threads hit on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
 
 
 def tiny_cfg(arch: str = "native", **dims) -> ModelConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import one_thread
 from whitebox.config import parse_config
 from whitebox.models import build_model
 from whitebox.tasks import backdoor
@@ -13,10 +14,8 @@ from whitebox.tasks import backdoor
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models run fastest on one thread, and do not stall when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield
 
 
 class ToyLM(torch.nn.Module):
