@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,12 @@ def test_run_prints_summary_and_writes_it(capsys, tiny_yaml, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete" and "plant.clean_acc" in printed
     assert f"{summary['plant.asr']:.4f}" in printed
+
+
+def test_a_long_summary_is_cut_with_a_pointer_to_the_file():
+    from whitebox.cli import format_summary
+
+    summary = {f"k{i}": float(i) for i in range(5)}
+    lines = format_summary(summary, limit=3, path=Path("run/summary.json")).splitlines()
+    assert lines == ["summary", "  k0  0.0000", "  k1  1.0000", "  k2  2.0000", "  ... 2 more in run/summary.json"]
+    assert format_summary(summary).count("\n") == 5  # no limit: every key
