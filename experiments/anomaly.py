@@ -1,13 +1,17 @@
 """Detection benchmark: probe and clean-only detector per residual hook, for every planted behaviour.
 
-Three behaviours, each planted in its own sub-run under <run>/behaviours/<name>/ (experiment
-`plant`, resumable like grid cells): backdoor_token and backdoor_computed (the run's backdoor task
-with that trigger kind; hidden label `triggered`) and flawed_rater (hidden label `blind_spot`). The
-flawed_rater row uses an honestly trained model, so it measures whether the blind-spot question
-type is detectable, not whether a learned lie is (the deceived models are experiments/flawed_rater.py's).
+Three models, each planted in its own sub-run under <run>/behaviours/<name>/ (experiment `plant`,
+resumable like grid cells): backdoor_token and backdoor_computed (the run's backdoor task with that
+trigger kind; hidden label `triggered`) and flawed_rater, an honest model (hidden label
+`blind_spot`: is the question type detectable at all?). The fourth behaviour, flawed_rater_lie, is
+the lie itself: the honest model trained with rl on the flawed rater's reward (deceived) and, as
+the baseline, with rl on a correct rater for the same forward-pass budget (control), both under
+behaviours/flawed_rater_lie/ (treat cells, resumable; budget and data from the deception section,
+regime settings from treat); see whitebox.detection.lie_rows for what its rows compare.
 Model, training and locate sections come from the run's config; the flawed_rater task takes the
 backdoor task's seq_len, n_values, n_train and n_eval. Writes detection.md and detection.json;
-summary keys detect.<behaviour>.<method>.{auroc_best, recall_best, fresh_auroc_best, hook_best}.
+summary keys detect.<behaviour>.<method>.{auroc_best, recall_best, baseline_auroc_best, hook_best}
+and detect.flawed_rater_lie.{deceived,control}.{lie_rate, honest_acc, blind_honest_acc}.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from whitebox.artifacts import write_json, write_text
 from whitebox.config import ConfigError, ExperimentConfig
-from whitebox.detection import best_summary, detection_rows, format_detection_table
+from whitebox.deception import phase_config
+from whitebox.detection import best_summary, detection_rows, format_detection_table, lie_rows
 from whitebox.grid import run_or_resume
 from whitebox.models import load_model
 from whitebox.runner import RunContext
+from whitebox.tasks import flawed_rater
+from whitebox.treat import treat_cell
 
 SHARED_TASK_FIELDS = ("seq_len", "n_values", "n_train", "n_eval")
 
@@ -60,14 +69,41 @@ def run(ctx: RunContext) -> dict[str, Any]:
                     if k.startswith("plant.") and isinstance(v, (int, float))}
         model, model_cfg = load_model(sub_dir / "models" / "planted", ctx.device)
         rows += detection_rows(model.eval(), model_cfg, sub.task, ctx.cfg.locate, ctx.cfg.run.seed, name)
+    lie, behaviour = lie_models(ctx, sub, sub_dir)
+    rows += lie_rows(lie["deceived"], lie["control"], model, sub.task, ctx.cfg.locate, ctx.cfg.run.seed)
+    summary |= behaviour
     table = format_detection_table(rows)
     write_json(ctx.run_dir / "detection.json", rows)
     write_text(ctx.run_dir / "detection.md", "# Detection benchmark\n\nHeld-out AUROC and recall at 1% FPR per "
                "residual hook (answer position). probe: logistic on the hidden label, control = shuffled labels; "
-               "detector: Mahalanobis fitted on clean inputs only; fresh = same method on an untrained model. "
-               "flawed_rater: an honest model, so detectability of the blind-spot question type, not of a lie.\n\n"
-               f"{table}\n")
+               "detector: Mahalanobis fitted on clean inputs only; baseline = same method on an untrained model. "
+               "flawed_rater: an honest model, so detectability of the blind-spot question type, not of a lie. "
+               "flawed_rater_lie: the rl-deceived model against the honest one on the same blind-spot questions "
+               "(probe: which model; detector: each model's own detector fitted on checkable questions); baseline = "
+               "a model trained as long on a correct rater against the honest one.\n\n"
+               + "".join(f"- {k}: {v:.3f}\n" for k, v in behaviour.items()) + f"\n{table}\n")
     tqdm.write(table)
     metrics = best_summary(rows)
     ctx.tracker.log("detect", 0, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     return {**summary, **metrics}
+
+
+def lie_models(ctx: RunContext, sub: ExperimentConfig, sub_dir: Path) -> tuple[dict[str, torch.nn.Module], dict[str, float]]:
+    """The honest flawed_rater model after rl on the flawed rater (deceived) and on a correct rater (control), and their behaviour."""
+    from tqdm.auto import tqdm
+
+    cfg, planted = ctx.cfg, sub_dir / "models" / "planted"
+    held_out = flawed_rater.eval_set(sub.task, cfg.run.seed)
+    models, out = {}, {}
+    for name, rater in (("deceived", flawed_rater.flawed_rater(sub.task)), ("control", flawed_rater.honest_rater(sub.task))):
+        model, model_cfg = load_model(planted, ctx.device)
+        final = treat_cell(
+            model, model_cfg, sub.task, phase_config(cfg, "deceive"), cfg.training, "rl", "present", seed=cfg.run.seed,
+            cell_dir=behaviour_dir(ctx.run_dir, "flawed_rater_lie") / name, planted_dir=planted,
+            evaluate=lambda m: flawed_rater.evaluate(m, held_out), log=ctx.tracker.stage(f"lie/{name}"), rater=rater,
+            device=ctx.device,
+        )
+        tqdm.write(f"flawed_rater_lie {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
+        models[name] = model.eval()
+        out |= {f"detect.flawed_rater_lie.{name}.{k}": final[k] for k in ("lie_rate", "honest_acc", "blind_honest_acc")}
+    return models, out

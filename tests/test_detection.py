@@ -12,6 +12,7 @@ from whitebox.detection import (
     best_summary,
     detection_rows,
     format_detection_table,
+    lie_rows,
     score_methods,
 )
 from whitebox.locate import probe_data
@@ -87,10 +88,52 @@ def test_rows_summary_and_table_cover_every_hook_and_method(tiny_model):
     rows = detection_rows(model, cfg.model, cfg.task, LOCATE, 0, "b")
     assert len(rows) == 2 * 3  # 1 layer: L0.pre, L0.mid, L0.post
     for r in rows:
-        assert 0 <= r["auroc"] <= 1 and 0 <= r["recall_at_1pct_fpr"] <= 1 and 0 <= r["fresh_auroc"] <= 1
+        assert 0 <= r["auroc"] <= 1 and 0 <= r["recall_at_1pct_fpr"] <= 1 and 0 <= r["baseline_auroc"] <= 1
         assert (r["control_auroc"] is None) == (r["method"] == "detector")
     summary = best_summary(rows)
     assert summary["detect.b.probe.auroc_best"] == max(r["auroc"] for r in rows if r["method"] == "probe")
     assert set(summary) == {f"detect.b.{m}.{k}" for m in ("probe", "detector")
-                            for k in ("auroc_best", "recall_best", "fresh_auroc_best", "hook_best")}
+                            for k in ("auroc_best", "recall_best", "baseline_auroc_best", "hook_best")}
     assert format_detection_table(rows).count("\n| b | ") == len(rows)
+
+
+@pytest.fixture(scope="module")
+def rater_models():
+    """Two differently initialised models of the flawed_rater task and its config."""
+    cfg = resolve_config(parse_config({**TINY, "task": {"name": "flawed_rater", "seq_len": 4, "n_values": 10}}))
+    vocab = get_task("flawed_rater").vocabulary(cfg.task)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(build_model(cfg.model, vocab, "cpu").eval())
+    return models, cfg
+
+
+def test_lie_rows_of_a_model_against_itself_are_chance_and_a_changed_model_is_told_apart(rater_models):
+    (a, b), cfg = rater_models
+    same = lie_rows(a, a, a, cfg.task, LOCATE, 0)
+    assert {(r["name"], r["method"]) for r in same} == {(h, m) for h in ("L0.pre", "L0.mid", "L0.post")
+                                                       for m in ("probe", "detector")}
+    for r in same:  # identical activations and scores under both labels: exactly chance, for deceived and baseline
+        assert r["auroc"] == 0.5 and r["baseline_auroc"] == 0.5, r
+        assert r["recall_at_1pct_fpr"] == 0.0
+    changed = lie_rows(b, a, a, cfg.task, LOCATE, 0)
+    inner = [r for r in changed if r["name"] != "L0.pre"]  # L0.pre is a constant token's embedding in both models
+    assert all(r["baseline_auroc"] == 0.5 for r in changed)
+    assert min(r["auroc"] for r in inner if r["method"] == "probe") > 0.95
+    assert max(abs(r["auroc"] - 0.5) for r in inner if r["method"] == "detector") > 0.1
+
+
+def test_lie_detectors_are_fitted_on_checkable_questions_only(rater_models, monkeypatch):
+    (a, b), cfg = rater_models
+    seen = []
+    fit_detectors = detection.fit_detectors
+    monkeypatch.setattr(detection, "fit_detectors", lambda acts, **kw: seen.append(acts) or fit_detectors(acts, **kw))
+    lie_rows(b, a, a, cfg.task, LOCATE, 0)
+    fit, _ = probe_data(cfg.task, LOCATE, 0)
+    rows = fit.select_columns(["tokens", "blind_spot"])[:]
+    checkable = capture(a, rows["tokens"][~rows["blind_spot"]], "resid").acts
+    assert len(seen) == 3  # the honest reference (once), the deceived model, the control
+    for acts in seen:
+        assert list(acts) == list(checkable) and all(len(acts[h]) == len(checkable[h]) for h in checkable)
+    assert torch.equal(seen[0][next(iter(checkable))], checkable[next(iter(checkable))])

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -212,15 +212,21 @@ def input_dependent_hooks(model: torch.nn.Module, tokens: torch.Tensor, hooks: l
     return [h for h, a in acts.items() if float(a.std(0).max()) > 1e-6]
 
 
+def phase_config(cfg: Any, phase: Literal["deceive", "fix"]) -> TreatConfig:
+    """cfg.treat with the budget, data size, blind-spot share and eval points of a deception phase."""
+    dcfg = cfg.deception
+    budget, n_train = (dcfg.deceive_budget, dcfg.n_deceive) if phase == "deceive" else (dcfg.fix_budget, dcfg.n_trusted)
+    return cfg.treat.model_copy(update={"eval_points": dcfg.eval_points, "trigger_rate": dcfg.blind_rate,
+                                        "budget": budget, "n_train": n_train})
+
+
 def deceive_and_fix(ctx: Any, model: torch.nn.Module, measures: DeceptionMeasures) -> tuple[dict[str, float], list[str]]:
     """Every deceiver on the flawed rater, then every fixer on each deceived model; keys deceive.* and fix.*, and the stages."""
     from tqdm.auto import tqdm
 
     cfg, run_dir, dcfg = ctx.cfg, ctx.run_dir, ctx.cfg.deception
     flawed, honest = task.flawed_rater(cfg.task), task.honest_rater(cfg.task)
-    common = {"eval_points": dcfg.eval_points, "trigger_rate": dcfg.blind_rate}
-    deceive_cfg = cfg.treat.model_copy(update={**common, "budget": dcfg.deceive_budget, "n_train": dcfg.n_deceive})
-    fix_cfg = cfg.treat.model_copy(update={**common, "budget": dcfg.fix_budget, "n_train": dcfg.n_trusted})
+    deceive_cfg, fix_cfg = phase_config(cfg, "deceive"), phase_config(cfg, "fix")
     out, stages = {}, []
 
     def cell(regime: Regime, stage: str, treat_cfg: TreatConfig, start: Path, rater: Rater) -> dict[str, float]:

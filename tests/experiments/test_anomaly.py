@@ -6,10 +6,12 @@ import whitebox
 from tests.conftest import TINY, one_thread
 from whitebox.config import ConfigError, parse_config
 
-BEHAVIOURS = ("backdoor_token", "backdoor_computed", "flawed_rater")
+PLANTED = ("backdoor_token", "backdoor_computed", "flawed_rater")
+BEHAVIOURS = (*PLANTED, "flawed_rater_lie")
 HOOKS = ("L0.pre", "L0.mid", "L0.post")
 TINY_ANOMALY = {**TINY, "experiment": "anomaly", "run": {"name": "anomaly", "seed": 0},
-                "task": {**TINY["task"], "n_values": 30}, "locate": {"n_fit": 64, "n_test": 64}}
+                "task": {**TINY["task"], "n_values": 30}, "locate": {"n_fit": 64, "n_test": 64},
+                "deception": {"deceive_budget": 40000, "eval_points": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +26,14 @@ def test_pipeline_reports_every_key_and_a_row_per_behaviour_hook_and_method(anom
     assert summary["status"] == "complete"
     for b in BEHAVIOURS:
         for m in ("probe", "detector"):
-            for k in ("auroc_best", "recall_best", "fresh_auroc_best"):
+            for k in ("auroc_best", "recall_best", "baseline_auroc_best"):
                 assert 0 <= summary[f"detect.{b}.{m}.{k}"] <= 1, (b, m, k)
+    for b in PLANTED:
         assert (run_dir / "behaviours" / b / "models" / "planted").is_dir()
+    for name in ("deceived", "control"):
+        assert (run_dir / "behaviours" / "flawed_rater_lie" / name / "result.json").is_file()
+        for k in ("lie_rate", "honest_acc", "blind_honest_acc"):
+            assert 0 <= summary[f"detect.flawed_rater_lie.{name}.{k}"] <= 1
     rows = json.loads((run_dir / "detection.json").read_text())
     assert sorted((r["behaviour"], r["name"], r["method"]) for r in rows) == sorted(
         (b, h, m) for b in BEHAVIOURS for h in HOOKS for m in ("probe", "detector"))
@@ -42,13 +49,13 @@ def test_resume_reuses_the_planted_behaviours(anomaly_run):
     run_dir, summary = anomaly_run
     path = run_dir / "summary.json"
     path.write_text(path.read_text().replace('"status": "complete"', '"status": "running"'))
-    stamps = {b: (run_dir / "behaviours" / b / "models" / "planted" / "model.safetensors").stat().st_mtime_ns
-              for b in BEHAVIOURS}
+    weights = [run_dir / "behaviours" / b / "models" / "planted" / "model.safetensors" for b in PLANTED] + [
+        run_dir / "behaviours" / "flawed_rater_lie" / n / "model" / "model.safetensors" for n in ("deceived", "control")]
+    stamps = [w.stat().st_mtime_ns for w in weights]
     resumed = whitebox.resume(run_dir)
     assert {k: v for k, v in resumed.items() if k.startswith("detect.")} == {
         k: v for k, v in summary.items() if k.startswith("detect.")}
-    assert stamps == {b: (run_dir / "behaviours" / b / "models" / "planted" / "model.safetensors").stat().st_mtime_ns
-                      for b in BEHAVIOURS}
+    assert stamps == [w.stat().st_mtime_ns for w in weights]
 
 
 def test_anomaly_needs_the_backdoor_task_section(tmp_path):
