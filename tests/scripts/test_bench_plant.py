@@ -1,0 +1,25 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_plant_compares_same_size_models_and_writes_its_numbers(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_plant.py"), "--threads", "1", "--repeats", "2", "--iters", "1",
+         "--batch-size", "8", "--d-model", "16", "--n-layers", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    params = result["params"]
+    assert params["ours"] == params["plain"]  # the reference has the same parameters
+    assert len(result["samples"]["ours"]) == len(result["samples"]["plain"]) == 2
+    seconds = result["seconds_per_step"]
+    assert result["ratio_ours_over_plain"] == seconds["plain"] / seconds["ours"]
+    assert result["tokens_per_step"] == 8 * result["model"]["n_ctx"]  # batch x tokens of one input
+    assert result["tokens_per_second"]["ours"] == result["tokens_per_step"] / seconds["ours"]
+    assert "ours / plain torch throughput" in proc.stdout
