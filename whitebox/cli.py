@@ -29,11 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an experiment from CONFIG into runs/<run.name> (or --out DIR), or continue one with --resume.",
     )
     run.add_argument("config", nargs="?", metavar="CONFIG", help="YAML config, e.g. configs/quickstart.yaml")
-    run.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value by dotted key, e.g. --set training.lr=3e-4 (repeatable)",
-    )
-    run.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
+    _add_set_and_out(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument(
         "--workers", type=int, default=1, metavar="K",
@@ -53,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep.yaml (method grid, one parameter: the cell), and print the wandb sweep / wandb agent commands.",
     )
     sweep.add_argument("config", metavar="CONFIG", help="YAML config of a grid experiment, e.g. configs/suppression.yaml")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value by dotted key (repeatable)")
-    sweep.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
+    _add_set_and_out(sweep)
     cell = commands.add_parser(
         "cell",
         help="run (or resume, or read back) one cell of a grid run; what sweep agents and --workers call",
@@ -68,17 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. --set training.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "report":
-            return _report(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "cell":
-            return _cell(args)
-        return _probe(args) if args.command == "probe" else _run(args, parser)
+        commands = {"report": _report, "sweep": _sweep, "cell": _cell, "probe": _probe}
+        return commands[args.command](args) if args.command in commands else _run(args, parser)
     except ConfigError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return EXIT_USAGE
