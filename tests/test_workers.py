@@ -37,6 +37,14 @@ def test_a_cell_being_run_elsewhere_is_not_run_again(grid_dir, capsys):
     assert not (grid_dir / "cells" / "token-s1").exists()  # neither attempt started the cell
 
 
+def test_the_serial_loop_respects_the_lock_too(grid_dir, capsys):
+    with hold(grid_dir / "cells" / "token-s0.lock", "cell token-s0"):
+        assert main(["run", "--resume", str(grid_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"whitebox: error: cell token-s0 of {grid_dir} is being run by process ") and "Traceback" not in err
+    assert not (grid_dir / "cells" / "token-s0").exists() and not list(grid_dir.glob("cells/*.lock"))
+
+
 def test_bad_cell_and_workers_are_one_line_errors(grid_dir, tiny_yaml, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a run started by mistake would land in ./runs
     err = _fails(capsys, ["cell", str(grid_dir), "--cell", "token-s7"])
