@@ -1,15 +1,22 @@
 import math
+import os
 import shutil
 import statistics
+import subprocess
 
 import pytest
 import yaml
 from scipy import stats
+from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 import whitebox
+from tests.conftest import one_thread
+from tests.test_sweep import agent_command
 from tests.test_treat import SUPPRESSION
+from whitebox.artifacts import read_json
 from whitebox.cli import main
 from whitebox.config import parse_config
+from whitebox.locks import hold
 from whitebox.runner import resume
 from whitebox.suppression_report import ci95, verdict
 
@@ -21,7 +28,25 @@ GRID = {**SUPPRESSION, "experiment": "suppression", "run": {"name": "grid", "see
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("grid") / "run"
-    return run_dir, whitebox.run(parse_config(GRID), out=run_dir)
+    with one_thread():  # as the worker processes below, so that their numbers can be compared exactly
+        return run_dir, whitebox.run(parse_config(GRID), out=run_dir)
+
+
+@pytest.fixture(scope="module")
+def workers_grid(tmp_path_factory):
+    """The same grid run by `whitebox run --workers 2`, one thread per worker."""
+    base = tmp_path_factory.mktemp("workers")
+    (base / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        assert main(["run", str(base / "grid.yaml"), "--out", str(base / "run"), "--workers", "2"]) == 0
+    return base / "run"
+
+
+def differences(got: dict, expected: dict) -> dict:
+    """The keys whose values differ (NaN equals NaN), with both values."""
+    same = lambda a, b: a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))  # noqa: E731
+    return {k: (got.get(k), expected.get(k)) for k in got.keys() | expected.keys() if not same(got.get(k), expected.get(k))}
 
 
 def test_ci95_is_the_student_t_half_width():
@@ -122,3 +147,50 @@ def test_whitebox_report_refuses_what_it_cannot_report(tmp_path, tiny_yaml, caps
     (empty / "config.yaml").write_text(yaml.safe_dump(GRID))
     assert main(["report", str(empty)]) == 2
     assert "no finished cell" in capsys.readouterr().err
+
+
+def test_two_workers_give_exactly_the_serial_cells_and_report(grid, workers_grid):
+    run_dir, summary = grid
+    for label in ("token-s0", "token-s1"):
+        cell = read_json(workers_grid / "cells" / label / "summary.json")
+        assert differences(cell, read_json(run_dir / "cells" / label / "summary.json")) == {}, label
+        assert "whitebox: run directory" in (workers_grid / "cells" / f"{label}.log").read_text()
+    assert differences(read_json(workers_grid / "summary.json"), summary) == {}
+    assert (workers_grid / "report.md").read_text() == (run_dir / "report.md").read_text()
+    assert not list(workers_grid.glob("cells/*.lock"))
+
+
+def test_a_failed_worker_names_its_cell_and_keeps_the_finished_ones(grid, workers_grid, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(workers_grid, copy)
+    shutil.rmtree(copy / "cells" / "token-s1")
+    whitebox.artifacts.write_json(copy / "summary.json", {"status": "running"})
+    before = (copy / "cells" / "token-s0" / "metrics.jsonl").read_text()
+    with hold(copy / "cells" / "token-s1.lock", "cell token-s1"):  # as if another agent ran it
+        assert main(["run", "--resume", str(copy), "--workers", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"whitebox: cell token-s1 failed (exit 2) in {copy / 'cells' / 'token-s1'}; its output is in "
+                          f"{copy / 'cells' / 'token-s1.log'}: whitebox: error: cell token-s1 of {copy} is being run by ")
+    assert err.endswith(f"finished cells are kept: continue with `whitebox run --resume {copy} --workers 2`")
+    assert (copy / "cells" / "token-s0" / "metrics.jsonl").read_text() == before
+    assert read_json(copy / "summary.json")["status"] == "running"
+
+
+def test_a_sweep_agent_runs_one_cell_into_the_shared_run_as_the_serial_grid_did(grid, tmp_path, capsys):
+    run_dir, _ = grid
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    shared = tmp_path / "shared"
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(shared), "--set", "tracking.wandb_mode=offline"]) == 0
+    capsys.readouterr()
+    command = agent_command(yaml.safe_load((shared / "sweep.yaml").read_text()), "token-s0")
+    params = tmp_path / "wandb" / "sweep-sw1" / "config-agentrun1.yaml"  # what the agent writes for W&B
+    save_config_file_from_dict(str(params), {"cell": {"value": "token-s0"}})
+    env = {**os.environ, "WANDB_SWEEP_ID": "sw1", "WANDB_RUN_ID": "agentrun1", "WANDB_SWEEP_PARAM_PATH": str(params),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cell = read_json(shared / "cells" / "token-s0" / "summary.json")
+    assert differences(cell, read_json(run_dir / "cells" / "token-s0" / "summary.json")) == {}
+    assert [p.name.split("-")[-1] for p in (shared / "cells" / "token-s0" / "wandb").glob("offline-run-*")] == ["agentrun1"]
+    assert main(["report", str(shared)]) == 0  # merges what the agents have finished so far
+    assert "partial: 1 cells not finished: token-s1" in capsys.readouterr().out

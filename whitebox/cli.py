@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from whitebox import __version__
 from whitebox.config import ConfigError, load_config
+from whitebox.grid import cell_dir, cell_experiment, check_workers, find_cell, run_cell
 from whitebox.probe_cli import add_commands as add_probe_commands
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -28,12 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an experiment from CONFIG into runs/<run.name> (or --out DIR), or continue one with --resume.",
     )
     run.add_argument("config", nargs="?", metavar="CONFIG", help="YAML config, e.g. configs/quickstart.yaml")
-    run.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value by dotted key, e.g. --set training.lr=3e-4 (repeatable)",
-    )
-    run.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
+    _add_set_and_out(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    run.add_argument(
+        "--workers", type=int, default=1, metavar="K",
+        help="run a grid experiment's cells in K processes, each with cores/K threads (default 1: in this process)",
+    )
     report = commands.add_parser(
         "report",
         help="rebuild a suppression or treat run's report.md and plots from its files, without training",
@@ -41,17 +42,40 @@ def build_parser() -> argparse.ArgumentParser:
         "a suppression run still going or interrupted is reported as partial, over the cells that finished.",
     )
     report.add_argument("run_dir", metavar="RUN_DIR", help="a suppression or treat run directory, e.g. runs/suppression")
+    sweep = commands.add_parser(
+        "sweep",
+        help="write a W&B sweep that runs a grid experiment's cells, one per agent run",
+        description="Create the run directory of a grid experiment (e.g. configs/suppression.yaml) with its config and "
+        "sweep.yaml (method grid, one parameter: the cell), and print the wandb sweep / wandb agent commands.",
+    )
+    sweep.add_argument("config", metavar="CONFIG", help="YAML config of a grid experiment, e.g. configs/suppression.yaml")
+    _add_set_and_out(sweep)
+    cell = commands.add_parser(
+        "cell",
+        help="run (or resume, or read back) one cell of a grid run; what sweep agents and --workers call",
+        description="Run one cell of the grid run in RUN_DIR into RUN_DIR/cells/<cell>, under a lock so that no other "
+        "process runs it at the same time.",
+    )
+    cell.add_argument("run_dir", metavar="RUN_DIR", help="a grid run directory, e.g. one written by `whitebox sweep`")
+    cell.add_argument("--cell", required=True, metavar="LABEL", help="the cell, <trigger>-s<seed>, e.g. token-s0")
     add_probe_commands(commands)
     return parser
+
+
+def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. --set training.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: <run.out_dir>/<run.name>)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "report":
-            return _report(args)
-        return _probe(args) if args.command == "probe" else _run(args, parser)
+        commands = {"report": _report, "sweep": _sweep, "cell": _cell, "probe": _probe}
+        return commands[args.command](args) if args.command in commands else _run(args, parser)
     except ConfigError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -65,28 +89,69 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     target, cfg = args.resume or args.out, None
     if args.config:
         cfg = load_config(args.config, args.overrides)  # fail fast, before the heavy imports
+        check_workers(cfg, args.workers)
         target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
 
-    from whitebox.artifacts import ArtifactError
     from whitebox.runner import resume, run
-    from whitebox.training import TrainingDiverged
 
-    try:
-        summary = resume(args.resume) if args.resume else run(cfg, out=args.out)
-    except ArtifactError as err:
-        print(f"whitebox: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except TrainingDiverged as err:
-        print(f"whitebox: training diverged: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"\nwhitebox: interrupted; continue with `whitebox run --resume {target}`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    workers = f" --workers {args.workers}" if args.workers > 1 else ""
+    summary, code = _guarded(
+        lambda: resume(args.resume, workers=args.workers) if args.resume else run(cfg, out=args.out, workers=args.workers),
+        f"whitebox run --resume {target}{workers}",
+    )
+    if summary is None:
+        return code
     print(format_summary(summary, limit=SUMMARY_LINES, path=Path(target) / "summary.json"))
     report = Path(target) / "report.md"
     if report.is_file():  # the experiment wrote a report: end with its tables
         print(f"\n{report.read_text()}\nreport: {report}")
     return 0
+
+
+def _guarded(call: Callable[[], dict[str, Any]], again: str) -> tuple[dict[str, Any] | None, int]:
+    """Run a run-like call; an expected failure becomes one line on stderr and an exit code: (summary or None, code)."""
+    from whitebox.artifacts import ArtifactError
+    from whitebox.locks import LockHeld
+    from whitebox.training import TrainingDiverged
+    from whitebox.workers import CellFailed
+
+    try:
+        return call(), 0
+    except (ArtifactError, LockHeld) as err:
+        print(f"whitebox: error: {err}", file=sys.stderr)
+        return None, EXIT_USAGE
+    except TrainingDiverged as err:
+        print(f"whitebox: training diverged: {err}", file=sys.stderr)
+        return None, EXIT_FAILED
+    except CellFailed as err:
+        print(f"whitebox: {err}", file=sys.stderr)
+        return None, EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"\nwhitebox: interrupted; continue with `{again}`", file=sys.stderr)
+        return None, EXIT_INTERRUPTED
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from whitebox.sweep import instructions, write_sweep
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir, sweep_file = write_sweep(cfg, args.out)
+    print(instructions(cfg, run_dir, sweep_file))
+    return 0
+
+
+def _cell(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: no config.yaml here; `whitebox cell` takes a grid run directory, "
+                          "e.g. one written by `whitebox sweep CONFIG`")
+    cfg = load_config(run_dir / "config.yaml")
+    cell_experiment(cfg, "whitebox cell")
+    trigger, seed = find_cell(cfg, args.cell)
+    summary, code = _guarded(lambda: run_cell(cfg, run_dir, trigger, seed), f"whitebox cell {run_dir} --cell {args.cell}")
+    if summary is not None:
+        print(format_summary(summary, limit=SUMMARY_LINES, path=cell_dir(run_dir, trigger, seed) / "summary.json"))
+    return code
 
 
 def _probe(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config
+from whitebox.grid import check_workers
 from whitebox.tasks import get_task
 from whitebox.tracking import Tracker, write_config
 
@@ -26,6 +27,7 @@ class RunContext:
     run_dir: Path
     tracker: Tracker
     device: torch.device
+    workers: int = 1  # processes a grid experiment may run its cells in (`whitebox run --workers`)
 
 
 Experiment = Callable[[RunContext], dict[str, Any]]
@@ -35,14 +37,39 @@ def run(
     config: ExperimentConfig | str | Path,
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run an experiment from a config (object or YAML path) in a new run directory; return summary.json."""
+    """Run an experiment from a config (object or YAML path) in a new run directory; return summary.json.
+
+    `workers` > 1 runs a grid experiment's cells in that many processes (whitebox/workers.py).
+    """
     if isinstance(config, ExperimentConfig):
         cfg = parse_config(config_to_dict(config), overrides) if overrides else config
     else:
         cfg = load_config(config, overrides)
     cfg = resolve_config(cfg)
     experiment = find_experiment(cfg.experiment)
+    check_workers(cfg, workers)
+    run_dir = new_run_dir(cfg, out)
+    return _execute(cfg, run_dir, experiment, workers)
+
+
+def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
+    """Continue an interrupted run from its saved config and newest checkpoints; finished work is kept."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: no config.yaml here; --resume takes the directory of an earlier run, e.g. runs/quickstart")
+    cfg = load_config(run_dir / "config.yaml")
+    check_workers(cfg, workers)
+    tracker = Tracker(run_dir, cfg)
+    if tracker.summary().get("status") == "complete":
+        print(f"{run_dir} is already complete; nothing to resume")
+        return tracker.summary()
+    return _execute(cfg, run_dir, find_experiment(cfg.experiment), workers)
+
+
+def new_run_dir(cfg: ExperimentConfig, out: str | Path | None = None) -> Path:
+    """Create the run directory (`out`, default <run.out_dir>/<run.name>) with its config.yaml; never reuse one."""
     run_dir = Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(
@@ -51,20 +78,7 @@ def run(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
-    return _execute(cfg, run_dir, experiment)
-
-
-def resume(run_dir: str | Path) -> dict[str, Any]:
-    """Continue an interrupted run from its saved config and newest checkpoints; finished work is kept."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir}: no config.yaml here; --resume takes the directory of an earlier run, e.g. runs/quickstart")
-    cfg = load_config(run_dir / "config.yaml")
-    tracker = Tracker(run_dir, cfg)
-    if tracker.summary().get("status") == "complete":
-        print(f"{run_dir} is already complete; nothing to resume")
-        return tracker.summary()
-    return _execute(cfg, run_dir, find_experiment(cfg.experiment))
+    return run_dir
 
 
 def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -115,14 +129,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _execute(cfg: ExperimentConfig, run_dir: Path, experiment: Experiment) -> dict[str, Any]:
+def _execute(cfg: ExperimentConfig, run_dir: Path, experiment: Experiment, workers: int = 1) -> dict[str, Any]:
     device = resolve_device(cfg.training.device)
     print(f"whitebox: run directory {run_dir} (device {device})\n{dump_yaml(cfg)}", flush=True)
     seed_everything(cfg.run.seed)
     tracker = Tracker(run_dir, cfg).start(str(device))
     try:
         tracker.update_summary({"status": "running"})
-        results = experiment(RunContext(cfg, run_dir, tracker, device))
+        results = experiment(RunContext(cfg, run_dir, tracker, device, workers))
         return tracker.update_summary({**results, "status": "complete"})
     finally:
         tracker.finish()

@@ -7,6 +7,7 @@ failure only costs the mirror.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -79,14 +80,16 @@ class Tracker:
         tracking = self.cfg.tracking
         if tracking.wandb_mode == "disabled":
             return
+        # launched by `wandb agent` (whitebox sweep): W&B names the run, its project and entity
+        in_sweep = bool(os.environ.get("WANDB_SWEEP_ID"))
         try:
             import wandb
 
             self._wandb = wandb.init(
-                project=tracking.wandb_project,
-                entity=tracking.wandb_entity,
+                project=None if in_sweep else tracking.wandb_project,
+                entity=None if in_sweep else tracking.wandb_entity,
                 name=self.cfg.run.name,
-                id=run_id,
+                id=None if in_sweep else run_id,
                 resume="allow",
                 dir=str(self.run_dir),
                 mode=tracking.wandb_mode,
