@@ -67,12 +67,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = load_config(args.config, args.overrides)  # fail fast, before the heavy imports
         target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
 
+    from whitebox import distributed
     from whitebox.artifacts import ArtifactError
     from whitebox.runner import resume, run
     from whitebox.training import TrainingDiverged
 
     try:
         summary = resume(args.resume) if args.resume else run(cfg, out=args.out)
+        if not distributed.is_main():  # rank 0 prints for everyone
+            return 0
     except ArtifactError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -82,6 +85,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         print(f"\nwhitebox: interrupted; continue with `whitebox run --resume {target}`", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        distributed.shutdown()
     print(format_summary(summary, limit=SUMMARY_LINES, path=Path(target) / "summary.json"))
     report = Path(target) / "report.md"
     if report.is_file():  # the experiment wrote a report: end with its tables

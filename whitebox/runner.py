@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from whitebox import distributed
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config
 from whitebox.tasks import get_task
 from whitebox.tracking import Tracker, write_config
@@ -36,7 +37,10 @@ def run(
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run an experiment from a config (object or YAML path) in a new run directory; return summary.json."""
+    """Run an experiment from a config (object or YAML path) in a new run directory; return summary.json.
+
+    Under torchrun every rank calls this; they train data-parallel and rank 0 writes the run directory.
+    """
     if isinstance(config, ExperimentConfig):
         cfg = parse_config(config_to_dict(config), overrides) if overrides else config
     else:
@@ -44,13 +48,14 @@ def run(
     cfg = resolve_config(cfg)
     experiment = find_experiment(cfg.experiment)
     run_dir = Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name
+    distributed.init(resolve_device(cfg.training.device))
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(
             f"{run_dir} already exists; continue that run with `whitebox run --resume {run_dir}`, "
             "or start a new one with --out DIR or --set run.name=NEW_NAME"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg)
+    distributed.barrier()  # every rank has looked before rank 0 creates it
+    write_config(run_dir, cfg)  # creates the directory
     return _execute(cfg, run_dir, experiment)
 
 
@@ -60,9 +65,11 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: no config.yaml here; --resume takes the directory of an earlier run, e.g. runs/quickstart")
     cfg = load_config(run_dir / "config.yaml")
+    distributed.init(resolve_device(cfg.training.device))
     tracker = Tracker(run_dir, cfg)
     if tracker.summary().get("status") == "complete":
-        print(f"{run_dir} is already complete; nothing to resume")
+        if distributed.is_main():
+            print(f"{run_dir} is already complete; nothing to resume")
         return tracker.summary()
     return _execute(cfg, run_dir, find_experiment(cfg.experiment))
 
@@ -98,10 +105,13 @@ def find_experiment(name: str) -> Experiment:
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; an explicit device must exist."""
+    """`auto` picks CUDA when present, else the CPU; an explicit device must exist. Under torchrun a
+    CUDA device without an index is this process's own GPU (LOCAL_RANK)."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cuda" and device.index is None and distributed.launched():
+        device = torch.device("cuda", distributed.local_rank())
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+        return device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"training.device: {name!r} asked for but no CUDA device is visible; use auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -117,7 +127,9 @@ def seed_everything(seed: int) -> None:
 
 def _execute(cfg: ExperimentConfig, run_dir: Path, experiment: Experiment) -> dict[str, Any]:
     device = resolve_device(cfg.training.device)
-    print(f"whitebox: run directory {run_dir} (device {device})\n{dump_yaml(cfg)}", flush=True)
+    if distributed.is_main():
+        world = f", {distributed.world_size()} processes" if distributed.active() else ""
+        print(f"whitebox: run directory {run_dir} (device {device}{world})\n{dump_yaml(cfg)}", flush=True)
     seed_everything(cfg.run.seed)
     tracker = Tracker(run_dir, cfg).start(str(device))
     try:
