@@ -6,6 +6,7 @@ scenarios in this process are the single-process reference.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from whitebox.artifacts import write_text
 from whitebox.config import ESConfig, RLConfig, TrainingConfig, TreatConfig, ZOConfig, parse_config
 from whitebox.models import load_model, state_tensors
 from whitebox.tracking import Tracker
-from whitebox.training import train
+from whitebox.training import TrainingDiverged, train
 from whitebox.training.regimes import build_regime
 
 WORLD = 2
@@ -82,6 +83,25 @@ def scenarios(directory: Path) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+def diverge(directory: Path) -> dict[str, str]:
+    """Only rank 1's loss is NaN (its shard for sft, its direction for zo): the error each rank stops with."""
+    out = {}
+    for name, (regime, cfg) in {"sft": GRADIENT["sft"], "zo": ("zo", TreatConfig(zo=ZOConfig(samples=2)))}.items():
+        model, data = make_tiny_bridge()
+        updater, loss_fn = build_regime(regime, cfg, model, _training(32, 3), seed=0)
+
+        def poisoned(model, batch, loss_fn=loss_fn):
+            return loss_fn(model, batch) * (math.nan if distributed.rank() == 1 else 1.0)
+
+        try:
+            train(model, updater, poisoned, data, _training(32, 3), seed=0, evaluate=lambda m: {"none": 0.0},
+                  checkpoint_dir=directory / name, log=_NoLog(), desc=name)
+            out[name] = "finished"
+        except TrainingDiverged as err:
+            out[name] = str(err)
+    return out
+
+
 def writes(directory: Path) -> dict[str, str]:
     """Each rank writes its own text to one file and logs one metrics line; what every rank reads right after."""
     write_text(directory / "who.txt", f"rank {distributed.rank()}")
@@ -98,7 +118,8 @@ def _worker(rank: int, port: int, directory: Path) -> None:
     torch.set_num_threads(1)
     distributed.init(torch.device("cpu"))
     try:
-        result = {"weights": scenarios(directory / "train"), "writes": writes(directory / "writes")}
+        result = {"weights": scenarios(directory / "train"), "writes": writes(directory / "writes"),
+                  "diverge": diverge(directory / "diverge")}
         torch.save(result, directory / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
@@ -155,6 +176,14 @@ def test_only_rank_0_writes_and_every_rank_reads_it_after(two_ranks):
     assert (directory / "writes" / "summary.json").read_text().count('"rank": 0') == 1
     names = {p.name for p in (directory / "train" / "sft").iterdir()}
     assert names == {"step_0000002", "step_0000004"}  # no rank-1 temporaries, one writer pruning
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(two_ranks):
+    ranks, _, directory = two_ranks
+    for name in ("sft", "zo"):
+        errors = [rank["diverge"][name] for rank in ranks]
+        assert all(e.startswith(f"{name} step 1: ") and "no checkpoint was written yet" in e for e in errors), errors
+        assert not (directory / "diverge" / name).exists()
 
 
 def test_torchrun_plant_run_matches_a_one_process_run(tmp_path):

@@ -59,8 +59,16 @@ class Backprop:
         lr = self.scheduler.get_last_lr()[0]
         rows = len(next(iter(batch.values())))
         part = distributed.shard_batch(batch)
-        with self._autocast():
-            loss = loss_fn(model, part)
+        diverged = None
+        try:
+            with self._autocast():
+                loss = loss_fn(model, part)
+        except TrainingDiverged as err:
+            if not distributed.active():
+                raise
+            diverged = err
+        if distributed.any_rank(diverged is not None):  # one rank's non-finite loss stops every rank here
+            raise diverged or TrainingDiverged("another rank's loss became non-finite")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if distributed.active():  # a plain all-reduce, not DDP: the model stays unwrapped for hooks and checkpoints

@@ -4,18 +4,19 @@ The direction z is regenerated from a seed parameter by parameter and applied in
 stays that of inference plus one parameter-sized noise tensor. Under torchrun the directions of a
 step are shared out across ranks: each evaluates its own and only replays the others' perturbations
 (so every rank's weights follow the single-process arithmetic bit for bit), and the ranks exchange
-the loss values. With samples = 1 (the default) there is nothing to share out: every rank makes the
-same step on the whole batch.
+the loss values. With samples = 1 (the default) there is nothing to share out: rank 0 evaluates the
+one direction, the others replay it, and every rank makes the same update.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from whitebox import distributed
-from whitebox.training.loop import Batch, LossFn
+from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator
 from whitebox.config import ZOConfig
 
@@ -37,14 +38,16 @@ class ZerothOrder:
         for q, seed in enumerate(seeds):
             evaluated = mine.start <= q < mine.stop  # the other ranks' directions are only replayed
             self._perturb(seed, eps)
-            plus = float(loss_fn(model, batch)) if evaluated else 0.0
+            plus = _value(loss_fn, model, batch) if evaluated else 0.0
             self._perturb(seed, -2 * eps)
-            minus = float(loss_fn(model, batch)) if evaluated else 0.0
+            minus = _value(loss_fn, model, batch) if evaluated else 0.0
             self._perturb(seed, eps)
             if evaluated:
                 losses.append([plus, minus])
         pairs = torch.tensor(losses, dtype=torch.float64).reshape(-1, 2)
         pairs = distributed.gather_rows(pairs, len(seeds)).tolist()  # samples 2, every rank's
+        if distributed.active() and not all(math.isfinite(v) for pair in pairs for v in pair):
+            raise TrainingDiverged("a loss became non-finite")  # on every rank at once
         projected = [(seed, (plus - minus) / (2 * eps)) for seed, (plus, minus) in zip(seeds, pairs)]
         if self.cfg.weight_decay:
             for p in self.params:
@@ -73,3 +76,13 @@ class ZerothOrder:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps_done = int(state["steps_done"])
+
+
+def _value(loss_fn: LossFn, model: torch.nn.Module, batch: Batch) -> float:
+    """The loss as a float; under torchrun a non-finite one is NaN here, so that all ranks stop together."""
+    try:
+        return float(loss_fn(model, batch))
+    except TrainingDiverged:
+        if not distributed.active():
+            raise
+        return math.nan
