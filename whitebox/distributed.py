@@ -57,33 +57,29 @@ def is_main() -> bool:
 
 
 def barrier() -> None:
-    if active():
-        dist.barrier(device_ids=[local_rank()]) if dist.get_backend() == "nccl" else dist.barrier()
+    if not active():
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[local_rank()])
+    else:
+        dist.barrier()
 
 
 @contextlib.contextmanager
-def main_only() -> Iterator[bool]:
+def main_only(wait: bool = True) -> Iterator[bool]:
     """Around a write: yields True on the main rank only; every rank waits at the end of the outermost
-    block, so what it wrote is there for all of them after it (the run directory is shared)."""
+    block, so what it wrote is there for all of them after it (the run directory is shared).
+
+    With wait=False (the main rank's own records, such as metrics lines) nobody waits, and nothing nested does.
+    """
     global _writing
     _writing += 1
     try:
         yield is_main()
     finally:
         _writing -= 1
-    if _writing == 0:
+    if wait and _writing == 0:
         barrier()
-
-
-@contextlib.contextmanager
-def quiet_writer() -> Iterator[bool]:
-    """Like main_only, for the main rank's own records (metrics lines): nobody waits, nothing nested waits."""
-    global _writing
-    _writing += 1
-    try:
-        yield is_main()
-    finally:
-        _writing -= 1
 
 
 def shard(n: int) -> slice:
@@ -139,9 +135,6 @@ def weighted_mean(stats: dict[str, float], weight: float) -> dict[str, float]:
     return dict(zip(stats, values.tolist()))
 
 
-def _device() -> torch.device:
-    return torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
 
 def any_rank(flag: bool) -> bool:
     """Whether `flag` is true on any rank, so that every rank takes the same branch."""
@@ -150,3 +143,7 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([float(flag)], device=_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def _device() -> torch.device:
+    return torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")

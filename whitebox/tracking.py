@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from whitebox.artifacts import read_json, write_json, write_text
 from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
-from whitebox.distributed import main_only, quiet_writer
+from whitebox.distributed import main_only
 
 PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "einops", "wandb", "pydantic", "numpy", "safetensors")
 
@@ -37,7 +37,7 @@ class Tracker:
 
     def start(self, device: str) -> Tracker:
         """Write env.json on first start (kept on resume) and open the W&B run."""
-        with quiet_writer() as writer:
+        with main_only(wait=False) as writer:
             if writer:
                 env_path = self.run_dir / "env.json"
                 env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
@@ -50,7 +50,7 @@ class Tracker:
         return StageLogger(self, name)
 
     def log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        with quiet_writer() as writer:
+        with main_only(wait=False) as writer:
             if writer:
                 record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
                 with open(self.metrics_path, "a") as f:
@@ -59,7 +59,7 @@ class Tracker:
 
     def rewind(self, stage: str, step: int) -> None:
         """Drop this stage's records after `step` (they are recomputed on resume), atomically."""
-        with quiet_writer() as writer:
+        with main_only(wait=False) as writer:
             if not writer or not self.metrics_path.is_file():
                 return
             lines = self.metrics_path.read_text().splitlines()
