@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 from dataclasses import dataclass
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -127,14 +129,24 @@ def seed_everything(seed: int) -> None:
 
 def _execute(cfg: ExperimentConfig, run_dir: Path, experiment: Experiment) -> dict[str, Any]:
     device = resolve_device(cfg.training.device)
-    if distributed.is_main():
-        world = f", {distributed.world_size()} processes" if distributed.active() else ""
+    world = f", {distributed.world_size()} processes" if distributed.active() else ""
+    with _main_prints():
         print(f"whitebox: run directory {run_dir} (device {device}{world})\n{dump_yaml(cfg)}", flush=True)
-    seed_everything(cfg.run.seed)
-    tracker = Tracker(run_dir, cfg).start(str(device))
-    try:
-        tracker.update_summary({"status": "running"})
-        results = experiment(RunContext(cfg, run_dir, tracker, device))
-        return tracker.update_summary({**results, "status": "complete"})
-    finally:
-        tracker.finish()
+        seed_everything(cfg.run.seed)
+        tracker = Tracker(run_dir, cfg).start(str(device))
+        try:
+            tracker.update_summary({"status": "running"})
+            results = experiment(RunContext(cfg, run_dir, tracker, device))
+            return tracker.update_summary({**results, "status": "complete"})
+        finally:
+            tracker.finish()
+
+
+@contextlib.contextmanager
+def _main_prints() -> Iterator[None]:
+    """Under torchrun only rank 0 prints progress; the other ranks' stdout goes nowhere (stderr stays)."""
+    if distributed.is_main():
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
