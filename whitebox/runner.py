@@ -110,7 +110,9 @@ def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present, else the CPU; an explicit device must exist. Under torchrun a
     CUDA device without an index is this process's own GPU (LOCAL_RANK)."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-    if device.type == "cuda" and device.index is None and distributed.launched():
+    if device.type == "cuda" and distributed.launched():
+        if device.index is not None:
+            raise ConfigError(f"training.device: {name!r} would put every torchrun process on one GPU; use cuda or auto")
         device = torch.device("cuda", distributed.local_rank())
     if name == "auto":
         return device
