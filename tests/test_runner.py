@@ -6,10 +6,11 @@ import sys
 import time
 
 import pytest
+import torch
 
 import whitebox
 from whitebox.config import load_config
-from whitebox.runner import find_experiment, resolve_config
+from whitebox.runner import find_experiment, resolve_config, resolve_device
 from whitebox.config import ConfigError
 
 
@@ -83,3 +84,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_yaml, tmp_path)
     resumed = whitebox.resume(run_dir)
     assert {k: v for k, v in resumed.items()} == reference
     assert _records(run_dir) == _records(tmp_path / "reference")
+
+
+def test_under_torchrun_a_gpu_index_is_refused_and_the_cpu_is_kept(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ConfigError, match="every torchrun process on one GPU; use cuda or auto"):
+        resolve_device("cuda:1")
+    assert resolve_device("cpu") == torch.device("cpu")

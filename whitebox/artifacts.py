@@ -9,14 +9,26 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from whitebox.distributed import main_only
+
 
 class ArtifactError(Exception):
     """A file on disk is missing, corrupt or does not match what it must be loaded into."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp_path)` then rename onto `path`; on failure the old file stays intact."""
+    """Run `write(tmp_path)` then rename onto `path`; on failure the old file stays intact.
+
+    Under torchrun only rank 0 writes, and every rank returns once the file is there.
+    """
     path = Path(path)
+    with main_only() as writer:
+        if writer:
+            _replace(path, write)
+    return path
+
+
+def _replace(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -26,7 +38,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -110,13 +110,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _guarded(call: Callable[[], dict[str, Any]], again: str) -> tuple[dict[str, Any] | None, int]:
     """Run a run-like call; an expected failure becomes one line on stderr and an exit code: (summary or None, code)."""
+    from whitebox import distributed
     from whitebox.artifacts import ArtifactError
     from whitebox.locks import LockHeld
     from whitebox.training import TrainingDiverged
     from whitebox.workers import CellFailed
 
     try:
-        return call(), 0
+        summary = call()
+        return (summary if distributed.is_main() else None), 0  # rank 0 prints for everyone
     except (ArtifactError, LockHeld) as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return None, EXIT_USAGE
@@ -129,6 +131,8 @@ def _guarded(call: Callable[[], dict[str, Any]], again: str) -> tuple[dict[str, 
     except KeyboardInterrupt:
         print(f"\nwhitebox: interrupted; continue with `{again}`", file=sys.stderr)
         return None, EXIT_INTERRUPTED
+    finally:
+        distributed.shutdown()
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 from dataclasses import dataclass
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from whitebox import distributed
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config
 from whitebox.grid import check_workers
 from whitebox.tasks import get_task
@@ -42,6 +45,7 @@ def run(
     """Run an experiment from a config (object or YAML path) in a new run directory; return summary.json.
 
     `workers` > 1 runs a grid experiment's cells in that many processes (whitebox/workers.py).
+    Under torchrun every rank calls this; they train data-parallel and rank 0 writes the run directory.
     """
     if isinstance(config, ExperimentConfig):
         cfg = parse_config(config_to_dict(config), overrides) if overrides else config
@@ -61,9 +65,11 @@ def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
         raise ConfigError(f"{run_dir}: no config.yaml here; --resume takes the directory of an earlier run, e.g. runs/quickstart")
     cfg = load_config(run_dir / "config.yaml")
     check_workers(cfg, workers)
+    distributed.init(resolve_device(cfg.training.device))
     tracker = Tracker(run_dir, cfg)
     if tracker.summary().get("status") == "complete":
-        print(f"{run_dir} is already complete; nothing to resume")
+        if distributed.is_main():
+            print(f"{run_dir} is already complete; nothing to resume")
         return tracker.summary()
     return _execute(cfg, run_dir, find_experiment(cfg.experiment), workers)
 
@@ -71,13 +77,14 @@ def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
 def new_run_dir(cfg: ExperimentConfig, out: str | Path | None = None) -> Path:
     """Create the run directory (`out`, default <run.out_dir>/<run.name>) with its config.yaml; never reuse one."""
     run_dir = Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name
+    distributed.init(resolve_device(cfg.training.device))
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(
             f"{run_dir} already exists; continue that run with `whitebox run --resume {run_dir}`, "
             "or start a new one with --out DIR or --set run.name=NEW_NAME"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg)
+    distributed.barrier()  # every rank has looked before rank 0 creates it
+    write_config(run_dir, cfg)  # creates the directory
     return run_dir
 
 
@@ -112,10 +119,15 @@ def find_experiment(name: str) -> Experiment:
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; an explicit device must exist."""
+    """`auto` picks CUDA when present, else the CPU; an explicit device must exist. Under torchrun a
+    CUDA device without an index is this process's own GPU (LOCAL_RANK)."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cuda" and distributed.launched():
+        if device.index is not None:
+            raise ConfigError(f"training.device: {name!r} would put every torchrun process on one GPU; use cuda or auto")
+        device = torch.device("cuda", distributed.local_rank())
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+        return device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"training.device: {name!r} asked for but no CUDA device is visible; use auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -131,12 +143,24 @@ def seed_everything(seed: int) -> None:
 
 def _execute(cfg: ExperimentConfig, run_dir: Path, experiment: Experiment, workers: int = 1) -> dict[str, Any]:
     device = resolve_device(cfg.training.device)
-    print(f"whitebox: run directory {run_dir} (device {device})\n{dump_yaml(cfg)}", flush=True)
-    seed_everything(cfg.run.seed)
-    tracker = Tracker(run_dir, cfg).start(str(device))
-    try:
-        tracker.update_summary({"status": "running"})
-        results = experiment(RunContext(cfg, run_dir, tracker, device, workers))
-        return tracker.update_summary({**results, "status": "complete"})
-    finally:
-        tracker.finish()
+    world = f", {distributed.world_size()} processes" if distributed.active() else ""
+    with _main_prints():
+        print(f"whitebox: run directory {run_dir} (device {device}{world})\n{dump_yaml(cfg)}", flush=True)
+        seed_everything(cfg.run.seed)
+        tracker = Tracker(run_dir, cfg).start(str(device))
+        try:
+            tracker.update_summary({"status": "running"})
+            results = experiment(RunContext(cfg, run_dir, tracker, device, workers))
+            return tracker.update_summary({**results, "status": "complete"})
+        finally:
+            tracker.finish()
+
+
+@contextlib.contextmanager
+def _main_prints() -> Iterator[None]:
+    """Under torchrun only rank 0 prints progress; the other ranks' stdout goes nowhere (stderr stays)."""
+    if distributed.is_main():
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield

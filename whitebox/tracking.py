@@ -1,7 +1,7 @@
 """The run directory and its records: config, environment, metrics.jsonl, summary.json and W&B.
 
 The local files are the source of truth and are always written; W&B mirrors them and any W&B
-failure only costs the mirror.
+failure only costs the mirror. Under torchrun only rank 0 writes them and holds the W&B run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from whitebox.artifacts import read_json, write_json, write_text
 from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
+from whitebox.distributed import main_only
 
 PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "einops", "wandb", "pydantic", "numpy", "safetensors")
 
@@ -37,30 +38,35 @@ class Tracker:
 
     def start(self, device: str) -> Tracker:
         """Write env.json on first start (kept on resume) and open the W&B run."""
-        env_path = self.run_dir / "env.json"
-        env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
-        if not env_path.is_file():
-            write_json(env_path, env)
-        self._start_wandb(env["wandb_id"])
+        with main_only(wait=False) as writer:
+            if writer:
+                env_path = self.run_dir / "env.json"
+                env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
+                if not env_path.is_file():
+                    write_json(env_path, env)
+                self._start_wandb(env["wandb_id"])
         return self
 
     def stage(self, name: str) -> StageLogger:
         return StageLogger(self, name)
 
     def log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
+        with main_only(wait=False) as writer:
+            if writer:
+                record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
+                with open(self.metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
 
     def rewind(self, stage: str, step: int) -> None:
         """Drop this stage's records after `step` (they are recomputed on resume), atomically."""
-        if not self.metrics_path.is_file():
-            return
-        lines = self.metrics_path.read_text().splitlines()
-        kept = [line for line in lines if not _after(line, stage, step)]
-        if len(kept) != len(lines):
-            write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        with main_only(wait=False) as writer:
+            if not writer or not self.metrics_path.is_file():
+                return
+            lines = self.metrics_path.read_text().splitlines()
+            kept = [line for line in lines if not _after(line, stage, step)]
+            if len(kept) != len(lines):
+                write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def summary(self) -> dict[str, Any]:
         return read_json(self.summary_path) if self.summary_path.is_file() else {}
@@ -68,8 +74,10 @@ class Tracker:
     def update_summary(self, values: dict[str, Any]) -> dict[str, Any]:
         """Merge flat dotted keys into summary.json (atomic) and into the W&B summary."""
         summary = {**self.summary(), **values}
-        write_json(self.summary_path, summary)
-        self._mirror(lambda run: run.summary.update(values))
+        with main_only() as writer:
+            if writer:
+                write_json(self.summary_path, summary)
+                self._mirror(lambda run: run.summary.update(values))
         return summary
 
     def finish(self) -> None:

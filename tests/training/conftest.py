@@ -64,17 +64,17 @@ def list_log():
     return ListLog
 
 
+def make_tiny_bridge(seed: int = 0):
+    """A 1-layer TransformerBridge on the backdoor vocabulary, and a batch of its task data."""
+    cfg = parse_config({"model": {"arch": "native", "n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32},
+                        "task": {"seq_len": 4, "n_values": 10}})
+    vocab = backdoor.vocabulary(cfg.task)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model.model_copy(update={"d_vocab": len(vocab), "n_ctx": backdoor.seq_len(cfg.task)}), vocab)
+    rows = backdoor.generate(cfg.task, 64, 0.5, seed=seed)[:]
+    return model, {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
+
+
 @pytest.fixture
 def tiny_bridge():
-    """A 1-layer TransformerBridge on the backdoor vocabulary, and a batch of its task data."""
-
-    def make(seed: int = 0):
-        cfg = parse_config({"model": {"arch": "native", "n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32},
-                            "task": {"seq_len": 4, "n_values": 10}})
-        vocab = backdoor.vocabulary(cfg.task)
-        torch.manual_seed(seed)
-        model = build_model(cfg.model.model_copy(update={"d_vocab": len(vocab), "n_ctx": backdoor.seq_len(cfg.task)}), vocab)
-        rows = backdoor.generate(cfg.task, 64, 0.5, seed=seed)[:]
-        return model, {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
-
-    return make
+    return make_tiny_bridge

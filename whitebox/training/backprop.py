@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from whitebox import distributed
 from whitebox.config import TrainingConfig
 from whitebox.training.loop import Batch, TrainingDiverged
 
@@ -37,6 +38,8 @@ class Backprop:
 
     Reports 3 forward-pass equivalents per example (one forward, a backward counted as two): a
     loss_fn that runs the model more than once per step must add its extra passes itself.
+    Under torchrun each rank takes its rows of the batch and the gradients are averaged over ranks
+    (weighted by rows) before clipping, so every rank makes the single-process update.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainingConfig, device: torch.device):
@@ -54,17 +57,28 @@ class Backprop:
 
     def step(self, model: torch.nn.Module, batch: Batch, loss_fn: Callable[..., torch.Tensor]) -> dict[str, float]:
         lr = self.scheduler.get_last_lr()[0]
-        with self._autocast():
-            loss = loss_fn(model, batch)
+        rows = len(next(iter(batch.values())))
+        part = distributed.shard_batch(batch)
+        diverged = None
+        try:
+            with self._autocast():
+                loss = loss_fn(model, part)
+        except TrainingDiverged as err:
+            if not distributed.active():
+                raise
+            diverged = err
+        if distributed.any_rank(diverged is not None):  # one rank's non-finite loss stops every rank here
+            raise diverged or TrainingDiverged("another rank's loss became non-finite")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if distributed.active():  # a plain all-reduce, not DDP: the model stays unwrapped for hooks and checkpoints
+            loss = distributed.average_gradients(self.params, len(next(iter(part.values()))) / rows, loss.reshape(1))[0]
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         if not math.isfinite(grad_norm):
             raise TrainingDiverged(f"gradient norm became {grad_norm}")
         self.optimizer.step()
         self.scheduler.step()
-        rows = len(next(iter(batch.values())))
         return {"loss": float(loss.detach()), "grad_norm": grad_norm, "lr": lr,
                 "forward_equivalents": 3 * rows, "examples": rows}  # a backward costs two forwards
 

@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from whitebox.distributed import main_only
 from whitebox.models import state_tensors
 from whitebox.artifacts import ArtifactError, read_json, sha256_file, write_json
 
@@ -27,6 +28,15 @@ def save_checkpoint(
     """
     directory = Path(directory)
     final = directory / f"step_{step:07d}"
+    with main_only() as writer:  # under torchrun rank 0 writes and every rank waits for it
+        if writer:
+            _write(directory, final, step, model, updater, keep, spent)
+    return final
+
+
+def _write(
+    directory: Path, final: Path, step: int, model: torch.nn.Module, updater: Any, keep: int, spent: dict[str, int] | None
+) -> None:
     tmp = directory / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -46,7 +56,6 @@ def save_checkpoint(
         raise
     for old in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(old)
-    return final
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 Antithetic pairs theta +- sigma * eps_j, centred-rank fitness shaping, and noise eps_j regenerated
 from an integer seed derive_seed(run seed, step, j) whenever it is needed: a member is fully described
-by its seed and its fitness, so the population can later be sharded across processes unchanged.
+by its seed and its fitness, so under torchrun the population is sharded across ranks that exchange
+only fitness scalars (communication does not grow with the model).
 The population is evaluated in chunks, each one vmapped forward over stacked perturbed weights.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from whitebox import distributed
 from whitebox.models import answer_logits
 from whitebox.training.feedback import Feedback
 from whitebox.training.loop import Batch, LossFn, TrainingDiverged
@@ -48,15 +50,19 @@ def es_gradient(
     `evaluate(noise [k, n])` returns the fitness [k, 2] of theta + sigma * noise (column 0) and
     theta - sigma * noise (column 1). With more than one chunk the noise is regenerated from the
     seeds for the update (memory stays one chunk's); with one chunk the evaluated noise is reused.
+    Under torchrun each rank evaluates its share of the pairs and the ranks exchange only the fitness
+    scalars; every rank then sums the update over all seeds in the same chunks as one process would,
+    so the update is bit-identical to the single-process one whatever the number of ranks.
     """
-    chunks = [seeds[i : i + pairs_per_chunk] for i in range(0, len(seeds), pairs_per_chunk)]
-    kept = None  # one chunk: its noise is in memory anyway, so the update reuses it instead of drawing it again
-    fitness_parts = []
-    for chunk in chunks:
+    chunks = _chunks(seeds, pairs_per_chunk)
+    mine = _chunks(seeds[distributed.shard(len(seeds))], pairs_per_chunk)
+    kept = None  # one chunk, all of it here: its noise is in memory anyway, so the update reuses it
+    fitness_parts = [torch.zeros(0, 2, device=device)]
+    for chunk in mine:
         noise = _noise(chunk, n, device)
-        fitness_parts.append(evaluate(noise))
-        kept = noise if len(chunks) == 1 else None
-    fitness = torch.cat(fitness_parts)  # pairs 2
+        fitness_parts.append(evaluate(noise).to(device))
+        kept = noise if mine == chunks and len(chunks) == 1 else None
+    fitness = distributed.gather_rows(torch.cat(fitness_parts), len(seeds))  # pairs 2
     if not torch.isfinite(fitness).all():
         raise TrainingDiverged("a population member's fitness became non-finite")
     shaped = centered_ranks(fitness)
@@ -66,6 +72,10 @@ def es_gradient(
         w = weight[i * pairs_per_chunk : i * pairs_per_chunk + len(chunk)]
         grad += w.to(device) @ (kept if kept is not None else _noise(chunk, n, device))
     return grad / (2 * len(seeds) * sigma), fitness
+
+
+def _chunks(seeds: list[int], size: int) -> list[list[int]]:
+    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
 
 
 def _noise(seeds: list[int], n: int, device: torch.device | str) -> torch.Tensor:

@@ -58,14 +58,20 @@ class Reward:
         self.rater = rater
         self.temperature = temperature
 
-    def sample(self, logits: torch.Tensor, gen: torch.Generator | None = None, n: int | None = None) -> torch.Tensor:
-        """Answers [..., batch] (or [n, ..., batch]); the same noise for every leading index (common random numbers)."""
+    def sample(
+        self, logits: torch.Tensor, gen: torch.Generator | None = None, n: int | None = None,
+        within: tuple[slice, int] | None = None,
+    ) -> torch.Tensor:
+        """Answers [..., batch] (or [n, ..., batch]); the same noise for every leading index (common random numbers).
+
+        `within` = (rows, total): the logits are these rows of a batch of `total`, sampled with that batch's noise.
+        """
         if self.temperature == 0:
             answers = logits.argmax(-1)
             return answers.expand(n, *answers.shape) if n else answers
-        batch_vocab = logits.shape[-2:]
-        noise = gumbel(((n,) if n else ()) + (1,) * (logits.ndim - 2) + tuple(batch_vocab), gen, logits.device)
-        return (logits.float() / self.temperature + noise).argmax(-1)
+        rows, total = within or (slice(None), logits.shape[-2])
+        noise = gumbel(((n,) if n else ()) + (1,) * (logits.ndim - 2) + (total, logits.shape[-1]), gen, logits.device)
+        return (logits.float() / self.temperature + noise[..., rows, :]).argmax(-1)
 
     def fitness(self, logits: torch.Tensor, batch: Batch, gen: torch.Generator | None = None) -> torch.Tensor:
         return self.rater(batch, self.sample(logits, gen)).float()

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from whitebox.config import TrainingConfig
+from whitebox.distributed import any_rank, is_main
 from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints, load_checkpoint, save_checkpoint
 
 Batch = dict[str, torch.Tensor]
@@ -105,7 +106,8 @@ def train(
     guarded_loss = _finite(loss_fn)
     postfix: dict[str, str] = {}
     total, initial = (budget, spent["forward_equivalents"]) if budget is not None else (cfg.steps, step)
-    bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=1.0, unit_scale=budget is not None)
+    bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=1.0, unit_scale=budget is not None,
+               disable=not is_main())  # under torchrun rank 0 shows progress
     with bar, _interrupt_at_step_boundary() as interrupted:
         while not finished():
             idx = batch_indices(step, n, cfg.batch_size, seed)
@@ -140,9 +142,10 @@ def train(
                 shown = list(last_eval.items())[:BAR_METRICS]
                 postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in shown})
             bar.set_postfix(postfix, refresh=False)
-            if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or stopped or interrupted():
+            halt = any_rank(interrupted())  # under torchrun a Ctrl-C seen by one rank stops them all at this step
+            if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or stopped or halt:
                 save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints, spent=spent)
-            if interrupted():
+            if halt:
                 raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
             bar.update(int(stats.get("forward_equivalents", 0)) if budget is not None else 1)
     return last_eval if last_eval is not None else _evaluate(model, evaluate, None, step)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from whitebox import distributed
 from whitebox.config import TrainingConfig
 from whitebox.models import answer_logits
 from whitebox.training.backprop import Backprop
@@ -27,6 +28,8 @@ class Reinforce:
 
     The KL reference is the model as passed to the constructor: build this before resuming.
     Cost per step: 3 x batch forward-pass equivalents, plus 1 x batch for the KL reference.
+    Under torchrun each rank samples its rows' answers with the whole batch's noise and the
+    statistics (running baseline, logged means) are global, so the update is the single-process one.
     """
 
     def __init__(self, model: torch.nn.Module, training: TrainingConfig, cfg: RLConfig, rater: Rater, *, seed: int,
@@ -40,25 +43,33 @@ class Reinforce:
 
     def step(self, model: torch.nn.Module, batch: Batch, loss_fn: LossFn) -> dict[str, float]:
         extra: dict[str, float] = {}
+        rows = len(batch["tokens"])
+        within = (distributed.shard(rows), rows)
 
-        def surrogate(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-            loss, stats = self.surrogate(model, batch, generator(derive_seed(self.seed, self.steps_done), batch["tokens"].device))
+        def surrogate(model: torch.nn.Module, part: Batch) -> torch.Tensor:
+            gen = generator(derive_seed(self.seed, self.steps_done), part["tokens"].device)
+            loss, stats = self.surrogate(model, part, gen, within=within)
             extra.update(stats)
             return loss
 
         stats = self.backprop.step(model, batch, surrogate)
+        extra = distributed.weighted_mean(extra, (within[0].stop - within[0].start) / rows)
         self.steps_done += 1
-        rows = len(batch["tokens"])
         if self.reference is not None:
             stats["forward_equivalents"] += rows
         return {**stats, **extra, "loss": -extra["reward"]}
 
-    def surrogate(self, model: torch.nn.Module, batch: Batch, gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss whose gradient is the REINFORCE estimate (plus the KL term), and what it saw."""
+    def surrogate(
+        self, model: torch.nn.Module, batch: Batch, gen: torch.Generator | None = None, within: tuple[slice, int] | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss whose gradient is the REINFORCE estimate (plus the KL term), and what it saw.
+
+        `within` = (rows, total): `batch` holds these rows of a batch of `total` (one rank's shard).
+        """
         tokens = batch["tokens"]
         logits = answer_logits(model, tokens).float()  # batch vocab
         logp = (logits / self.cfg.temperature).log_softmax(-1)
-        answers = self.policy.sample(logits, gen, n=self.cfg.group)  # group batch
+        answers = self.policy.sample(logits, gen, n=self.cfg.group, within=within)  # group batch
         rewards = self.policy.rater(batch, answers).float()  # group batch
         if not torch.isfinite(rewards).all():
             raise TrainingDiverged("the rater returned a non-finite reward")
@@ -67,7 +78,10 @@ class Reinforce:
         else:
             baseline = torch.full_like(rewards, self.baseline)
             decay = self.cfg.baseline_decay
-            self.baseline = decay * self.baseline + (1 - decay) * float(rewards.mean())
+            mean = float(rewards.mean())
+            if within is not None:
+                mean = distributed.weighted_mean({"reward": mean}, len(rewards[0]) / within[1])["reward"]
+            self.baseline = decay * self.baseline + (1 - decay) * mean
         advantage = rewards - baseline
         chosen = logp.gather(-1, answers.T).T  # group batch
         loss = -(advantage * chosen).mean()

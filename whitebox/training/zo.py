@@ -1,16 +1,22 @@
 """Zeroth-order training (SPSA as in MeZO): two loss values per random direction, no backward.
 
 The direction z is regenerated from a seed parameter by parameter and applied in place, so memory
-stays that of inference plus one parameter-sized noise tensor.
+stays that of inference plus one parameter-sized noise tensor. Under torchrun the directions of a
+step are shared out across ranks: each evaluates its own and only replays the others' perturbations
+(so every rank's weights follow the single-process arithmetic bit for bit), and the ranks exchange
+the loss values. With samples = 1 (the default) there is nothing to share out: rank 0 evaluates the
+one direction, the others replay it, and every rank makes the same update.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from whitebox.training.loop import Batch, LossFn
+from whitebox import distributed
+from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator
 from whitebox.config import ZOConfig
 
@@ -26,16 +32,23 @@ class ZerothOrder:
     @torch.no_grad()
     def step(self, model: torch.nn.Module, batch: Batch, loss_fn: LossFn) -> dict[str, float]:
         eps = self.cfg.eps
-        projected, losses = [], []
-        for q in range(self.cfg.samples):
-            seed = derive_seed(self.seed, self.steps_done, q)
+        seeds = [derive_seed(self.seed, self.steps_done, q) for q in range(self.cfg.samples)]
+        mine = distributed.shard(len(seeds))
+        losses = []  # [plus, minus] of this rank's directions
+        for q, seed in enumerate(seeds):
+            evaluated = mine.start <= q < mine.stop  # the other ranks' directions are only replayed
             self._perturb(seed, eps)
-            plus = float(loss_fn(model, batch))
+            plus = _value(loss_fn, model, batch) if evaluated else 0.0
             self._perturb(seed, -2 * eps)
-            minus = float(loss_fn(model, batch))
+            minus = _value(loss_fn, model, batch) if evaluated else 0.0
             self._perturb(seed, eps)
-            projected.append((seed, (plus - minus) / (2 * eps)))
-            losses += [plus, minus]
+            if evaluated:
+                losses.append([plus, minus])
+        pairs = torch.tensor(losses, dtype=torch.float64).reshape(-1, 2)
+        pairs = distributed.gather_rows(pairs, len(seeds)).tolist()  # samples 2, every rank's
+        if distributed.active() and not all(math.isfinite(v) for pair in pairs for v in pair):
+            raise TrainingDiverged("a loss became non-finite")  # on every rank at once
+        projected = [(seed, (plus - minus) / (2 * eps)) for seed, (plus, minus) in zip(seeds, pairs)]
         if self.cfg.weight_decay:
             for p in self.params:
                 p.mul_(1 - self.cfg.lr * self.cfg.weight_decay)
@@ -44,7 +57,7 @@ class ZerothOrder:
         self.steps_done += 1
         rows = len(next(iter(batch.values())))
         return {
-            "loss": sum(losses) / len(losses),
+            "loss": sum(sum(pairs, [])) / (2 * len(pairs)),
             "projected_grad": sum(abs(g) for _, g in projected) / len(projected),
             "lr": self.cfg.lr,
             "forward_equivalents": 2 * self.cfg.samples * rows,
@@ -63,3 +76,13 @@ class ZerothOrder:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps_done = int(state["steps_done"])
+
+
+def _value(loss_fn: LossFn, model: torch.nn.Module, batch: Batch) -> float:
+    """The loss as a float; under torchrun a non-finite one is NaN here, so that all ranks stop together."""
+    try:
+        return float(loss_fn(model, batch))
+    except TrainingDiverged:
+        if not distributed.active():
+            raise
+        return math.nan
