@@ -67,12 +67,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = load_config(args.config, args.overrides)  # fail fast, before the heavy imports
         target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
 
-    from whitebox.artifacts import ArtifactError
+    from whitebox.artifacts import ArtifactError, WriteFailed
     from whitebox.runner import resume, run
     from whitebox.training import TrainingDiverged
 
     try:
         summary = resume(args.resume) if args.resume else run(cfg, out=args.out)
+    except WriteFailed as err:
+        print(f"whitebox: error: {err}".replace("RUN_DIR", target or "RUN_DIR"), file=sys.stderr)
+        return EXIT_FAILED
     except ArtifactError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return EXIT_USAGE

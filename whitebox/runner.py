@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from whitebox.artifacts import write_failed
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config
 from whitebox.tasks import get_task
 from whitebox.tracking import Tracker, write_config
@@ -44,12 +45,16 @@ def run(
     cfg = resolve_config(cfg)
     experiment = find_experiment(cfg.experiment)
     run_dir = Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    # hidden files are temporaries of a run killed before its config.yaml landed: starting again is safe
+    if run_dir.exists() and (not run_dir.is_dir() or any(not p.name.startswith(".") for p in run_dir.iterdir())):
         raise ConfigError(
             f"{run_dir} already exists; continue that run with `whitebox run --resume {run_dir}`, "
             "or start a new one with --out DIR or --set run.name=NEW_NAME"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_failed(run_dir, err) from None
     write_config(run_dir, cfg)
     return _execute(cfg, run_dir, experiment)
 

@@ -6,7 +6,9 @@ failure only costs the mirror.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from whitebox.artifacts import read_json, write_json, write_text
+from whitebox.artifacts import atomic_write, read_json, write_failed, write_json, write_text
 from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
 
 PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "einops", "wandb", "pydantic", "numpy", "safetensors")
@@ -40,6 +42,7 @@ class Tracker:
         env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
         if not env_path.is_file():
             write_json(env_path, env)
+        drop_cut_line(self.metrics_path)
         self._start_wandb(env["wandb_id"])
         return self
 
@@ -48,8 +51,7 @@ class Tracker:
 
     def log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
         record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.metrics_path, json.dumps(record))
         self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
 
     def rewind(self, stage: str, step: int) -> None:
@@ -171,6 +173,36 @@ def git_state(path: Path) -> dict[str, Any] | None:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one record; if the disk refuses it, cut the file back so no partial line is left."""
+    data = (line + "\n").encode()
+    try:
+        with open(path, "ab", buffering=0) as f:
+            size = f.seek(0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):
+                    written += f.write(data[written:])
+            except OSError:
+                with contextlib.suppress(OSError):
+                    f.truncate(size)
+                raise
+    except OSError as err:
+        raise write_failed(path, err) from None
+
+
+def drop_cut_line(path: Path) -> None:
+    """Drop a last record cut short by a kill (no final newline), so the next append starts a fresh line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+    data = path.read_bytes()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data[: data.rfind(b"\n") + 1]))
 
 
 def write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
