@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -49,8 +50,16 @@ KINDS = ("rename", "append", "rmtree", "step")
 MAX_ATTEMPTS = 12
 
 
-def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path) -> None:
-    """In the forked child: count I/O events, SIGKILL ourselves at event `kill_at`, record each training step."""
+def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum: int, points: tuple[str, ...],
+          fsize: int | None, uid: int | None) -> None:
+    """In the forked child: count I/O events, signal ourselves at event `kill_at`, record each training step.
+
+    SIGKILL ends the child at the event (mid-write for an append); any other signal (SIGINT) is sent
+    at the start of a training step, which then goes on. `fsize` caps the size of any file the child
+    writes (the kernel refuses the write, as on a full disk); `uid` runs it as another user.
+    """
+    import resource
+
     import torch
 
     import whitebox.cli
@@ -59,22 +68,41 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path) -> None
     import whitebox.training.loop as loop
 
     torch.set_num_threads(1)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fd = os.open(os.devnull if fsize is not None else log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - not whatever capture the parent had
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     book = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    state = {"events": 0, "stage": "?"}
+    state: dict[str, Any] = {"events": 0, "stage": "?"}
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    if fsize is not None:  # the cap is lifted only while the harness itself writes
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+        sys.stderr = LastLines(sys.stderr)
+    if uid is not None:
+        os.setgid(uid)
+        os.setuid(uid)
 
     def record(line: str) -> None:
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, unlimited)
         os.write(book, (line + "\n").encode())
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
 
-    def event(kind: str) -> bool:
-        """Count an event; True when this one is the kill point."""
+    def event(kind: str, where: str = "") -> bool:
+        """Count an event; True when this one is the kill point (and the signal is SIGKILL)."""
+        if kind not in points:
+            return False
         state["events"] += 1
-        if state["events"] == kill_at:
-            record(f"kill {kind}")
-            return True
-        return False
+        if state["events"] != kill_at:
+            return False
+        record(f"kill {kind} {where}".strip())
+        if signum != signal.SIGKILL:
+            os.kill(os.getpid(), signum)
+            return False
+        return True
 
     def die() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -100,14 +128,15 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path) -> None
         real_append(path, line)
 
     def batch_indices(step: int, *args: Any) -> Any:
-        if event("step"):
+        if event("step", f"{state['stage']} {step}"):
             die()
         record(f"step {state['stage']} {step}")
         return real_indices(step, *args)
 
-    def tqdm(*args: Any, desc: str = "", **kwargs: Any) -> Any:
-        state["stage"] = desc.replace(" ", "_")
-        return real_tqdm(*args, desc=desc, disable=True, **kwargs)
+    class tqdm(real_tqdm):  # the loop's progress bar names the stage
+        def __init__(self, *args: Any, desc: str = "", **kwargs: Any) -> None:
+            state["stage"] = desc.replace(" ", "_")
+            super().__init__(*args, desc=desc, disable=True, **kwargs)
 
     def locate_probes(*args: Any, **kwargs: Any) -> Any:
         record("locate")
@@ -119,18 +148,44 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path) -> None
         code = whitebox.cli.main(argv)
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException as err:  # noqa: BLE001 - what escaped the CLI is a finding; name it in the ledger
+        import traceback
+
+        traceback.print_exc()
+        record(f"escaped {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        code = 70
+    if isinstance(sys.stderr, LastLines):
+        record(f"stderr {sys.stderr.last}")
     record(f"events {state['events']}")
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)
 
 
-def attempt(argv: list[str], kill_at: int | None, ledger: Path, log: Path) -> int:
+class LastLines:
+    """stderr that keeps its last non-empty line (the CLI's error), for a child whose log could not be written."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.last = stream, ""
+
+    def write(self, text: str) -> int:
+        lines = [line for line in text.splitlines() if line.strip()]
+        self.last = lines[-1] if lines else self.last
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def attempt(argv: list[str], kill_at: int | None, ledger: Path, log: Path, *, signum: int = signal.SIGKILL,
+            points: tuple[str, ...] = KINDS, fsize: int | None = None, uid: int | None = None) -> int:
     """Fork a child running `whitebox <argv>`; its exit code, or -9 when it was killed."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         try:
-            child(argv, kill_at, ledger, log)
+            child(argv, kill_at, ledger, log, signum, points, fsize, uid)
         finally:
             os._exit(70)
     _, status = os.waitpid(pid, 0)
@@ -176,14 +231,56 @@ def reference(work: Path, config: Path) -> dict[str, Any]:
         if line.startswith("step "):
             steps[line.split()[1]] = steps.get(line.split()[1], 0) + 1
     return {"summary": json.loads((run_dir / "summary.json").read_text()), "records": records(run_dir),
-            "steps": steps, "events": int(lines[-1].split()[1])}
+            "steps": steps, "events": int(lines[-1].split()[1]),
+            "largest_file": max(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())}
 
 
-def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any]) -> dict[str, Any]:
-    """One run killed 1-3 times at seeded event numbers, then resumed to the end; what happened and what broke."""
-    rng = random.Random(seed * 1_000_003 + index)
-    kills = [rng.randint(1, ref["events"]) for _ in range(rng.randint(1, 3))]
-    run_dir, ledger = work / f"trial{index:03d}", work / f"trial{index:03d}.ledger"
+def checkpoint_dir(run_dir: Path, stage: str) -> Path:
+    """Where the loop stage named `stage` (as in the ledger) keeps its checkpoints."""
+    if stage.startswith("plant"):
+        return run_dir / "checkpoints" / stage
+    if stage.startswith("revive_"):
+        return run_dir / "revive" / stage.removeprefix("revive_") / "checkpoints"
+    return run_dir / "treat" / stage / "checkpoints"
+
+
+def intact(run_dir: Path) -> list[str]:
+    """Problems with the files a failed attempt left: every JSON parses, every record parses, every checkpoint hash holds."""
+    from whitebox.artifacts import ArtifactError, read_json, sha256_file
+    from whitebox.training.checkpoints import list_checkpoints
+
+    problems = []
+    for path in run_dir.rglob("*.json"):
+        try:
+            read_json(path)
+        except ArtifactError as err:
+            problems.append(str(err))
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []:
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"metrics.jsonl: a cut line {line[:40]!r}")
+    for done in {c for path in run_dir.rglob("step_*") for c in list_checkpoints(path.parent)}:
+        meta = read_json(done / "checkpoint.json")
+        problems += [f"{done / n}: hash differs" for n, h in meta["sha256"].items() if sha256_file(done / n) != h]
+    return problems
+
+
+def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any], fault: str = "sigkill") -> dict[str, Any]:
+    """One run hit by `fault` at seeded points, then resumed to the end; what happened and what broke.
+
+    sigkill: 1-3 SIGKILLs at I/O events; sigint: one Ctrl-C at a training step (exit 130, a checkpoint
+    of the step); disk_full: every write past a seeded file size refused (exit 1, one line, files intact).
+    """
+    rng = random.Random(seed * 1_000_003 + index + {"sigkill": 0, "sigint": 10_000, "disk_full": 20_000}[fault])
+    if fault == "sigkill":
+        faults = [rng.randint(1, ref["events"]) for _ in range(rng.randint(1, 3))]
+    elif fault == "sigint":
+        faults = [rng.randint(1, sum(ref["steps"].values()))]
+    else:
+        faults = [int(math.exp(rng.uniform(math.log(200), math.log(ref["largest_file"]))))]
+    name = f"{fault}{index:03d}"
+    run_dir, ledger, log = work / name, work / f"{name}.ledger", work / f"{name}.log"
     problems: list[str] = []
     delivered, kinds, attempts = 0, [], 0
     while attempts < MAX_ATTEMPTS:
@@ -191,8 +288,15 @@ def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any]) 
         argv = ["run", str(config), "--out", str(run_dir)] if fresh else ["run", "--resume", str(run_dir)]
         finished = {stage: path.stat().st_mtime_ns for stage, path in markers(run_dir).items() if path.is_file()}
         start = len(read_ledger(ledger))
-        kill_at = kills[delivered] if delivered < len(kills) else None
-        code = attempt(argv, kill_at, ledger, work / f"trial{index:03d}.log")
+        at = faults[delivered] if delivered < len(faults) else None
+        if at is None:
+            code = attempt(argv, None, ledger, log)
+        elif fault == "sigkill":
+            code = attempt(argv, at, ledger, log)
+        elif fault == "sigint":
+            code = attempt(argv, at, ledger, log, signum=signal.SIGINT, points=("step",))
+        else:
+            code = attempt(argv, None, ledger, log, fsize=at)
         attempts += 1
         new = read_ledger(ledger)[start:]
         for words in (line.split() for line in new):
@@ -202,13 +306,30 @@ def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any]) 
         for stage, mtime in finished.items():
             if markers(run_dir)[stage].stat().st_mtime_ns != mtime:
                 problems.append(f"attempt {attempts}: finished stage {stage}'s marker was rewritten")
-        if kill_at is not None:  # delivered, or beyond this (shorter, resumed) attempt's events
+        if at is not None:  # delivered, or beyond this (shorter, resumed) attempt's events
             delivered += 1
-        kinds += [line.split()[1] for line in new if line.startswith("kill ")]
+        hits = [line.split() for line in new if line.startswith("kill ")]
+        kinds += [words[1] for words in hits]
+        if fault == "sigint" and hits:
+            stage, step = hits[0][2], int(hits[0][3])
+            from whitebox.training.checkpoints import list_checkpoints
+
+            newest = list_checkpoints(checkpoint_dir(run_dir, stage))
+            if code != 130 or not newest or newest[-1].name != f"step_{step + 1:07d}":
+                problems.append(f"Ctrl-C at {stage} step {step + 1}: exit {code}, newest checkpoint "
+                                f"{newest[-1].name if newest else None}")
+            continue
+        if fault == "disk_full" and at is not None and code != 0:
+            last = next((line[7:] for line in reversed(new) if line.startswith("stderr ")), "")
+            if code != 1 or not last.startswith("whitebox: error: ") or "cannot write" not in last:
+                problems.append(f"a refused write ended with exit {code} and {last!r}")
+            kinds.append("write_refused")
+            problems += intact(run_dir)
+            continue
         if code == -signal.SIGKILL:
             continue
         if code != 0:
-            problems.append(f"attempt {attempts}: exit code {code} (see {work / f'trial{index:03d}.log'})")
+            problems.append(f"attempt {attempts}: exit code {code} (see {log})")
         break
     else:
         problems.append(f"not finished after {MAX_ATTEMPTS} attempts")
@@ -231,7 +352,7 @@ def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any]) 
     else:
         problems.append("no summary.json")
         lost, extra = len(ref["records"]), 0
-    return {"trial": index, "kill_points": kills, "kills_delivered": len(kinds), "killed_at": kinds,
+    return {"trial": name, "fault": fault, "fault_points": faults, "faults_delivered": len(kinds), "faulted_at": kinds,
             "attempts": attempts, "steps_redone": redone, "records_lost": lost, "records_extra": extra,
             "survived": not problems, "problems": problems}
 
@@ -256,41 +377,45 @@ def warm_up() -> None:
     plt.close(fig)
 
 
-def run_trials(trials: int, seed: int, work: Path) -> dict[str, Any]:
-    """Reference run plus `trials` killed-and-resumed runs under `work`; the figures for docs/RELIABILITY.md."""
+def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0) -> dict[str, Any]:
+    """Reference run plus killed, interrupted and disk-full runs under `work`; the figures for docs/RELIABILITY.md."""
     started = time.perf_counter()
     warm_up()
     config = work / "faults.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     ref = reference(work, config)
-    results = [trial(i, seed, work, config, ref) for i in range(trials)]
-    kinds = [k for r in results for k in r["killed_at"]]
-    return {
-        "test": "SIGKILL at seeded I/O events of `whitebox run` (tiny treat experiment), then --resume until complete",
-        "seed": seed,
-        "trials": trials,
-        "survived": sum(r["survived"] for r in results),
-        "sigkills": len(kinds),
-        "sigkills_by_point": {k: kinds.count(k) for k in KINDS},
-        "events_per_run": ref["events"],
-        "steps_per_run": sum(ref["steps"].values()),
-        "steps_redone": sum(r["steps_redone"] for r in results),
-        "finished_stages_recomputed": sum(1 for r in results for p in r["problems"] if "ran again" in p or "rewritten" in p),
-        "records_lost": sum(r["records_lost"] for r in results),
-        "summaries_differing": sum(1 for r in results for p in r["problems"] if p.startswith("summary differs")),
-        "seconds": round(time.perf_counter() - started, 1),
-        "results": results,
+    plan = [("sigkill", trials), ("sigint", sigint), ("disk_full", disk_full)]
+    results = [trial(i, seed, work, config, ref, fault) for fault, n in plan for i in range(n)]
+    figures: dict[str, Any] = {
+        "test": "faults at seeded points of `whitebox run` (tiny treat experiment), then --resume until complete",
+        "seed": seed, "events_per_run": ref["events"], "steps_per_run": sum(ref["steps"].values()),
     }
+    for fault, n in plan:
+        ours = [r for r in results if r["fault"] == fault]
+        kinds = [k for r in ours for k in r["faulted_at"]]
+        figures[fault] = {
+            "trials": n, "survived": sum(r["survived"] for r in ours), "faults": len(kinds),
+            "faults_by_point": {k: kinds.count(k) for k in sorted(set(kinds))},
+            "steps_redone": sum(r["steps_redone"] for r in ours),
+            "finished_stages_recomputed": sum(1 for r in ours for p in r["problems"] if "ran again" in p or "rewritten" in p),
+            "records_lost": sum(r["records_lost"] for r in ours),
+            "summaries_differing": sum(1 for r in ours for p in r["problems"] if p.startswith("summary differs")),
+        }
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    figures["results"] = results
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--trials", type=int, default=24, help="trials killed by 1-3 SIGKILLs")
+    parser.add_argument("--sigint", type=int, default=6, help="trials interrupted by one Ctrl-C")
+    parser.add_argument("--disk-full", type=int, default=6, help="trials whose writes are refused past a file size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON file for the figures (default: print only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="whitebox-faults-") as tmp:
-        figures = run_trials(args.trials, args.seed, Path(tmp))
+        figures = run_trials(args.trials, args.seed, Path(tmp), args.sigint, args.disk_full)
     text = json.dumps(figures, indent=2) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +424,7 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     failed = [r for r in figures["results"] if not r["survived"]]
     for r in failed:
-        print(f"trial {r['trial']} (kills at {r['kill_points']}): {'; '.join(r['problems'])}", file=sys.stderr)
+        print(f"trial {r['trial']} (faults at {r['fault_points']}): {'; '.join(r['problems'])}", file=sys.stderr)
     sys.exit(1 if failed else 0)
 
 

@@ -26,7 +26,7 @@ def write_failed(path: str | Path, err: BaseException) -> WriteFailed:
     text = str(err).strip()
     reason = getattr(err, "strerror", None) or (text.splitlines()[0] if text else type(err).__name__)
     return WriteFailed(f"{path}: cannot write ({reason}); earlier files are intact: free disk space or make the "
-                       "directory writable, then continue with `whitebox run --resume RUN_DIR`")
+                       "directory writable")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -40,6 +40,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide run files from the other users of a shared disk
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException as err:
@@ -50,6 +51,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
             raise write_failed(path, err) from None
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def refused_write(err: BaseException) -> bool:

@@ -74,7 +74,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         summary = resume(args.resume) if args.resume else run(cfg, out=args.out)
     except WriteFailed as err:
-        print(f"whitebox: error: {err}".replace("RUN_DIR", target or "RUN_DIR"), file=sys.stderr)
+        started = target is not None and (Path(target) / "config.yaml").is_file()
+        again = f"`whitebox run --resume {target}`" if started else "the same command again"
+        print(f"whitebox: error: {err}, then run {again}", file=sys.stderr)
         return EXIT_FAILED
     except ArtifactError as err:
         print(f"whitebox: error: {err}", file=sys.stderr)

@@ -78,29 +78,47 @@ class Tracker:
         self._wandb = None
 
     def _start_wandb(self, run_id: str) -> None:
-        tracking = self.cfg.tracking
-        if tracking.wandb_mode == "disabled":
+        """Open the W&B run; online falls back to offline (sync it later), and any failure leaves the local files."""
+        mode = self.cfg.tracking.wandb_mode
+        if mode == "disabled":
             return
         try:
-            import wandb
-
-            self._wandb = wandb.init(
-                project=tracking.wandb_project,
-                entity=tracking.wandb_entity,
-                name=self.cfg.run.name,
-                id=run_id,
-                resume="allow",
-                dir=str(self.run_dir),
-                mode=tracking.wandb_mode,
-                tags=tracking.tags,
-                group=tracking.wandb_group,
-                reinit="create_new",  # a grid experiment holds its own run while each cell runs
-                config=config_to_dict(self.cfg),
-                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-            )
+            self._wandb = self._init_wandb(run_id, mode)
+            return
         except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
-            warnings.warn(f"W&B could not start ({err}); metrics are still written to {self.metrics_path}")
-            self._wandb = None
+            failure = err
+        if mode == "online":
+            try:
+                import wandb
+
+                wandb.teardown()  # the failed online attempt still holds the run id
+                self._wandb = self._init_wandb(run_id, "offline")
+                warnings.warn(f"W&B online could not start ({_one_line(failure)}); logging offline under "
+                              f"{self.run_dir / 'wandb'} instead: upload it later with `wandb sync`")
+                return
+            except Exception as err:  # noqa: BLE001
+                failure = err
+        warnings.warn(f"W&B could not start ({_one_line(failure)}); metrics are still written to {self.metrics_path}")
+        self._wandb = None
+
+    def _init_wandb(self, run_id: str, mode: str) -> Any:
+        import wandb
+
+        tracking = self.cfg.tracking
+        return wandb.init(
+            project=tracking.wandb_project,
+            entity=tracking.wandb_entity,
+            name=self.cfg.run.name,
+            id=run_id,
+            resume="allow",
+            dir=str(self.run_dir),
+            mode=mode,
+            tags=tracking.tags,
+            group=tracking.wandb_group,
+            reinit="create_new",  # a grid experiment holds its own run while each cell runs
+            config=config_to_dict(self.cfg),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
 
     def _wandb_log(self, run: Any, stage: str, step: int, metrics: dict[str, float]) -> None:
         if stage not in self._stages:
@@ -207,6 +225,11 @@ def drop_cut_line(path: Path) -> None:
 
 def write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
     write_text(run_dir / "config.yaml", dump_yaml(cfg))
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _after(line: str, stage: str, step: int) -> bool:
