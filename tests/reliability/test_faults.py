@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import whitebox
 from tests.conftest import TINY, one_thread
@@ -180,8 +179,9 @@ def test_an_infinite_loss_mid_run_stops_with_the_last_good_checkpoint_intact(tmp
 
     monkeypatch.setattr(whitebox.plant, "supervised", poisoned)
     assert main(["run", str(tiny_yaml), "--out", str(tmp_path / "run")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "plant step 9: loss became inf" in err[0] and "step_0000006" in err[0]
+    err = [line for line in capsys.readouterr().err.splitlines() if "whitebox:" in line]  # beside the progress bar
+    assert len(err) == 1 and err[0].startswith("whitebox: training diverged: plant step 9: loss became inf")
+    assert "step_0000006" in err[0]
     _assert_last_good(tmp_path / "run", "step_0000006")
 
 
