@@ -209,5 +209,6 @@ def test_damaged_artifact_is_loaded_whole_or_refused_in_one_line(kind, artifacts
 
 
 def test_the_valid_artifacts_load(artifacts):
+    """The undamaged artifacts the fuzzing starts from load (so a refusal above is the damage's doing)."""
     for kind, artifact in artifacts.items():
         assert outcome(kind, artifact, {"target": artifact["json"], "kind": "none", "reseal": False}) == "accepted", kind

@@ -51,6 +51,7 @@ ITEMS = st.one_of(
 
 
 def test_the_key_list_reaches_every_section():
+    """The fuzzed keys include nested ones of every section."""
     assert {"training.lr", "task.trigger", "task.p", "treat.es.sigma", "revive.asr", "grid.seeds"} <= set(KEYS)
 
 
