@@ -90,7 +90,20 @@ def render(suite: dict[str, Any], faults: dict[str, Any] | None) -> str:
                 where = ", ".join(f"{k} {v}" for k, v in f["faults_by_point"].items())
                 lines.append(f"| {name} | {f['trials']} | {f['survived']} | {f['faults']} ({where}) | {f['steps_redone']} "
                              f"| {f['finished_stages_recomputed']} | {f['records_lost']} | {f['summaries_differing']} |")
-        lines += ["", "Steps redone are those after the newest checkpoint at a kill (the checkpoint interval bounds them).", ""]
+        lost = sum(faults[f]["records_lost"] + faults[f]["summaries_differing"] for f in names if f in faults)
+        lines += [
+            "",
+            f"Data lost over all trials (metrics records missing, summaries differing): {lost}.",
+            "",
+            "How the faults are made: SIGKILL lands at the n-th I/O event of the child (before a file is renamed into "
+            "place, half-way through a metrics record, before a directory is removed, or at a training step); Ctrl-C is "
+            "a real SIGINT sent at a training step; the full disk is RLIMIT_FSIZE in the child (the kernel refuses any "
+            "write past a seeded file size with EFBIG, as a full disk does with ENOSPC), so Python, safetensors and "
+            "torch writers all meet a real refused write. Steps redone are those after the newest checkpoint at a "
+            "fault (the checkpoint interval bounds them). In the suite, ENOSPC and a read-only directory (EROFS) are "
+            "raised from the OS calls in-process (the tests run as root, whom permission bits do not stop).",
+            "",
+        ]
     fuzz = [f for f in suite["figures"] if "cases" in f]
     if fuzz:
         lines += ["## Bad input (hypothesis, derandomized)", "",

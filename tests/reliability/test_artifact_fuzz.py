@@ -190,6 +190,7 @@ def outcome(kind: str, artifact: dict[str, Any], case: dict[str, Any]) -> str:
 CASES = {"probe": 800, "detector": 400, "checkpoint": 600, "model": 400, "circuit": 800}
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's weights-only reader, on garbage
 @pytest.mark.parametrize("kind", list(CASES))
 def test_damaged_artifact_is_loaded_whole_or_refused_in_one_line(kind, artifacts, figures):
     """Damaged artifact files (hypothesis): each loaded whole or refused with ArtifactError in one line, no file written."""
