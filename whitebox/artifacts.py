@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from safetensors import SafetensorError
 
 from whitebox.distributed import main_only
 
@@ -16,9 +19,22 @@ class ArtifactError(Exception):
     """A file on disk is missing, corrupt or does not match what it must be loaded into."""
 
 
+class WriteFailed(ArtifactError):
+    """The disk refused a write (full, read-only, no permission); files written before are intact."""
+
+
+def write_failed(path: str | Path, err: BaseException) -> WriteFailed:
+    """The one-line error for a refused write, naming the file, the reason and the way on."""
+    text = str(err).strip()
+    reason = getattr(err, "strerror", None) or (text.splitlines()[0] if text else type(err).__name__)
+    return WriteFailed(f"{path}: cannot write ({reason}); earlier files are intact: free disk space or make the "
+                       "directory writable")
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Run `write(tmp_path)` then rename onto `path`; on failure the old file stays intact.
 
+    A write the disk refuses (OSError: full, read-only, permissions) is raised as WriteFailed.
     Under torchrun only rank 0 writes, and every rank returns once the file is there.
     """
     path = Path(path)
@@ -29,15 +45,32 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def _replace(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide run files from the other users of a shared disk
         write(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+        if refused_write(err):
+            raise write_failed(path, err) from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def refused_write(err: BaseException) -> bool:
+    """Did the disk refuse a write? OSError from Python, an I/O SafetensorError from safetensors' Rust writer."""
+    return isinstance(err, OSError) or (isinstance(err, SafetensorError) and "I/O error" in str(err))
 
 
 def write_text(path: str | Path, text: str) -> Path:

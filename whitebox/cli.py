@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     summary, code = _guarded(
         lambda: resume(args.resume, workers=args.workers) if args.resume else run(cfg, out=args.out, workers=args.workers),
         f"whitebox run --resume {target}{workers}",
+        started=lambda: target is not None and (Path(target) / "config.yaml").is_file(),
     )
     if summary is None:
         return code
@@ -108,10 +109,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _guarded(call: Callable[[], dict[str, Any]], again: str) -> tuple[dict[str, Any] | None, int]:
-    """Run a run-like call; an expected failure becomes one line on stderr and an exit code: (summary or None, code)."""
+def _guarded(
+    call: Callable[[], dict[str, Any]], again: str, started: Callable[[], bool] = lambda: True
+) -> tuple[dict[str, Any] | None, int]:
+    """Run a run-like call; an expected failure becomes one line on stderr and an exit code: (summary or None, code).
+
+    `again` is the command that continues the work; `started()` says whether there is anything to continue yet.
+    """
     from whitebox import distributed
-    from whitebox.artifacts import ArtifactError
+    from whitebox.artifacts import ArtifactError, WriteFailed
     from whitebox.locks import LockHeld
     from whitebox.training import TrainingDiverged
     from whitebox.workers import CellFailed
@@ -119,6 +125,9 @@ def _guarded(call: Callable[[], dict[str, Any]], again: str) -> tuple[dict[str, 
     try:
         summary = call()
         return (summary if distributed.is_main() else None), 0  # rank 0 prints for everyone
+    except WriteFailed as err:
+        print(f"whitebox: error: {err}, then run {f'`{again}`' if started() else 'the same command again'}", file=sys.stderr)
+        return None, EXIT_FAILED
     except (ArtifactError, LockHeld) as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
         return None, EXIT_USAGE

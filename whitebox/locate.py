@@ -22,6 +22,7 @@ from whitebox.probes import Probe, fit_probes
 from whitebox.tasks import get_task
 
 PROBE_DATA_SPLIT, FRESH_MODEL_SEED = 2, 0x5EED
+LOCATED = "located.json"  # the locate step's summary keys, written after its artifacts: the step is done
 
 
 def probe_data(task_cfg: Any, cfg: LocateConfig, seed: int) -> tuple[Dataset, Dataset]:
@@ -152,12 +153,16 @@ def locate(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
     """The whole locate step of a run: probes, detector and (for the backdoor) the circuit; summary keys `locate.*`."""
     from tqdm.auto import tqdm
 
+    from whitebox.artifacts import read_json, write_json
+
     cfg, run_dir = ctx.cfg, ctx.run_dir
+    done = run_dir / LOCATED
+    if done.is_file():  # located before an interruption: the artifacts are on disk, the metrics here
+        return read_json(done)
+    ctx.tracker.rewind("locate", -1)  # a record of an interrupted attempt is written again below
     _, metrics, rows = locate_probes(model, cfg.model, cfg.task, cfg.locate, cfg.run.seed, run_dir)
     tqdm.write(f"probes for {get_task(cfg.task.name).HIDDEN!r} at position {cfg.locate.position!r} "
                f"(held-out AUROC; control: shuffled labels; fresh: untrained model)\n{format_probe_table(rows)}")
-    from whitebox.artifacts import write_json
-
     write_json(run_dir / "probes" / "table.json", rows)
     title = f"{cfg.task.name}: where is {get_task(cfg.task.name).HIDDEN!r} linearly readable?"
     plot_probe_auroc(rows, run_dir / "plots" / "probe_auroc.png", title)
@@ -178,4 +183,6 @@ def locate(ctx: Any, model: torch.nn.Module) -> dict[str, Any]:
             f"{found['ablation_clean_acc']:.3f}; ablating the rest: ASR {found['complement_ablation_asr']:.3f}"
         )
     ctx.tracker.log("locate", 0, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-    return {f"locate.{k}": v for k, v in metrics.items()}
+    out = {f"locate.{k}": v for k, v in metrics.items()}
+    write_json(done, out)
+    return out

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformer_lens.config import TransformerBridgeConfig
@@ -153,9 +154,17 @@ def read_model_meta(directory: str | Path) -> dict[str, Any]:
     """The checked model.json of a saved model."""
     path = Path(directory) / META
     meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     for key in ("format_version", "model_config", "fingerprint", "weights_sha256"):
         if key not in meta:
             raise ArtifactError(f"{path}: missing field {key!r}; the file is not a whitebox model")
+    fingerprint = meta["fingerprint"]
+    kinds = {"arch": str, "dims": dict, "params": dict, "sha256": str}
+    if not isinstance(fingerprint, dict) or not all(isinstance(fingerprint.get(k), t) for k, t in kinds.items()):
+        raise ArtifactError(f"{path}: field 'fingerprint' must hold arch, dims, params and sha256; the file is damaged")
+    if not isinstance(meta["weights_sha256"], str) or not isinstance(meta["model_config"], dict):
+        raise ArtifactError(f"{path}: fields 'weights_sha256' (a string) and 'model_config' (an object) are damaged")
     if meta["format_version"] != FORMAT_VERSION:
         raise ArtifactError(
             f"{path}: format_version {meta['format_version']} is not supported (this whitebox reads {FORMAT_VERSION})"
@@ -179,14 +188,20 @@ def load_weights(model: torch.nn.Module, cfg: ModelConfig, directory: str | Path
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
         raise ArtifactError(f"{weights}: unreadable safetensors file ({err})") from None
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ArtifactError(f"{weights}: tensors do not fit the model ({str(err).strip().splitlines()[-1].strip()})") from None
     return model
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[TransformerBridge, ModelConfig]:
     """Rebuild a saved model from its own model.json and load its weights."""
     meta = read_model_meta(directory)
-    cfg = ModelConfig.model_validate(meta["model_config"])
+    try:
+        cfg = ModelConfig.model_validate(meta["model_config"])
+    except ValidationError as err:
+        raise ArtifactError(f"{Path(directory) / META}: field 'model_config' is invalid ({err.errors()[0]['msg']})") from None
     vocab = meta.get("vocab") or [str(i) for i in range(cfg.d_vocab or 0)]
     model = build_model(cfg, vocab)
     return load_weights(model, cfg, directory).to(device, print_details=False), cfg

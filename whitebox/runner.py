@@ -78,13 +78,14 @@ def new_run_dir(cfg: ExperimentConfig, out: str | Path | None = None) -> Path:
     """Create the run directory (`out`, default <run.out_dir>/<run.name>) with its config.yaml; never reuse one."""
     run_dir = Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name
     distributed.init(resolve_device(cfg.training.device))
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    # hidden files are temporaries of a run killed before its config.yaml landed: starting again is safe
+    if run_dir.exists() and (not run_dir.is_dir() or any(not p.name.startswith(".") for p in run_dir.iterdir())):
         raise ConfigError(
             f"{run_dir} already exists; continue that run with `whitebox run --resume {run_dir}`, "
             "or start a new one with --out DIR or --set run.name=NEW_NAME"
         )
     distributed.barrier()  # every rank has looked before rank 0 creates it
-    write_config(run_dir, cfg)  # creates the directory
+    write_config(run_dir, cfg)  # creates the directory; a refused write raises WriteFailed
     return run_dir
 
 

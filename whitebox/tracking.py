@@ -6,6 +6,7 @@ failure only costs the mirror. Under torchrun only rank 0 writes them and holds 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from whitebox.artifacts import read_json, write_json, write_text
+from whitebox.artifacts import atomic_write, read_json, write_failed, write_json, write_text
 from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
 from whitebox.distributed import main_only
 
@@ -44,6 +45,7 @@ class Tracker:
                 env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
                 if not env_path.is_file():
                     write_json(env_path, env)
+                drop_cut_line(self.metrics_path)
                 self._start_wandb(env["wandb_id"])
         return self
 
@@ -54,8 +56,7 @@ class Tracker:
         with main_only(wait=False) as writer:
             if writer:
                 record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
-                with open(self.metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                append_line(self.metrics_path, json.dumps(record))
                 self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
 
     def rewind(self, stage: str, step: int) -> None:
@@ -85,31 +86,48 @@ class Tracker:
         self._wandb = None
 
     def _start_wandb(self, run_id: str) -> None:
-        tracking = self.cfg.tracking
-        if tracking.wandb_mode == "disabled":
+        """Open the W&B run; online falls back to offline (sync it later), and any failure leaves the local files."""
+        mode = self.cfg.tracking.wandb_mode
+        if mode == "disabled":
             return
-        # launched by `wandb agent` (whitebox sweep): W&B names the run, its project and entity
-        in_sweep = bool(os.environ.get("WANDB_SWEEP_ID"))
         try:
-            import wandb
-
-            self._wandb = wandb.init(
-                project=None if in_sweep else tracking.wandb_project,
-                entity=None if in_sweep else tracking.wandb_entity,
-                name=self.cfg.run.name,
-                id=None if in_sweep else run_id,
-                resume="allow",
-                dir=str(self.run_dir),
-                mode=tracking.wandb_mode,
-                tags=tracking.tags,
-                group=tracking.wandb_group,
-                reinit="create_new",  # a grid experiment holds its own run while each cell runs
-                config=config_to_dict(self.cfg),
-                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-            )
+            self._wandb = self._init_wandb(run_id, mode)
+            return
         except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
-            warnings.warn(f"W&B could not start ({err}); metrics are still written to {self.metrics_path}")
-            self._wandb = None
+            failure = err
+        if mode == "online":
+            try:
+                import wandb
+
+                wandb.teardown()  # the failed online attempt still holds the run id
+                self._wandb = self._init_wandb(run_id, "offline")
+                warnings.warn(f"W&B online could not start ({_one_line(failure)}); logging offline under "
+                              f"{self.run_dir / 'wandb'} instead: upload it later with `wandb sync`")
+                return
+            except Exception as err:  # noqa: BLE001
+                failure = err
+        warnings.warn(f"W&B could not start ({_one_line(failure)}); metrics are still written to {self.metrics_path}")
+        self._wandb = None
+
+    def _init_wandb(self, run_id: str, mode: str) -> Any:
+        import wandb
+
+        tracking = self.cfg.tracking
+        in_sweep = bool(os.environ.get("WANDB_SWEEP_ID"))  # launched by `wandb agent`: W&B names run, project, entity
+        return wandb.init(
+            project=None if in_sweep else tracking.wandb_project,
+            entity=None if in_sweep else tracking.wandb_entity,
+            name=self.cfg.run.name,
+            id=None if in_sweep else run_id,
+            resume="allow",
+            dir=str(self.run_dir),
+            mode=mode,
+            tags=tracking.tags,
+            group=tracking.wandb_group,
+            reinit="create_new",  # a grid experiment holds its own run while each cell runs
+            config=config_to_dict(self.cfg),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
 
     def _wandb_log(self, run: Any, stage: str, step: int, metrics: dict[str, float]) -> None:
         if stage not in self._stages:
@@ -184,8 +202,43 @@ def git_state(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one record; if the disk refuses it, cut the file back so no partial line is left."""
+    data = (line + "\n").encode()
+    try:
+        with open(path, "ab", buffering=0) as f:
+            size = f.seek(0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):
+                    written += f.write(data[written:])
+            except OSError:
+                with contextlib.suppress(OSError):
+                    f.truncate(size)
+                raise
+    except OSError as err:
+        raise write_failed(path, err) from None
+
+
+def drop_cut_line(path: Path) -> None:
+    """Drop a last record cut short by a kill (no final newline), so the next append starts a fresh line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+    data = path.read_bytes()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data[: data.rfind(b"\n") + 1]))
+
+
 def write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
     write_text(run_dir / "config.yaml", dump_yaml(cfg))
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _after(line: str, stage: str, step: int) -> bool:

@@ -7,13 +7,14 @@ stored in the artifact (`rule`, with its threshold) beside the scores that ranke
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
-from whitebox.artifacts import ArtifactError, read_json, write_json
+from whitebox.artifacts import ArtifactError, read_json, sha256_json, write_json
 from whitebox.attribution.ablation import Ablation, ablated
 from whitebox.attribution.components import Component
 from whitebox.config import BackdoorTaskConfig, ModelConfig
@@ -25,6 +26,10 @@ ARTIFACT_KIND = "whitebox.circuit"
 _REQUIRED = (
     "format_version", "kind", "components", "scores", "method", "direction", "rule", "threshold", "task", "model_fingerprint"
 )
+
+_TYPES = {"components": list, "scores": dict, "method": str, "direction": str, "rule": str, "threshold": (int, float),
+          "task": dict, "model_fingerprint": dict, "hooks": dict, "metrics": dict, "details": dict}
+_JSON_NAMES = {list: "list", dict: "object", str: "string", (int, float): "number"}
 
 
 class CircuitError(ArtifactError):
@@ -52,6 +57,11 @@ class Circuit:
         return [Component.parse(c) for c in self.components]
 
     def to_json(self) -> dict[str, Any]:
+        """The file's content: every field, then `sha256` of the rest, so an edited or damaged file is refused."""
+        body = json.loads(json.dumps(self._body()))  # hashed as it will read back (tuples as lists, keys as strings)
+        return {**body, "sha256": sha256_json(body)}
+
+    def _body(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "kind": ARTIFACT_KIND,
@@ -85,16 +95,22 @@ class Circuit:
         if data["format_version"] != FORMAT_VERSION:
             version = data["format_version"]
             raise CircuitError(f"{path}: field 'format_version' is {version!r}; this whitebox reads {FORMAT_VERSION}")
+        for key, kind in _TYPES.items():
+            if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+                raise CircuitError(f"{path}: field {key!r} must be a JSON {_JSON_NAMES[kind]}, got {type(data[key]).__name__}")
         for key in ("components", "scores"):
             for item in data[key]:
                 try:
-                    Component.parse(item)
+                    Component.parse(item if isinstance(item, str) else repr(item))
                 except ValueError as err:
                     raise CircuitError(f"{path}: field {key!r}: {err}") from None
-        if not all(isinstance(v, (int, float)) for v in data["scores"].values()):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["scores"].values()):
             raise CircuitError(f"{path}: field 'scores' must map component ids to numbers")
-        if not isinstance(data["model_fingerprint"], dict) or "sha256" not in data["model_fingerprint"]:
+        if "sha256" not in data["model_fingerprint"]:
             raise CircuitError(f"{path}: field 'model_fingerprint' has no 'sha256'")
+        body = {k: v for k, v in data.items() if k != "sha256"}
+        if "sha256" in data and data["sha256"] != sha256_json(body):  # files written before the hash have none
+            raise CircuitError(f"{path}: content hash differs from field 'sha256'; the file was modified or damaged")
         fields = {k: data[k] for k in _REQUIRED if k not in ("format_version", "kind")}
         return cls(**fields, hooks=data.get("hooks", {}), metrics=data.get("metrics", {}), details=data.get("details", {}))
 

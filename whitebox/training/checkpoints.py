@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from whitebox.distributed import main_only
 from whitebox.models import state_tensors
-from whitebox.artifacts import ArtifactError, read_json, sha256_file, write_json
+from whitebox.artifacts import ArtifactError, read_json, refused_write, sha256_file, write_failed, write_json
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "trainer.pt")
@@ -39,23 +40,36 @@ def _write(
 ) -> None:
     tmp = directory / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         save_file(state_tensors(model), str(tmp / FILES[0]))
-        torch.save({"updater": updater.state_dict(), "rng": _rng_state()}, tmp / FILES[1])
+        trainer = io.BytesIO()  # serialised in memory, so a failure writing the file is told apart from one pickling
+        torch.save({"updater": updater.state_dict(), "rng": _rng_state()}, trainer)
+        (tmp / FILES[1]).write_bytes(trainer.getbuffer())
         write_json(tmp / "checkpoint.json", {
             "format_version": FORMAT_VERSION,
             "step": step,
             "spent": dict(spent or {}),
             "sha256": {name: sha256_file(tmp / name) for name in FILES},
         })
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():
+            _discard(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if refused_write(err):
+            raise write_failed(final, err) from None
         raise
     for old in list_checkpoints(directory)[:-keep]:
-        shutil.rmtree(old)
+        _discard(old)
+
+
+def _discard(path: Path) -> None:
+    """Rename a checkpoint out of list_checkpoints' sight, then delete it: a kill mid-delete leaves no half checkpoint."""
+    gone = path.with_name(f".{path.name}.old")
+    shutil.rmtree(gone, ignore_errors=True)
+    os.replace(path, gone)
+    shutil.rmtree(gone)
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
@@ -70,9 +84,7 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 def load_checkpoint(path: str | Path, model: torch.nn.Module, updater: Any) -> int:
     """Restore model, updater and RNG from `path` after checking every file's hash; return the step."""
     path = Path(path)
-    meta = read_json(path / "checkpoint.json")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path / 'checkpoint.json'}: unsupported format_version {meta.get('format_version')!r}")
+    meta = _read_meta(path / "checkpoint.json")
     for name in FILES:
         file = path / name
         if not file.is_file():
@@ -81,17 +93,42 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, updater: Any) -> i
             raise ArtifactError(f"{file}: content hash differs from checkpoint.json; the checkpoint is corrupt")
     try:
         model.load_state_dict(load_file(str(path / FILES[0])), strict=True)
-    except SafetensorError as err:
-        raise ArtifactError(f"{path / FILES[0]}: unreadable ({err})") from None
-    state = torch.load(path / FILES[1], weights_only=True)
-    updater.load_state_dict(state["updater"])
-    _set_rng_state(state["rng"])
-    return int(meta["step"])
+    except (SafetensorError, RuntimeError, ValueError, OSError) as err:
+        raise ArtifactError(f"{path / FILES[0]}: does not load into this model ({_first_line(err)})") from None
+    try:
+        state = torch.load(path / FILES[1], weights_only=True)  # tensors and containers only: nothing is unpickled
+        updater.load_state_dict(state["updater"])
+        _set_rng_state(state["rng"])
+    except Exception as err:  # noqa: BLE001 - whatever a hash-valid but foreign file does, it is not this run's state
+        raise ArtifactError(f"{path / FILES[1]}: not this run's trainer state ({_first_line(err)})") from None
+    return meta["step"]
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """checkpoint.json with every field checked, so a damaged one fails here with its name."""
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+    hashes, step, spent = meta.get("sha256"), meta.get("step"), meta.get("spent", {})
+    if not isinstance(hashes, dict) or not all(isinstance(hashes.get(name), str) for name in FILES):
+        raise ArtifactError(f"{path}: field 'sha256' must give a hash for each of {', '.join(FILES)}")
+    if type(step) is not int or step < 0:
+        raise ArtifactError(f"{path}: field 'step' must be a whole number >= 0, got {step!r}")
+    if not isinstance(spent, dict) or not all(type(v) is int for v in spent.values()):
+        raise ArtifactError(f"{path}: field 'spent' must map budget names to whole numbers")
+    return meta
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def checkpoint_spent(path: str | Path) -> dict[str, int]:
     """The budget spent up to a checkpoint (empty for checkpoints written before budgets existed)."""
-    return {k: int(v) for k, v in read_json(Path(path) / "checkpoint.json").get("spent", {}).items()}
+    return {k: int(v) for k, v in _read_meta(Path(path) / "checkpoint.json").get("spent", {}).items()}
 
 
 def _rng_state() -> dict[str, Any]:

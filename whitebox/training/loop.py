@@ -29,7 +29,7 @@ COST_KEYS = ("forward_equivalents", "examples")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or the gradients stopped being finite."""
+    """The loss, the gradients or the parameters stopped being finite."""
 
 
 class Updater(Protocol):
@@ -115,6 +115,7 @@ def train(
             model.train()
             try:
                 stats = updater.step(model, batch, guarded_loss)
+                _check_parameters(model)
             except TrainingDiverged as err:
                 kept = list_checkpoints(checkpoint_dir)
                 where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
@@ -180,6 +181,18 @@ def _evaluate(
     if log is not None:
         log.log(step, {f"eval/{k}": v for k, v in metrics.items()} | {f"budget/{k}": v for k, v in (spent or {}).items()})
     return metrics
+
+
+def _check_parameters(model: torch.nn.Module) -> None:
+    """Stop when an update left a weight non-finite, before an evaluation or a checkpoint can see it.
+
+    The loss guard alone would notice only at the next step's loss, after a checkpoint may have saved it.
+    """
+    params = [p for p in model.parameters()]
+    if bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        return
+    bad = next(name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all()))
+    raise TrainingDiverged(f"parameter {bad} became non-finite after the update")
 
 
 def _finite(loss_fn: LossFn) -> LossFn:

@@ -1,0 +1,432 @@
+"""SIGKILL a real `whitebox run` at seeded points, `--resume` it until done, and check nothing was lost or redone.
+
+Each trial starts the tiny treat experiment below (plant, locate, two treatment cells, six revivals)
+in a child process and kills it with SIGKILL at 1-3 seeded points, then resumes it until it
+finishes. A kill point is the n-th I/O event of the child: a file renamed into place (the kill
+lands between writing a temporary and renaming it), a metrics record appended (the kill lands
+half-way through the line: a torn write), a directory removed, or a training step ended. Checks:
+the final summary.json and metrics.jsonl equal an uninterrupted run's (times aside), no stage
+whose completion marker was on disk trains or locates again, and no step is redone beyond the
+checkpoint interval. Children are forked from this process after the imports, so a trial costs
+the run, not the interpreter start.
+
+    python scripts/fault_injection.py --trials 24 --out docs/reliability/fault_injection.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIG: dict[str, Any] = {
+    "experiment": "treat",
+    "run": {"name": "faults", "seed": 0},
+    "model": {"arch": "native", "n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32},
+    "task": {"seq_len": 4, "n_values": 10, "trigger_rate": 0.2, "n_train": 256, "n_eval": 64},
+    "training": {"steps": 24, "batch_size": 32, "lr": 1e-2, "warmup_steps": 4, "log_every": 2, "eval_every": 6,
+                 "checkpoint_every": 6, "keep_checkpoints": 2, "device": "cpu"},
+    "locate": {"n_fit": 100, "n_test": 60, "circuit_pairs": 8, "ig_steps": 0},
+    "treat": {"regimes": ["sft", "es"], "conditions": ["present"], "budget": 6000, "eval_points": 2, "n_train": 256,
+              "batch_size": 32, "lr": 1e-2, "es": {"population": 4}},
+    "revive": {"steps": 12, "eval_every": 4, "lr": 1e-2},
+    "tracking": {"wandb_mode": "disabled"},
+}
+KINDS = ("rename", "append", "rmtree", "step")
+MAX_ATTEMPTS = 12
+
+
+def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum: int, points: tuple[str, ...],
+          fsize: int | None, uid: int | None) -> None:
+    """In the forked child: count I/O events, signal ourselves at event `kill_at`, record each training step.
+
+    SIGKILL ends the child at the event (mid-write for an append); any other signal (SIGINT) is sent
+    at the start of a training step, which then goes on. `fsize` caps the size of any file the child
+    writes (the kernel refuses the write, as on a full disk); `uid` runs it as another user.
+    """
+    import resource
+
+    import torch
+
+    import whitebox.cli
+    import whitebox.locate
+    import whitebox.tracking
+    import whitebox.training.loop as loop
+
+    torch.set_num_threads(1)
+    fd = os.open(os.devnull if fsize is not None else log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - not whatever capture the parent had
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    book = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    state: dict[str, Any] = {"events": 0, "stage": "?"}
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    if fsize is not None:  # the cap is lifted only while the harness itself writes
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+        sys.stderr = LastLines(sys.stderr)
+    if uid is not None:
+        os.setgid(uid)
+        os.setuid(uid)
+
+    def record(line: str) -> None:
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, unlimited)
+        os.write(book, (line + "\n").encode())
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+    def event(kind: str, where: str = "") -> bool:
+        """Count an event; True when this one is the kill point (and the signal is SIGKILL)."""
+        if kind not in points:
+            return False
+        state["events"] += 1
+        if state["events"] != kill_at:
+            return False
+        record(f"kill {kind} {where}".strip())
+        if signum != signal.SIGKILL:
+            os.kill(os.getpid(), signum)
+            return False
+        return True
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    real_replace, real_rmtree, real_append = os.replace, shutil.rmtree, whitebox.tracking.append_line
+    real_indices, real_tqdm, real_locate = loop.batch_indices, loop.tqdm, whitebox.locate.locate_probes
+
+    def replace(src: Any, dst: Any) -> None:
+        if event("rename"):
+            die()
+        real_replace(src, dst)
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        if event("rmtree"):
+            die()
+        real_rmtree(path, *args, **kwargs)
+
+    def append_line(path: Path, line: str) -> None:
+        if event("append"):
+            with open(path, "ab") as f:  # a torn write: half the record, no newline
+                f.write((line + "\n").encode()[: len(line) // 2])
+            die()
+        real_append(path, line)
+
+    def batch_indices(step: int, *args: Any) -> Any:
+        if event("step", f"{state['stage']} {step}"):
+            die()
+        record(f"step {state['stage']} {step}")
+        return real_indices(step, *args)
+
+    class tqdm(real_tqdm):  # the loop's progress bar names the stage
+        def __init__(self, *args: Any, desc: str = "", **kwargs: Any) -> None:
+            state["stage"] = desc.replace(" ", "_")
+            super().__init__(*args, desc=desc, disable=True, **kwargs)
+
+    def locate_probes(*args: Any, **kwargs: Any) -> Any:
+        record("locate")
+        return real_locate(*args, **kwargs)
+
+    os.replace, shutil.rmtree, whitebox.tracking.append_line = replace, rmtree, append_line
+    loop.batch_indices, loop.tqdm, whitebox.locate.locate_probes = batch_indices, tqdm, locate_probes
+    try:
+        code = whitebox.cli.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException as err:  # noqa: BLE001 - what escaped the CLI is a finding; name it in the ledger
+        import traceback
+
+        traceback.print_exc()
+        record(f"escaped {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        code = 70
+    if isinstance(sys.stderr, LastLines):
+        record(f"stderr {sys.stderr.last}")
+    record(f"events {state['events']}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class LastLines:
+    """stderr that keeps its last non-empty line (the CLI's error), for a child whose log could not be written."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.last = stream, ""
+
+    def write(self, text: str) -> int:
+        lines = [line for line in text.splitlines() if line.strip()]
+        self.last = lines[-1] if lines else self.last
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def attempt(argv: list[str], kill_at: int | None, ledger: Path, log: Path, *, signum: int = signal.SIGKILL,
+            points: tuple[str, ...] = KINDS, fsize: int | None = None, uid: int | None = None) -> int:
+    """Fork a child running `whitebox <argv>`; its exit code, or -9 when it was killed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child(argv, kill_at, ledger, log, signum, points, fsize, uid)
+        finally:
+            os._exit(70)
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def markers(run_dir: Path) -> dict[str, Path]:
+    """Per stage name (as the loop's progress bar calls it), the file whose presence says it is finished."""
+    out = {"plant": run_dir / "models/planted/model.json", "plant_honest": run_dir / "models/honest/model.json",
+           "locate": run_dir / "located.json"}
+    for regime in CONFIG["treat"]["regimes"]:
+        for condition in CONFIG["treat"]["conditions"]:
+            out[f"{regime}-{condition}"] = run_dir / "treat" / f"{regime}-{condition}" / "result.json"
+    for name in ["start", "fresh", "honest", *(f"{r}.{c}" for r in CONFIG["treat"]["regimes"] for c in CONFIG["treat"]["conditions"])]:
+        out[f"revive_{name}"] = run_dir / "revive" / name / "result.json"
+    return out
+
+
+def read_ledger(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def records(run_dir: Path) -> list[str]:
+    """metrics.jsonl without its wall-clock times; a line that does not parse is kept as text (and differs)."""
+    out = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        try:
+            out.append(json.dumps({k: v for k, v in json.loads(line).items() if k != "time"}))  # NaN equals NaN
+        except json.JSONDecodeError:
+            out.append(f"unparsable: {line}")
+    return out
+
+
+def reference(work: Path, config: Path) -> dict[str, Any]:
+    """The uninterrupted run: its summary, records, steps per stage and event count."""
+    run_dir, ledger = work / "reference", work / "reference.ledger"
+    code = attempt(["run", str(config), "--out", str(run_dir)], None, ledger, work / "reference.log")
+    if code != 0:
+        raise SystemExit(f"the uninterrupted run failed (exit {code}); see {work / 'reference.log'}")
+    lines = read_ledger(ledger)
+    steps: dict[str, int] = {}
+    for line in lines:
+        if line.startswith("step "):
+            steps[line.split()[1]] = steps.get(line.split()[1], 0) + 1
+    return {"summary": json.loads((run_dir / "summary.json").read_text()), "records": records(run_dir),
+            "steps": steps, "events": int(lines[-1].split()[1]),
+            "largest_file": max(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())}
+
+
+def checkpoint_dir(run_dir: Path, stage: str) -> Path:
+    """Where the loop stage named `stage` (as in the ledger) keeps its checkpoints."""
+    if stage.startswith("plant"):
+        return run_dir / "checkpoints" / stage
+    if stage.startswith("revive_"):
+        return run_dir / "revive" / stage.removeprefix("revive_") / "checkpoints"
+    return run_dir / "treat" / stage / "checkpoints"
+
+
+def intact(run_dir: Path) -> list[str]:
+    """Problems with the files a failed attempt left: every JSON parses, every record parses, every checkpoint hash holds."""
+    from whitebox.artifacts import ArtifactError, read_json, sha256_file
+    from whitebox.training.checkpoints import list_checkpoints
+
+    problems = []
+    for path in run_dir.rglob("*.json"):
+        try:
+            read_json(path)
+        except ArtifactError as err:
+            problems.append(str(err))
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []:
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"metrics.jsonl: a cut line {line[:40]!r}")
+    for done in {c for path in run_dir.rglob("step_*") for c in list_checkpoints(path.parent)}:
+        meta = read_json(done / "checkpoint.json")
+        problems += [f"{done / n}: hash differs" for n, h in meta["sha256"].items() if sha256_file(done / n) != h]
+    return problems
+
+
+def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any], fault: str = "sigkill") -> dict[str, Any]:
+    """One run hit by `fault` at seeded points, then resumed to the end; what happened and what broke.
+
+    sigkill: 1-3 SIGKILLs at I/O events; sigint: one Ctrl-C at a training step (exit 130, a checkpoint
+    of the step); disk_full: every write past a seeded file size refused (exit 1, one line, files intact).
+    """
+    rng = random.Random(seed * 1_000_003 + index + {"sigkill": 0, "sigint": 10_000, "disk_full": 20_000}[fault])
+    if fault == "sigkill":
+        faults = [rng.randint(1, ref["events"]) for _ in range(rng.randint(1, 3))]
+    elif fault == "sigint":
+        faults = [rng.randint(1, sum(ref["steps"].values()))]
+    else:
+        faults = [int(math.exp(rng.uniform(math.log(200), math.log(ref["largest_file"]))))]
+    name = f"{fault}{index:03d}"
+    run_dir, ledger, log = work / name, work / f"{name}.ledger", work / f"{name}.log"
+    problems: list[str] = []
+    delivered, kinds, attempts = 0, [], 0
+    while attempts < MAX_ATTEMPTS:
+        fresh = not (run_dir / "config.yaml").is_file()
+        argv = ["run", str(config), "--out", str(run_dir)] if fresh else ["run", "--resume", str(run_dir)]
+        finished = {stage: path.stat().st_mtime_ns for stage, path in markers(run_dir).items() if path.is_file()}
+        start = len(read_ledger(ledger))
+        at = faults[delivered] if delivered < len(faults) else None
+        if at is None:
+            code = attempt(argv, None, ledger, log)
+        elif fault == "sigkill":
+            code = attempt(argv, at, ledger, log)
+        elif fault == "sigint":
+            code = attempt(argv, at, ledger, log, signum=signal.SIGINT, points=("step",))
+        else:
+            code = attempt(argv, None, ledger, log, fsize=at)
+        attempts += 1
+        new = read_ledger(ledger)[start:]
+        for words in (line.split() for line in new):
+            stage = words[1] if words[0] == "step" else "locate" if words[0] == "locate" else None
+            if stage in finished:
+                problems.append(f"attempt {attempts}: finished stage {stage} ran again")
+        for stage, mtime in finished.items():
+            if markers(run_dir)[stage].stat().st_mtime_ns != mtime:
+                problems.append(f"attempt {attempts}: finished stage {stage}'s marker was rewritten")
+        if at is not None:  # delivered, or beyond this (shorter, resumed) attempt's events
+            delivered += 1
+        hits = [line.split() for line in new if line.startswith("kill ")]
+        kinds += [words[1] for words in hits]
+        if fault == "sigint" and hits:
+            stage, step = hits[0][2], int(hits[0][3])
+            from whitebox.training.checkpoints import list_checkpoints
+
+            newest = list_checkpoints(checkpoint_dir(run_dir, stage))
+            if code != 130 or not newest or newest[-1].name != f"step_{step + 1:07d}":
+                problems.append(f"Ctrl-C at {stage} step {step + 1}: exit {code}, newest checkpoint "
+                                f"{newest[-1].name if newest else None}")
+            continue
+        if fault == "disk_full" and at is not None and code != 0:
+            last = next((line[7:] for line in reversed(new) if line.startswith("stderr ")), "")
+            if code != 1 or not last.startswith("whitebox: error: ") or "cannot write" not in last:
+                problems.append(f"a refused write ended with exit {code} and {last!r}")
+            kinds.append("write_refused")
+            problems += intact(run_dir)
+            continue
+        if code == -signal.SIGKILL:
+            continue
+        if code != 0:
+            problems.append(f"attempt {attempts}: exit code {code} (see {log})")
+        break
+    else:
+        problems.append(f"not finished after {MAX_ATTEMPTS} attempts")
+    steps: dict[str, int] = {}
+    for line in read_ledger(ledger):
+        if line.startswith("step "):
+            steps[line.split()[1]] = steps.get(line.split()[1], 0) + 1
+    redone = sum(steps.get(s, 0) - n for s, n in ref["steps"].items())
+    if (run_dir / "summary.json").is_file():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        differ = sorted(k for k in set(summary) | set(ref["summary"])  # compared as JSON text: NaN equals NaN
+                        if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
+        if differ:
+            problems.append(f"summary differs from the uninterrupted run at {', '.join(differ[:5])}")
+        got = records(run_dir)
+        lost = sum(1 for r in ref["records"] if r not in got)
+        extra = len(got) - len(ref["records"]) + lost
+        if got != ref["records"]:
+            problems.append(f"metrics.jsonl differs: {lost} records lost, {extra} extra or duplicated")
+    else:
+        problems.append("no summary.json")
+        lost, extra = len(ref["records"]), 0
+    return {"trial": name, "fault": fault, "fault_points": faults, "faults_delivered": len(kinds), "faulted_at": kinds,
+            "attempts": attempts, "steps_redone": redone, "records_lost": lost, "records_extra": extra,
+            "survived": not problems, "problems": problems}
+
+
+def warm_up() -> None:
+    """Import what a run imports and draw one figure here, once, so that forked children start warm."""
+    import io
+    from importlib import import_module
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name in ("whitebox.runner", "experiments.treat", "whitebox.measures", "whitebox.attribution", "whitebox.report",
+                 "whitebox.suppression_report", "whitebox.probes", "whitebox.detectors"):
+        import_module(name)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], label="x")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
+def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0) -> dict[str, Any]:
+    """Reference run plus killed, interrupted and disk-full runs under `work`; the figures for docs/RELIABILITY.md."""
+    started = time.perf_counter()
+    warm_up()
+    config = work / "faults.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    ref = reference(work, config)
+    plan = [("sigkill", trials), ("sigint", sigint), ("disk_full", disk_full)]
+    results = [trial(i, seed, work, config, ref, fault) for fault, n in plan for i in range(n)]
+    figures: dict[str, Any] = {
+        "test": "faults at seeded points of `whitebox run` (tiny treat experiment), then --resume until complete",
+        "seed": seed, "events_per_run": ref["events"], "steps_per_run": sum(ref["steps"].values()),
+    }
+    for fault, n in plan:
+        ours = [r for r in results if r["fault"] == fault]
+        kinds = [k for r in ours for k in r["faulted_at"]]
+        figures[fault] = {
+            "trials": n, "survived": sum(r["survived"] for r in ours), "faults": len(kinds),
+            "faults_by_point": {k: kinds.count(k) for k in sorted(set(kinds))},
+            "steps_redone": sum(r["steps_redone"] for r in ours),
+            "finished_stages_recomputed": sum(1 for r in ours for p in r["problems"] if "ran again" in p or "rewritten" in p),
+            "records_lost": sum(r["records_lost"] for r in ours),
+            "summaries_differing": sum(1 for r in ours for p in r["problems"] if p.startswith("summary differs")),
+        }
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    figures["results"] = results
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=24, help="trials killed by 1-3 SIGKILLs")
+    parser.add_argument("--sigint", type=int, default=6, help="trials interrupted by one Ctrl-C")
+    parser.add_argument("--disk-full", type=int, default=6, help="trials whose writes are refused past a file size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="JSON file for the figures (default: print only)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="whitebox-faults-") as tmp:
+        figures = run_trials(args.trials, args.seed, Path(tmp), args.sigint, args.disk_full)
+    text = json.dumps(figures, indent=2) + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    summary = {k: v for k, v in figures.items() if k != "results"}
+    print(json.dumps(summary, indent=2))
+    failed = [r for r in figures["results"] if not r["survived"]]
+    for r in failed:
+        print(f"trial {r['trial']} (faults at {r['fault_points']}): {'; '.join(r['problems'])}", file=sys.stderr)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
