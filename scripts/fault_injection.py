@@ -136,7 +136,7 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum:
     class tqdm(real_tqdm):  # the loop's progress bar names the stage
         def __init__(self, *args: Any, desc: str = "", **kwargs: Any) -> None:
             state["stage"] = desc.replace(" ", "_")
-            super().__init__(*args, desc=desc, disable=True, **kwargs)
+            super().__init__(*args, desc=desc, **{**kwargs, "disable": True})
 
     def locate_probes(*args: Any, **kwargs: Any) -> Any:
         record("locate")
