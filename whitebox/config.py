@@ -124,6 +124,7 @@ class TrainingConfig(_Strict):
     checkpoint_every: int = Field(500, ge=1, description="steps between resumable checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    compile: bool = Field(False, description="plant training through torch.compile(model) (a GPU speed option; first steps compile)")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: CUDA if present, else CPU")
 
 

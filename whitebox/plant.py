@@ -10,6 +10,7 @@ from whitebox.models import META, build_model, load_weights, read_model_meta, sa
 from whitebox.runner import RunContext
 from whitebox.tasks import get_task
 from whitebox.training import Backprop, supervised, train
+from whitebox.training.objectives import through_compiled
 
 
 def plant(
@@ -38,7 +39,7 @@ def plant(
     metrics = train(
         model,
         Backprop(model, cfg.training, ctx.device),
-        supervised,
+        through_compiled(supervised, model) if cfg.training.compile else supervised,
         data,
         cfg.training,
         seed=cfg.run.seed,

@@ -37,3 +37,19 @@ def test_bf16_on_cpu_is_an_error_and_auto_is_fp32():
     assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
     with pytest.raises(ValueError, match="needs a CUDA device"):
         autocast_dtype("bf16", torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_compiled_plant_training_follows_the_plain_one(tiny, tmp_path, monkeypatch):
+    """training.compile runs the forward through torch.compile; the numbers stay the plain module's."""
+    import whitebox
+
+    compiled_calls = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled_calls.append(m) or real_compile(m, **kw))
+    plain = whitebox.run(tiny, ["training.steps=6", "training.eval_every=6"], out=tmp_path / "plain")
+    compiled = whitebox.run(tiny, ["training.steps=6", "training.eval_every=6", "training.compile=true"],
+                            out=tmp_path / "compiled")
+    assert len(compiled_calls) == 1  # the plain run compiled nothing, the compiled one its model once
+    assert compiled["plant.loss"] == pytest.approx(plain["plant.loss"], rel=1e-4, abs=1e-5)
+    assert compiled["plant.clean_acc"] == plain["plant.clean_acc"]
