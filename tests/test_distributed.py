@@ -6,6 +6,7 @@ scenarios in this process are the single-process reference.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -112,6 +113,26 @@ def writes(directory: Path) -> dict[str, str]:
     return {"seen": seen}
 
 
+def locks(directory: Path) -> dict[str, str]:
+    """Both ranks take one cell's lock (rank 0 holds it for the pair), then a lock a live foreign process holds."""
+    from whitebox.locks import LockHeld, hold
+
+    out = {}
+    with hold(directory / "cell.lock", "cell a"):
+        out["shared"] = "held"
+    distributed.barrier()
+    out["released"] = str((directory / "cell.lock").exists())
+    if distributed.is_main():
+        (directory / "taken.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    distributed.barrier()
+    try:
+        with hold(directory / "taken.lock", "cell b"):
+            out["taken"] = "held"
+    except LockHeld as err:
+        out["taken"] = str(err)
+    return out
+
+
 def _worker(rank: int, port: int, directory: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
@@ -119,7 +140,7 @@ def _worker(rank: int, port: int, directory: Path) -> None:
     distributed.init(torch.device("cpu"))
     try:
         result = {"weights": scenarios(directory / "train"), "writes": writes(directory / "writes"),
-                  "diverge": diverge(directory / "diverge")}
+                  "diverge": diverge(directory / "diverge"), "locks": locks(directory / "locks")}
         torch.save(result, directory / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
@@ -176,6 +197,14 @@ def test_only_rank_0_writes_and_every_rank_reads_it_after(two_ranks):
     assert (directory / "writes" / "summary.json").read_text().count('"rank": 0') == 1
     names = {p.name for p in (directory / "train" / "sft").iterdir()}
     assert names == {"step_0000002", "step_0000004"}  # no rank-1 temporaries, one writer pruning
+
+
+def test_the_ranks_of_one_run_share_a_cell_lock_and_all_refuse_a_foreign_one(two_ranks):
+    ranks, _, _ = two_ranks
+    for rank in ranks:
+        assert rank["locks"]["shared"] == "held" and rank["locks"]["released"] == "False"
+    assert "cell b is being run by process" in ranks[0]["locks"]["taken"]  # the pytest process: alive
+    assert "rank 0 could not take the lock" in ranks[1]["locks"]["taken"]
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(two_ranks):

@@ -14,6 +14,8 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
+from whitebox import distributed
+
 
 class LockHeld(Exception):
     """Another live process holds the lock."""
@@ -21,11 +23,22 @@ class LockHeld(Exception):
 
 @contextlib.contextmanager
 def hold(path: str | Path, what: str) -> Iterator[Path]:
-    """Hold the lock file `path` for the block (`what` names the work in the error if it is taken)."""
+    """Hold the lock file `path` for the block (`what` names the work in the error if it is taken).
+
+    Under torchrun the ranks of one run do the work together: rank 0 takes the lock for all of them,
+    and every rank raises LockHeld if it could not.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "host": socket.gethostname()}
-    _acquire(path, what, me)
+    refused = None
+    if distributed.is_main():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _acquire(path, what, me)
+        except LockHeld as err:
+            refused = err
+    if distributed.any_rank(refused is not None):
+        raise refused or LockHeld(f"{what}: rank 0 could not take the lock {path}; see its error")
     try:
         yield path
     finally:
