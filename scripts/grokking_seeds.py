@@ -20,7 +20,7 @@ from whitebox.artifacts import write_json
 from whitebox.config import load_config
 from whitebox.grid import run_or_resume
 from whitebox.report import plot_panels, read_metrics
-from whitebox.suppression_report import ci95
+from whitebox.suppression_report import seed_table
 
 SIGNALS = ("fourier_probe", "test_anomaly", "test_logprob")
 
@@ -47,16 +47,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = {seed: grokked(args.config, seed, args.out) for seed in args.seeds}
-    keys = list(next(iter(rows.values())))
-    print(f"{'':<20}" + "".join(f"{'s' + str(seed):>9}" for seed in rows) + f"{'mean ± 95% CI':>22}{'n':>4}")
-    summary = {}
-    for key in keys:
-        values = [rows[seed][key] for seed in rows]
-        mean, half = ci95(values)
-        summary[key] = {"mean": mean, "ci95": half, "n": sum(math.isfinite(v) for v in values)}
-        digits = 3 if key == "final_test_acc" else 0
-        print(f"{key:<20}" + "".join(f"{v:>9.{digits}f}" for v in values) + f"{mean:>13.{digits}f} ± {half:<7.{digits}f}"
-              f"{summary[key]['n']:>4}")
+    table, summary = seed_table(rows, digits=lambda key: 3 if key == "final_test_acc" else 0)
+    print(table)
     write_json(args.json, {"config": args.config, "seeds": args.seeds, "runs": rows, "summary": summary})
     print(f"wrote {args.json}")
     if args.plot:

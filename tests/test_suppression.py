@@ -57,6 +57,18 @@ def test_ci95_is_the_student_t_half_width():
     assert math.isnan(ci95([1.0])[1]) and math.isnan(ci95([])[0]) and ci95([1.0, math.nan, 3.0])[0] == 2.0
 
 
+def test_seed_table_puts_each_seed_beside_the_mean_and_ci():
+    from whitebox.suppression_report import seed_table
+
+    rows = {0: {"a": 1.0, "b": 0.5}, 3: {"a": 2.0, "b": math.nan}, 7: {"a": 4.0, "b": 0.7}}
+    table, summary = seed_table(rows, digits=lambda key: 1 if key == "a" else 3)
+    assert summary["a"] == {"mean": ci95([1.0, 2.0, 4.0])[0], "ci95": ci95([1.0, 2.0, 4.0])[1], "n": 3}
+    assert summary["b"]["n"] == 2 and summary["b"]["mean"] == pytest.approx(0.6)  # a missing seed is left out
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["s0", "s3", "s7"]
+    assert lines[1].split()[:4] == ["a", "1.0", "2.0", "4.0"] and lines[2].split()[:4] == ["b", "0.500", "nan", "0.700"]
+
+
 def test_summary_carries_mean_and_ci_over_the_seed_cells(grid):
     run_dir, summary = grid
     cells = [whitebox.artifacts.read_json(run_dir / "cells" / f"token-s{s}" / "summary.json") for s in (0, 1)]
