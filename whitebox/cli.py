@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -73,6 +78,7 @@ def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)  # outside a training step too, SIGTERM ends the way Ctrl-C does
     try:
         commands = {"report": _report, "sweep": _sweep, "cell": _cell, "probe": _probe}
         return commands[args.command](args) if args.command in commands else _run(args, parser)

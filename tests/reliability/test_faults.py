@@ -74,11 +74,13 @@ def test_sigkill_sigint_and_full_disk_trials_end_like_an_uninterrupted_run(tmp_p
     figures(**{k: v for k, v in result.items() if k != "results"})
 
 
-def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes(tmp_path, tiny_yaml, reference):
-    """Ctrl-C at step 10 of 24: the step finishes, step_0000011 is written, exit 130; --resume ends equal to the reference."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes(tmp_path, tiny_yaml, reference, signum):
+    """Ctrl-C (or SIGTERM, as a scheduler or torchrun sends) at step 10 of 24: the step finishes, step_0000011 is
+    written, exit 130; --resume ends equal to the reference."""
     fi = _script()
     run_dir, ledger, log = tmp_path / "run", tmp_path / "ledger", tmp_path / "log"
-    code = fi.attempt(["run", str(tiny_yaml), "--out", str(run_dir)], 11, ledger, log, signum=signal.SIGINT,
+    code = fi.attempt(["run", str(tiny_yaml), "--out", str(run_dir)], 11, ledger, log, signum=signum,
                       points=("step",))
     assert code == 130
     assert list_checkpoints(run_dir / "checkpoints" / "plant")[-1].name == "step_0000011"

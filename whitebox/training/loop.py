@@ -152,9 +152,12 @@ def train(
     return last_eval if last_eval is not None else _evaluate(model, evaluate, None, step)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a scheduler's preemption or torchrun's shutdown
+
+
 @contextlib.contextmanager
 def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
-    """Defer the first Ctrl-C to the end of the current step (a second one stops at once)."""
+    """Defer the first Ctrl-C or SIGTERM to the end of the current step (a second one stops at once)."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
@@ -164,13 +167,14 @@ def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
         if hits:
             raise KeyboardInterrupt
         hits.append(signum)
-        tqdm.write("interrupt: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
+        tqdm.write(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (send it again to stop now)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield lambda: bool(hits)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _evaluate(
