@@ -10,7 +10,6 @@ from typing import Any, Callable, Sequence
 
 from whitebox import __version__
 from whitebox.config import ConfigError, load_config
-from whitebox.grid import cell_dir, cell_experiment, check_workers, find_cell, run_cell
 from whitebox.probe_cli import add_commands as add_probe_commands
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -95,6 +94,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     target, cfg = args.resume or args.out, None
     if args.config:
         cfg = load_config(args.config, args.overrides)  # fail fast, before the heavy imports
+        from whitebox.grid import check_workers
+
         check_workers(cfg, args.workers)
         target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
 
@@ -160,6 +161,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _cell(args: argparse.Namespace) -> int:
+    from whitebox.grid import cell_dir, cell_experiment, find_cell, run_cell
+
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: no config.yaml here; `whitebox cell` takes a grid run directory, "
