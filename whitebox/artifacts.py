@@ -25,10 +25,15 @@ class WriteFailed(ArtifactError):
 
 def write_failed(path: str | Path, err: BaseException) -> WriteFailed:
     """The one-line error for a refused write, naming the file, the reason and the way on."""
-    text = str(err).strip()
-    reason = getattr(err, "strerror", None) or (text.splitlines()[0] if text else type(err).__name__)
+    reason = getattr(err, "strerror", None) or one_line(err)
     return WriteFailed(f"{path}: cannot write ({reason}); earlier files are intact: free disk space or make the "
                        "directory writable")
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for a one-line error."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

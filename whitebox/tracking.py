@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from whitebox.artifacts import atomic_write, read_json, write_failed, write_json, write_text
+from whitebox.artifacts import atomic_write, one_line, read_json, write_failed, write_json, write_text
 from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
 from whitebox.distributed import main_only
 
@@ -101,12 +101,12 @@ class Tracker:
 
                 wandb.teardown()  # the failed online attempt still holds the run id
                 self._wandb = self._init_wandb(run_id, "offline")
-                warnings.warn(f"W&B online could not start ({_one_line(failure)}); logging offline under "
+                warnings.warn(f"W&B online could not start ({one_line(failure)}); logging offline under "
                               f"{self.run_dir / 'wandb'} instead: upload it later with `wandb sync`")
                 return
             except Exception as err:  # noqa: BLE001
                 failure = err
-        warnings.warn(f"W&B could not start ({_one_line(failure)}); metrics are still written to {self.metrics_path}")
+        warnings.warn(f"W&B could not start ({one_line(failure)}); metrics are still written to {self.metrics_path}")
         self._wandb = None
 
     def _init_wandb(self, run_id: str, mode: str) -> Any:
@@ -234,11 +234,6 @@ def drop_cut_line(path: Path) -> None:
 
 def write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
     write_text(run_dir / "config.yaml", dump_yaml(cfg))
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _after(line: str, stage: str, step: int) -> bool:
