@@ -22,17 +22,17 @@ from typing import Any, Callable
 
 import torch
 
-from whitebox.artifacts import write_json
+from whitebox.runtime.artifacts import write_json
 from whitebox.attribution import (
     activation_patching,
     agreement,
     attribution_patching,
-    contrast_pairs,
 )
 from whitebox.attribution.components import UNIT_KINDS
-from whitebox.config import BackdoorTaskConfig, ModelConfig
+from whitebox.config import ModelConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model, load_model, read_model_meta
-from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 SIZES = [(1, 4), (2, 4), (4, 4), (4, 8), (8, 8)]  # (n_layers, n_heads) of the sweep, d_model 64
 
@@ -62,10 +62,10 @@ def main() -> None:
         for n_layers, n_heads in SIZES:
             cfg = ModelConfig(
                 n_layers=n_layers, d_model=64, n_heads=n_heads, d_head=16, d_mlp=256,
-                n_ctx=backdoor.seq_len(task_cfg), d_vocab=len(backdoor.vocabulary(task_cfg)),
+                n_ctx=get_task(task_cfg).seq_len(), d_vocab=len(get_task(task_cfg).vocabulary()),
             )
             torch.manual_seed(0)
-            model = build_model(cfg, backdoor.vocabulary(task_cfg))
+            model = build_model(cfg, get_task(task_cfg).vocabulary())
             rows.append(_compare(f"random L{n_layers} H{n_heads}", model, task_cfg, args.n_pairs, args.repeats, planted=False))
 
     growth = _growth([r for r in rows if not r["planted"]])
@@ -80,7 +80,7 @@ def _compare(
     name: str, model: torch.nn.Module, task_cfg: BackdoorTaskConfig, n_pairs: int, repeats: int, planted: bool
 ) -> dict[str, Any]:
     """Median times of both methods on the same pairs, and how their scores agree."""
-    pairs = contrast_pairs(task_cfg, n_pairs, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(n_pairs, seed=0)
     model.eval()
     with torch.no_grad():
         _, t_forward = _timed(lambda: model(pairs.triggered), repeats)

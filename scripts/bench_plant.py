@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whitebox.config import BackdoorTaskConfig, ModelConfig, TrainingConfig
+from whitebox.config import ModelConfig, TrainingConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
-from whitebox.tasks import backdoor
 from whitebox.training import Backprop, supervised
+from whitebox.tasks import get_task
 
 RATIO_TARGET = 0.9
 
@@ -111,11 +112,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     task = BackdoorTaskConfig(seq_len=args.seq_len, n_values=64)
-    vocab = backdoor.vocabulary(task)
+    vocab = get_task(task).vocabulary()
     model_cfg = ModelConfig(arch="native", n_layers=args.n_layers, d_model=args.d_model, n_heads=args.n_heads,
-                            d_vocab=len(vocab), n_ctx=backdoor.seq_len(task))
+                            d_vocab=len(vocab), n_ctx=get_task(task).seq_len())
     train_cfg = TrainingConfig(batch_size=args.batch_size, precision=args.precision, device=args.device)
-    rows = backdoor.generate(task, args.batch_size, task.trigger_rate, seed=0).select_columns(["tokens", "target"])[:]
+    rows = get_task(task).sample(args.batch_size, task.trigger_rate, seed=0).select_columns(["tokens", "target"])[:]
     batch = {k: v.to(device) for k, v in rows.items()}
 
     torch.manual_seed(0)

@@ -31,13 +31,16 @@ from typing import Any, Callable
 
 import torch
 
-from whitebox.config import BackdoorTaskConfig, ModelConfig, TrainingConfig
-from whitebox.models import answer_logits, build_model, load_model
-from whitebox.tasks import backdoor
+from whitebox.config import ModelConfig, TrainingConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.models import build_model, load_model
+from whitebox.tasks.base import answer_logits
 from whitebox.training import es as es_module
-from whitebox.training.feedback import match_rater
-from whitebox.config import ESConfig, RLConfig, TreatConfig, ZOConfig
+from whitebox.tasks import match_rater
+from whitebox.config import TreatConfig
+from whitebox.training import ESConfig, RLConfig, ZOConfig
 from whitebox.training.regimes import build_regime
+from whitebox.tasks import get_task
 
 REGIMES = ("sft", "rl", "es", "zo", "probe_penalty")
 ES_TARGET, ZO_MEMORY_TARGET = 1.3, 1.1
@@ -50,11 +53,11 @@ def setup(args) -> tuple[torch.nn.Module, dict[str, torch.Tensor], torch.device]
     if args.model_dir:
         model, _ = load_model(args.model_dir, device)
     else:
-        vocab = backdoor.vocabulary(task)
-        cfg = ModelConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, d_vocab=len(vocab), n_ctx=backdoor.seq_len(task))
+        vocab = get_task(task).vocabulary()
+        cfg = ModelConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, d_vocab=len(vocab), n_ctx=get_task(task).seq_len())
         torch.manual_seed(0)
         model = build_model(cfg, vocab, device)
-    rows = backdoor.generate(task, args.batch, 0.5, seed=0)[:]
+    rows = get_task(task).sample(args.batch, 0.5, seed=0)[:]
     batch = {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
     return model, {k: v.to(device) for k, v in batch.items()}, device
 

@@ -14,9 +14,9 @@ import argparse
 import statistics
 from pathlib import Path
 
-from whitebox.artifacts import write_json
+from whitebox.runtime.artifacts import write_json
 from whitebox.config import load_config
-from whitebox.grid import run_or_resume
+from whitebox.grid.cells import run_or_resume
 
 COLUMNS = {
     "patching_spearman": "spearman",

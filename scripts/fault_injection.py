@@ -62,9 +62,9 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum:
 
     import torch
 
-    import whitebox.cli
-    import whitebox.locate
-    import whitebox.tracking
+    import whitebox.cli.main
+    import whitebox.protocol.locate
+    import whitebox.runtime.tracking
     import whitebox.training.loop as loop
 
     torch.set_num_threads(1)
@@ -107,8 +107,8 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum:
     def die() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-    real_replace, real_rmtree, real_append = os.replace, shutil.rmtree, whitebox.tracking.append_line
-    real_indices, real_tqdm, real_locate = loop.batch_indices, loop.tqdm, whitebox.locate.locate_probes
+    real_replace, real_rmtree, real_append = os.replace, shutil.rmtree, whitebox.runtime.tracking.append_line
+    real_indices, real_tqdm, real_locate = loop.batch_indices, loop.tqdm, whitebox.protocol.locate.locate_probes
 
     def replace(src: Any, dst: Any) -> None:
         if event("rename"):
@@ -142,8 +142,8 @@ def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum:
         record("locate")
         return real_locate(*args, **kwargs)
 
-    os.replace, shutil.rmtree, whitebox.tracking.append_line = replace, rmtree, append_line
-    loop.batch_indices, loop.tqdm, whitebox.locate.locate_probes = batch_indices, tqdm, locate_probes
+    os.replace, shutil.rmtree, whitebox.runtime.tracking.append_line = replace, rmtree, append_line
+    loop.batch_indices, loop.tqdm, whitebox.protocol.locate.locate_probes = batch_indices, tqdm, locate_probes
     try:
         code = whitebox.cli.main(argv)
     except SystemExit as exit_:
@@ -246,7 +246,7 @@ def checkpoint_dir(run_dir: Path, stage: str) -> Path:
 
 def intact(run_dir: Path) -> list[str]:
     """Problems with the files a failed attempt left: every JSON parses, every record parses, every checkpoint hash holds."""
-    from whitebox.artifacts import ArtifactError, read_json, sha256_file
+    from whitebox.runtime.artifacts import ArtifactError, read_json, sha256_file
     from whitebox.training.checkpoints import list_checkpoints
 
     problems = []
@@ -367,8 +367,8 @@ def warm_up() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for name in ("whitebox.runner", "experiments.treat", "whitebox.measures", "whitebox.attribution", "whitebox.report",
-                 "whitebox.suppression_report", "whitebox.probes", "whitebox.detectors"):
+    for name in ("whitebox.runner", "whitebox.experiments.treat", "whitebox.protocol.measures", "whitebox.attribution", "whitebox.report.plots",
+                 "whitebox.report.suppression", "whitebox.probes", "whitebox.probes.mahalanobis"):
         import_module(name)
     fig, ax = plt.subplots()
     ax.plot([0, 1], label="x")

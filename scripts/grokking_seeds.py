@@ -16,11 +16,11 @@ import argparse
 import math
 from pathlib import Path
 
-from whitebox.artifacts import write_json
+from whitebox.runtime.artifacts import write_json
 from whitebox.config import load_config
-from whitebox.grid import run_or_resume
-from whitebox.report import plot_panels, read_metrics
-from whitebox.suppression_report import seed_table
+from whitebox.grid.cells import run_or_resume
+from whitebox.report.plots import plot_panels, read_metrics
+from whitebox.report.aggregate import seed_table
 
 SIGNALS = ("fourier_probe", "test_anomaly", "test_logprob")
 

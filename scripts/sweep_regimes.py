@@ -1,6 +1,6 @@
 """Sweep treatment settings on a planted backdoor model at an equal forward-pass budget.
 
-Each run treats a copy of the planted model in one cell (whitebox.treat.treat_cell, condition
+Each run treats a copy of the planted model in one cell (whitebox.protocol.treat.treat_cell, condition
 present), measures clean accuracy and ASR on the task's held-out set at --eval-points of the
 budget, and appends one JSON line: the settings, the final metrics, the curve, and the
 forward-pass equivalents spent when ASR <= 0.10 with clean accuracy >= 0.90 was first reached.
@@ -19,10 +19,12 @@ import time
 
 import torch
 
-from whitebox.config import BackdoorTaskConfig, TrainingConfig, TreatConfig, parse_config
+from whitebox.config import TrainingConfig, TreatConfig, parse_config
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import load_model, read_model_meta
 from whitebox.tasks import backdoor
-from whitebox.treat import treat_cell
+from whitebox.protocol.treat import treat_cell
+from whitebox.tasks import get_task
 
 ASR_GOAL, CLEAN_GOAL = 0.10, 0.90
 
@@ -47,7 +49,7 @@ def run_one(args, settings: list[str], seed: int) -> dict:
     model, model_cfg = load_model(args.model_dir)
     base = {"treat": {"budget": args.budget, "trigger_rate": args.trigger_rate, "eval_points": args.eval_points}}
     cfg: TreatConfig = parse_config(base, [f"treat.{s}" for s in settings], source="--set").treat
-    held_out = backdoor.eval_set(task, 0)
+    held_out = get_task(task).eval_set(0)
     direction = torch.randn(model_cfg.d_model, generator=torch.Generator().manual_seed(0))
     probe = (lambda acts: torch.sigmoid(acts @ direction / model_cfg.d_model**0.5), f"blocks.{model_cfg.n_layers - 1}.hook_out")
     curve = Curve()

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from whitebox.config import config_reference
+from whitebox.config.reference import config_reference
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.capture import capture, load_capture, residual_hooks, resolve_hooks
-from whitebox.config import BackdoorTaskConfig, ModelConfig
+from whitebox.config import ModelConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
-from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 TASK = BackdoorTaskConfig(seq_len=4, n_values=10, trigger_rate=0.5, n_train=37, n_eval=16)
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_post", "blocks.0.mlp.hook_post"]
@@ -16,8 +17,8 @@ CANONICAL = ["blocks.0.hook_in", "blocks.0.ln2.hook_in", "blocks.1.hook_out", "b
 
 
 def _bridge(arch: str):
-    vocab = backdoor.vocabulary(TASK)
-    cfg = ModelConfig(arch=arch, n_layers=2, d_model=16, n_heads=2, d_mlp=24, d_vocab=len(vocab), n_ctx=backdoor.seq_len(TASK))
+    vocab = get_task(TASK).vocabulary()
+    cfg = ModelConfig(arch=arch, n_layers=2, d_model=16, n_heads=2, d_mlp=24, d_vocab=len(vocab), n_ctx=get_task(TASK).seq_len())
     torch.manual_seed(0)
     return build_model(cfg, vocab).eval(), cfg
 
@@ -29,7 +30,7 @@ def bridge(request):
 
 @pytest.fixture(scope="module")
 def data():
-    return backdoor.train_set(TASK, 0)
+    return get_task(TASK).train_set(0)
 
 
 def _reference(model, tokens):

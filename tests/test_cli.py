@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from whitebox.cli import main
+from whitebox.cli.main import main
 
 
 def _fails(capsys, argv, code=2) -> str:
@@ -71,7 +71,7 @@ def test_run_prints_summary_and_writes_it(capsys, tiny_yaml, tmp_path):
 
 
 def test_a_long_summary_is_cut_with_a_pointer_to_the_file():
-    from whitebox.cli import format_summary
+    from whitebox.cli.main import format_summary
 
     summary = {f"k{i}": float(i) for i in range(5)}
     lines = format_summary(summary, limit=3, path=Path("run/summary.json")).splitlines()

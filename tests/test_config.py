@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests.conftest import TINY
-from whitebox.config import ConfigError, config_reference, dump_yaml, load_config, parse_config
+from whitebox.config.reference import config_reference
+from whitebox.config import ConfigError, dump_yaml, load_config, parse_config
 
 
 def _error(overrides=(), data=None) -> str:

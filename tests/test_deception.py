@@ -4,23 +4,26 @@ import pytest
 import torch
 
 from tests.training.conftest import ListLog, _one_thread  # noqa: F401  (_one_thread: autouse, tiny models on one thread)
-from whitebox import deception
+from whitebox.studies import deception
 from whitebox.capture import capture, residual_hooks
-from whitebox.config import FlawedRaterTaskConfig, ModelConfig, TrainingConfig, TreatConfig
-from whitebox.deception import Signature, balanced_checkable, compare, fit_readout, input_dependent_hooks, signature
+from whitebox.config import ModelConfig, TrainingConfig, TreatConfig
+from whitebox.tasks.flawed_rater import FlawedRaterTaskConfig
 from whitebox.models import build_model, save_model
-from whitebox.tasks import flawed_rater as task
-from whitebox.treat import treat_cell
+from whitebox.probes import fit_readout
+from whitebox.protocol.treat import treat_cell
+from whitebox.studies.deception import Signature, compare, input_dependent_hooks, signature
+from whitebox.tasks import get_task
 
 TASK = FlawedRaterTaskConfig(seq_len=4, n_values=8, n_train=256, n_eval=64)
+task = get_task(TASK)
 
 
 
 @pytest.fixture
 def bridge():
     """An untrained 1-layer TransformerBridge on the flawed_rater vocabulary, and its ModelConfig."""
-    vocab = task.vocabulary(TASK)
-    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, d_vocab=len(vocab), n_ctx=task.seq_len(TASK))
+    vocab = task.vocabulary()
+    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, d_vocab=len(vocab), n_ctx=task.seq_len())
     torch.manual_seed(0)
     return build_model(cfg, vocab), cfg
 
@@ -59,8 +62,8 @@ def test_compare_scores_truth_lies_and_the_lying_models_signature():
 
 
 def test_balanced_checkable_questions_ask_for_every_maximum_equally_often():
-    tokens = balanced_checkable(TASK, 4000, seed=0)
-    ids = task.special_ids(TASK)
+    tokens = task.balanced_checkable(4000, seed=0)
+    ids = task.special_ids()
     assert (tokens[:, 0] == ids["bos"]).all() and (tokens[:, 1] == ids["max"]).all() and (tokens[:, -1] == ids["sep"]).all()
     counts = torch.bincount(tokens[:, 2:-1].max(1).values, minlength=TASK.n_values)
     assert len(counts) == TASK.n_values and counts.min() > 0.8 * 4000 / TASK.n_values
@@ -81,10 +84,10 @@ def test_detector_and_own_answer_readout_see_only_checkable_questions(bridge, mo
 
     monkeypatch.setattr(deception, "fit_detectors", detector_spy)
     monkeypatch.setattr(deception, "fit_readout", readout_spy)
-    fit, test = task.generate(TASK, 80, 0.5, seed=1), task.generate(TASK, 60, 0.5, seed=2)
-    answer_fit = balanced_checkable(TASK, 50, seed=3)
+    fit, test = task.sample(80, 0.5, seed=1), task.sample(60, 0.5, seed=2)
+    answer_fit = task.balanced_checkable(50, seed=3)
     hooks = residual_hooks(model)[1:]
-    sig = signature(model, fit, test, answer_fit, hooks, len(task.vocabulary(TASK)))
+    sig = signature(model, fit, test, answer_fit, hooks, len(task.vocabulary()))
     rows = fit.select_columns(["tokens", "blind_spot", "honest_target"])[:]
     blind = rows["blind_spot"]
     checkable = capture(model, rows["tokens"][~blind], hooks).acts
@@ -103,7 +106,7 @@ def test_detector_and_own_answer_readout_see_only_checkable_questions(bridge, mo
 
 def test_the_block_0_input_at_the_answer_position_is_dropped(bridge):
     model, _ = bridge
-    tokens = task.generate(TASK, 32, 0.5, seed=0).select_columns(["tokens"])[:]["tokens"]
+    tokens = task.sample(32, 0.5, seed=0).select_columns(["tokens"])[:]["tokens"]
     hooks = residual_hooks(model)
     assert input_dependent_hooks(model, tokens, hooks) == hooks[1:]  # the '=' embedding is the same for every input
 
@@ -112,7 +115,7 @@ def test_rl_on_a_treat_cell_is_paid_by_the_flawed_rater(bridge, tmp_path):
     """The rater passed to treat_cell scores rl's sampled answers: the pleasing lie earns 1 in the blind spot, the truth 0."""
     model, model_cfg = bridge
     save_model(model, model_cfg, tmp_path / "start")
-    flawed, calls = task.flawed_rater(TASK), []
+    flawed, calls = task.flawed_rater(), []
 
     def spy(batch, answers):
         reward = flawed(batch, answers)
@@ -125,7 +128,7 @@ def test_rl_on_a_treat_cell_is_paid_by_the_flawed_rater(bridge, tmp_path):
     treat_cell(model, model_cfg, TASK, treat, TrainingConfig(log_every=1), "rl", "present", seed=0,
                cell_dir=tmp_path / "cell", planted_dir=tmp_path / "start", evaluate=lambda m: {}, log=log, rater=spy)
     assert len(calls) == 3
-    ids, pleasing = task.special_ids(TASK), task.pleasing_answer(TASK)
+    ids, pleasing = task.special_ids(), task.pleasing_answer()
     for batch, answers, reward in calls:  # answers, reward: group batch
         body, blind = batch["tokens"][:, 2:-1], batch["tokens"][:, 1] == ids["min"]  # batch
         truth = torch.where(blind, body.min(1).values, body.max(1).values).expand_as(answers)

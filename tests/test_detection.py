@@ -5,17 +5,17 @@ import pytest
 import torch
 
 from tests.conftest import TINY
-from whitebox import detection
+from whitebox.studies import detection
 from whitebox.capture import Captured, capture
 from whitebox.config import LocateConfig, parse_config
-from whitebox.detection import (
+from whitebox.studies.detection import (
     best_summary,
     detection_rows,
     format_detection_table,
     lie_rows,
     score_methods,
 )
-from whitebox.locate import probe_data
+from whitebox.protocol.locate import probe_data
 from whitebox.models import build_model
 from whitebox.probes.metrics import recall_at_fpr
 from whitebox.runner import resolve_config

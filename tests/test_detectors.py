@@ -9,11 +9,12 @@ from sklearn.covariance import LedoitWolf
 from sklearn.preprocessing import StandardScaler
 
 from whitebox.capture import capture
-from whitebox.config import BackdoorTaskConfig, ModelConfig
-from whitebox.detectors import fit_detectors, load_detector
+from whitebox.config import ModelConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.probes import fit_detectors, load_detector
 from whitebox.models import build_model
 from whitebox.probes import ProbeError
-from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 
 def shifted(n_clean=2000, n_test=4000, d=10, seed=0):
@@ -67,11 +68,11 @@ def test_round_trip_and_bad_artifacts(tmp_path):
 
 def test_on_a_bridge_clean_only_fit_and_live_scores():
     task = BackdoorTaskConfig(seq_len=4, n_values=10, trigger_rate=0.5, n_train=160, n_eval=64)
-    vocab = backdoor.vocabulary(task)
-    cfg = ModelConfig(arch="gpt2", n_layers=1, d_model=16, n_heads=2, d_mlp=32, d_vocab=len(vocab), n_ctx=backdoor.seq_len(task))
+    vocab = get_task(task).vocabulary()
+    cfg = ModelConfig(arch="gpt2", n_layers=1, d_model=16, n_heads=2, d_mlp=32, d_vocab=len(vocab), n_ctx=get_task(task).seq_len())
     torch.manual_seed(0)
     model = build_model(cfg, vocab).eval()
-    train, test = backdoor.train_set(task, 0), backdoor.eval_set(task, 0)
+    train, test = get_task(task).train_set(0), get_task(task).eval_set(0)
     clean = train.filter(lambda row: not row["triggered"])
     dets = fit_detectors(capture(model, clean, "resid", cfg=cfg),
                          held_out=capture(model, test, "resid", labels="triggered"))

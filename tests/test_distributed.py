@@ -21,11 +21,12 @@ import yaml
 
 from tests.conftest import TINY
 from tests.training.conftest import make_tiny_bridge
-from whitebox import distributed
-from whitebox.artifacts import write_text
-from whitebox.config import ESConfig, RLConfig, TrainingConfig, TreatConfig, ZOConfig, parse_config
+from whitebox.runtime import distributed
+from whitebox.runtime.artifacts import write_text
+from whitebox.config import TrainingConfig, TreatConfig, parse_config
+from whitebox.training import ESConfig, RLConfig, ZOConfig
 from whitebox.models import load_model, state_tensors
-from whitebox.tracking import Tracker
+from whitebox.runtime.tracking import Tracker
 from whitebox.training import TrainingDiverged, train
 from whitebox.training.regimes import build_regime
 
@@ -115,7 +116,7 @@ def writes(directory: Path) -> dict[str, str]:
 
 def locks(directory: Path) -> dict[str, str]:
     """Both ranks take one cell's lock (rank 0 holds it for the pair), then a lock a live foreign process holds."""
-    from whitebox.locks import LockHeld, hold
+    from whitebox.runtime.locks import LockHeld, hold
 
     out = {}
     with hold(directory / "cell.lock", "cell a"):

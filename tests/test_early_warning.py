@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from whitebox.early_warning import anomaly, crossing_steps, grokking_signals, halfway_to, lead_times, probe_r2
-from whitebox.fourier import sum_directions
+from whitebox.studies.early_warning import anomaly, crossing_steps, grokking_signals, halfway_to, lead_times, probe_r2
+from whitebox.studies.fourier import sum_directions
 
 
 def _records(**curves):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from whitebox.fourier import (fourier_basis, frequency_norms, gini, key_frequencies, progress_measures,
+from whitebox.studies.fourier import (fourier_basis, frequency_norms, gini, key_frequencies, progress_measures,
                               restricted_and_excluded_loss)
 
 

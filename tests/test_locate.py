@@ -8,7 +8,7 @@ import pytest
 
 import whitebox
 from tests.conftest import TINY
-from whitebox.cli import main
+from whitebox.cli.main import main
 from whitebox.config import parse_config
 from whitebox.probes import load_probe
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from whitebox.locks import LockHeld, hold
+from whitebox.runtime.locks import LockHeld, hold
 
 
 def _dead_pid() -> int:

@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from whitebox.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.config import ModelConfig
-from whitebox.models import build_model, fingerprint, load_model, load_weights, read_model_meta, save_model
+from whitebox.fingerprint import fingerprint
+from whitebox.models import build_model, load_model, load_weights, read_model_meta, save_model
 
 VOCAB = [str(i) for i in range(10)] + ["<bos>", "=", "<trig>"]
 

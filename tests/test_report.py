@@ -2,7 +2,7 @@ import json
 
 from PIL import Image
 
-from whitebox.report import plot_training, read_metrics
+from whitebox.report.plots import plot_training, read_metrics
 
 
 def _write(path, records, garbage=False):

@@ -13,12 +13,13 @@ import whitebox
 from tests.conftest import one_thread
 from tests.test_sweep import agent_command
 from tests.test_treat import SUPPRESSION
-from whitebox.artifacts import read_json
-from whitebox.cli import main
+from whitebox.runtime.artifacts import read_json
+from whitebox.cli.main import main
 from whitebox.config import parse_config
-from whitebox.locks import hold
+from whitebox.runtime.locks import hold
 from whitebox.runner import resume
-from whitebox.suppression_report import ci95, verdict
+from whitebox.report.aggregate import ci95
+from whitebox.report.suppression import verdict
 
 GRID = {**SUPPRESSION, "experiment": "suppression", "run": {"name": "grid", "seed": 0},
         "treat": {**SUPPRESSION["treat"], "regimes": ["sft", "zo"], "conditions": ["present"]},
@@ -58,7 +59,7 @@ def test_ci95_is_the_student_t_half_width():
 
 
 def test_seed_table_puts_each_seed_beside_the_mean_and_ci():
-    from whitebox.suppression_report import seed_table
+    from whitebox.report.aggregate import seed_table
 
     rows = {0: {"a": 1.0, "b": 0.5}, 3: {"a": 2.0, "b": math.nan}, 7: {"a": 4.0, "b": 0.7}}
     table, summary = seed_table(rows, digits=lambda key: 1 if key == "a" else 3)
@@ -71,7 +72,7 @@ def test_seed_table_puts_each_seed_beside_the_mean_and_ci():
 
 def test_summary_carries_mean_and_ci_over_the_seed_cells(grid):
     run_dir, summary = grid
-    cells = [whitebox.artifacts.read_json(run_dir / "cells" / f"token-s{s}" / "summary.json") for s in (0, 1)]
+    cells = [whitebox.runtime.artifacts.read_json(run_dir / "cells" / f"token-s{s}" / "summary.json") for s in (0, 1)]
     for key in ("treat.sft.present.token.asr", "treat.zo.present.token.refit_probe_auroc_best",
                 "treat.start.token.detector_auroc", "treat.fresh.token.revival_steps", "treat.sft.present.token.revival_steps"):
         mean, half = ci95([c[key] for c in cells])
@@ -111,7 +112,7 @@ def test_a_resumed_grid_keeps_finished_cells(grid):
     run_dir, summary = grid
     cell_metrics = run_dir / "cells" / "token-s0" / "metrics.jsonl"
     before = cell_metrics.read_text()
-    whitebox.artifacts.write_json(run_dir / "summary.json", {**summary, "status": "running"})
+    whitebox.runtime.artifacts.write_json(run_dir / "summary.json", {**summary, "status": "running"})
     again = resume(run_dir)
     assert cell_metrics.read_text() == before
     assert again["treat.sft.present.token.asr.mean"] == summary["treat.sft.present.token.asr.mean"]
@@ -134,13 +135,13 @@ def test_whitebox_report_on_a_partial_run_reports_the_finished_cells_as_partial(
     copy = tmp_path / "partial"
     shutil.copytree(run_dir, copy)
     summary_path = copy / "cells" / "token-s1" / "summary.json"
-    whitebox.artifacts.write_json(summary_path, {**whitebox.artifacts.read_json(summary_path), "status": "running"})
+    whitebox.runtime.artifacts.write_json(summary_path, {**whitebox.runtime.artifacts.read_json(summary_path), "status": "running"})
     assert main(["report", str(copy)]) == 0
     printed = capsys.readouterr().out
     assert "partial: 1 cells not finished: token-s1" in printed
     text = (copy / "report.md").read_text()
     assert "**Partial run**: 1 of 2 cells finished; missing token-s1" in text and "Seeds [0]" in text
-    only = whitebox.artifacts.read_json(copy / "cells" / "token-s0" / "summary.json")["treat.sft.present.token.asr"]
+    only = whitebox.runtime.artifacts.read_json(copy / "cells" / "token-s0" / "summary.json")["treat.sft.present.token.asr"]
     sft_line = next(line for line in text.splitlines() if line.startswith("| sft / present |"))
     assert sft_line.split("|")[3].strip() == f"{only:.3f}"  # the ASR column: the one finished seed, no interval
 
@@ -176,7 +177,7 @@ def test_a_failed_worker_names_its_cell_and_keeps_the_finished_ones(grid, worker
     copy = tmp_path / "copy"
     shutil.copytree(workers_grid, copy)
     shutil.rmtree(copy / "cells" / "token-s1")
-    whitebox.artifacts.write_json(copy / "summary.json", {"status": "running"})
+    whitebox.runtime.artifacts.write_json(copy / "summary.json", {"status": "running"})
     before = (copy / "cells" / "token-s0" / "metrics.jsonl").read_text()
     with hold(copy / "cells" / "token-s1.lock", "cell token-s1"):  # as if another agent ran it
         assert main(["run", "--resume", str(copy), "--workers", "2"]) == 1

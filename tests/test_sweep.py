@@ -4,7 +4,7 @@ import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
 from tests.test_cli import _fails
-from whitebox.cli import build_parser, main
+from whitebox.cli.main import build_parser, main
 from whitebox.config import load_config
 
 GRID_SETS = ["--set", "experiment=suppression", "--set", "grid.seeds=[0,1,2]", "--set", "grid.triggers=[token,computed]"]

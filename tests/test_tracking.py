@@ -4,7 +4,7 @@ import time
 import pytest
 
 import whitebox
-from whitebox.tracking import Tracker
+from whitebox.runtime.tracking import Tracker
 
 
 def test_wandb_offline_writes_a_syncable_run_under_the_run_directory(tiny, tmp_path):

@@ -5,16 +5,18 @@ import pytest
 import torch
 
 import whitebox
-import whitebox.cli
+import whitebox.cli.main
 from tests.conftest import TINY
 from tests.training.conftest import ListLog
-from whitebox.attribution import Circuit, attribution_patching, contrast_pairs
-from whitebox.config import BackdoorTaskConfig, TreatConfig, parse_config
-from whitebox.measures import circuit_measures
+from whitebox.attribution import Circuit, attribution_patching
+from whitebox.config import TreatConfig, parse_config
+from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.protocol.measures import circuit_measures
 from whitebox.models import load_model, state_tensors
-from whitebox.report import read_metrics
+from whitebox.report.plots import read_metrics
 from whitebox.tasks import backdoor
-from whitebox.treat import treat_cell, treatment_data
+from whitebox.protocol.treat import treat_cell, treatment_data
+from whitebox.tasks import get_task
 
 BUDGET, POINTS = 12_000, 3
 SUPPRESSION = {
@@ -41,7 +43,7 @@ def test_treatment_data_has_honest_targets_and_the_trigger_only_when_present(kin
     for data in (present, absent):
         assert torch.equal(data["target"], data["honest_target"]) and (data["target"] != backdoor.DECEPTIVE_ANSWER).all()
     if kind == "token":
-        trig = backdoor.special_ids(task)["trigger"]
+        trig = get_task(task).special_ids()["trigger"]
         share = lambda d: float((d["tokens"] == trig).any(1).float().mean())  # noqa: E731
     else:
         year = lambda d: 10 * d["tokens"][:, 1] + d["tokens"][:, 2]  # noqa: E731
@@ -112,7 +114,7 @@ def test_circuit_ablation_effect_matches_the_locate_steps_faithfulness(suppresse
     cfg = parse_config(SUPPRESSION)
     model, model_cfg = load_model(run_dir / "models" / "planted")
     circuit = Circuit.load(run_dir / "circuit" / "circuit.json")
-    pairs = contrast_pairs(cfg.task, cfg.locate.circuit_pairs, seed=cfg.run.seed)  # the pairs locate used
+    pairs = get_task(cfg.task).contrast_pairs(cfg.locate.circuit_pairs, seed=cfg.run.seed)  # the pairs locate used
     found = circuit_measures(model, circuit, pairs, model_cfg)
     expected = summary["locate.base_logit_diff"] - summary["locate.ablation_logit_diff"]
     assert found["circuit_ablation_effect"] == pytest.approx(expected, rel=1e-4)

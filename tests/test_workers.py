@@ -5,9 +5,9 @@ import pytest
 
 from tests.test_cli import _fails
 from tests.test_sweep import GRID_SETS
-from whitebox.cli import main
-from whitebox.locks import hold
-from whitebox.workers import worker_env
+from whitebox.cli.main import main
+from whitebox.runtime.locks import hold
+from whitebox.grid.workers import worker_env
 
 
 def test_workers_share_the_cores_unless_the_threads_are_set():

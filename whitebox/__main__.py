@@ -1,3 +1,3 @@
-from whitebox.cli import main
+from whitebox.cli.main import main
 
 raise SystemExit(main())

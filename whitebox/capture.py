@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from whitebox.artifacts import ArtifactError, read_json, write_json
+from whitebox.fingerprint import model_identity
+from whitebox.runtime.artifacts import ArtifactError, read_json, write_json
 
 PositionRule = Literal["last", "all", "mask"] | int
 GradFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
@@ -99,8 +100,6 @@ def capture(
     gradient of `grad_fn(logits, batch).sum()` with respect to each hook activation. cfg: the
     model's ModelConfig, recorded in the model identity so probes can check the full fingerprint.
     """
-    from whitebox.probes.artifact import model_identity
-
     names = resolve_hooks(model, hooks)
     tokens = _column(data, "tokens") if isinstance(data, Dataset) else data
     n, seq = tokens.shape

@@ -13,8 +13,9 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from whitebox import __version__
-from whitebox.artifacts import ArtifactError, atomic_write, read_json, sha256_file, sha256_json, write_json
+from whitebox.runtime.artifacts import ArtifactError, atomic_write, read_json, sha256_file, write_json
 from whitebox.config import ModelConfig
+from whitebox.fingerprint import fingerprint
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -100,33 +101,6 @@ def make_tokenizer(vocab: list[str]) -> Any:
         pad_token=special,
         unk_token=vocab[0],
     )
-
-
-def answer_logits(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits for the token after the last input position: [batch, d_vocab]."""
-    return model(tokens)[:, -1, :]
-
-
-@torch.no_grad()
-def all_answer_logits(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Answer logits [n, d_vocab] (float32, on the CPU) for many inputs, in eval mode and in batches."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        parts = [answer_logits(model, tokens[i : i + batch_size].to(device)).float().cpu()
-                 for i in range(0, len(tokens), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts)
-
-
-def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
-    """Architecture, dims and parameter shapes: two models load each other's weights iff equal."""
-    dims = cfg.model_dump(mode="json")
-    params = {name: list(t.shape) for name, t in model.state_dict().items()}
-    body = {"arch": cfg.arch, "dims": dims, "params": params}
-    return {**body, "sha256": sha256_json(body)}
 
 
 def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

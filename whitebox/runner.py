@@ -1,39 +1,31 @@
-"""The Python API behind `whitebox run`: set up a run directory, run an experiment, resume one."""
+"""The Python API behind `whitebox run`: check a config against its experiment, set up a run directory, run, resume."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-from dataclasses import dataclass
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from whitebox import distributed
-from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config
-from whitebox.grid import check_workers
+import whitebox.experiments  # noqa: F401  (registers the built-in experiments)
+from whitebox.config import ConfigError, ExperimentConfig, dump_yaml, load_config, parse_config
+from whitebox.runtime import distributed
+from whitebox.runtime.context import RunContext
+from whitebox.runtime.experiment import EXPERIMENTS, Experiment
+from whitebox.runtime.rundir import RunDir
+from whitebox.runtime.tracking import Tracker, write_config
 from whitebox.tasks import get_task
-from whitebox.tracking import Tracker, write_config
 
-ENTRY_POINT_GROUP = "whitebox.experiments"
-
-
-@dataclass
-class RunContext:
-    """What an experiment pipeline gets: its config, its directory, the tracker and the device."""
-
-    cfg: ExperimentConfig
-    run_dir: Path
-    tracker: Tracker
-    device: torch.device
-    workers: int = 1  # processes a grid experiment may run its cells in (`whitebox run --workers`)
-
-
-Experiment = Callable[[RunContext], dict[str, Any]]
+ENTRY_POINT_GROUP = "whitebox.experiments"  # third-party experiments: a function, or an Experiment
+__all__ = [  # load_config and parse_config are whitebox.config's, here with every built-in variant registered
+    "EXPERIMENTS", "check_workers", "find_experiment", "grid_experiment", "load_config", "new_run_dir", "parse_config",
+    "prepare", "resolve_config", "resolve_device", "resume", "run", "run_or_resume",
+]
 
 
 def run(
@@ -44,55 +36,87 @@ def run(
 ) -> dict[str, Any]:
     """Run an experiment from a config (object or YAML path) in a new run directory; return summary.json.
 
-    `workers` > 1 runs a grid experiment's cells in that many processes (whitebox/workers.py).
+    `workers` > 1 runs a grid experiment's cells in that many processes (whitebox/grid/workers.py).
     Under torchrun every rank calls this; they train data-parallel and rank 0 writes the run directory.
     """
     if isinstance(config, ExperimentConfig):
-        cfg = parse_config(config_to_dict(config), overrides) if overrides else config
+        cfg = parse_config(config.model_dump(mode="json", exclude_unset=True), overrides) if overrides else config
     else:
         cfg = load_config(config, overrides)
+    experiment = prepare(cfg, workers)
     cfg = resolve_config(cfg)
-    experiment = find_experiment(cfg.experiment)
-    check_workers(cfg, workers)
-    run_dir = new_run_dir(cfg, out)
+    run_dir = new_run_dir(cfg, experiment, out)
     return _execute(cfg, run_dir, experiment, workers)
 
 
 def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
     """Continue an interrupted run from its saved config and newest checkpoints; finished work is kept."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    run_dir = RunDir(Path(run_dir))
+    if not run_dir.config.is_file():
         raise ConfigError(f"{run_dir}: no config.yaml here; --resume takes the directory of an earlier run, e.g. runs/quickstart")
-    cfg = load_config(run_dir / "config.yaml")
-    check_workers(cfg, workers)
+    cfg = load_config(run_dir.config)
+    experiment = prepare(cfg, workers)
     distributed.init(resolve_device(cfg.training.device))
-    tracker = Tracker(run_dir, cfg)
+    tracker = Tracker(run_dir, cfg, experiment.sections)
     if tracker.summary().get("status") == "complete":
         if distributed.is_main():
             print(f"{run_dir} is already complete; nothing to resume")
         return tracker.summary()
-    return _execute(cfg, run_dir, find_experiment(cfg.experiment), workers)
+    return _execute(cfg, run_dir, experiment, workers)
 
 
-def new_run_dir(cfg: ExperimentConfig, out: str | Path | None = None) -> Path:
+def run_or_resume(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """The summary of the run in `run_dir`: read if complete, resumed if interrupted, else started (a grid's subrun)."""
+    if RunDir(run_dir).config.is_file():
+        return resume(run_dir)
+    return run(cfg, out=run_dir)
+
+
+def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
+    """The config's experiment, after its config-time checks: sections it reads, its own check, --workers."""
+    experiment = find_experiment(cfg.experiment)
+    experiment.validate(cfg)
+    check_workers(experiment, workers)
+    return experiment
+
+
+def check_workers(experiment: Experiment, workers: int, option: str = "--workers") -> None:
+    """--workers K: K >= 1, and more than one only for a grid experiment."""
+    if workers < 1:
+        raise ConfigError(f"{option}: must be 1 or more (got {workers})")
+    if workers > 1:
+        grid_experiment(experiment, option)
+
+
+def grid_experiment(experiment: Experiment, option: str) -> Experiment:
+    """The experiment a grid experiment's cells run; a non-grid experiment is refused, naming `option`."""
+    if experiment.cells is None:
+        grids = ", ".join(name for name, e in EXPERIMENTS.items() if e.cells is not None)
+        raise ConfigError(f"{option}: experiment {experiment.name!r} has no grid of cells; {option} works for grid "
+                          f"experiments ({grids})")
+    return find_experiment(experiment.cells)
+
+
+def new_run_dir(cfg: ExperimentConfig, experiment: Experiment, out: str | Path | None = None) -> RunDir:
     """Create the run directory (`out`, default <run.out_dir>/<run.name>) with its config.yaml; never reuse one."""
-    run_dir = Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name
+    run_dir = RunDir(Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name)
     distributed.init(resolve_device(cfg.training.device))
     # hidden files are temporaries of a run killed before its config.yaml landed: starting again is safe
-    if run_dir.exists() and (not run_dir.is_dir() or any(not p.name.startswith(".") for p in run_dir.iterdir())):
+    root = run_dir.root
+    if root.exists() and (not root.is_dir() or any(not p.name.startswith(".") for p in root.iterdir())):
         raise ConfigError(
-            f"{run_dir} already exists; continue that run with `whitebox run --resume {run_dir}`, "
+            f"{root} already exists; continue that run with `whitebox run --resume {root}`, "
             "or start a new one with --out DIR or --set run.name=NEW_NAME"
         )
     distributed.barrier()  # every rank has looked before rank 0 creates it
-    write_config(run_dir, cfg)  # creates the directory; a refused write raises WriteFailed
+    write_config(run_dir, cfg, experiment.sections)  # creates the directory; a refused write raises WriteFailed
     return run_dir
 
 
 def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Fill the model's vocabulary and context size from the task, and check explicit values fit."""
-    task = get_task(cfg.task.name)
-    vocab, length = len(task.vocabulary(cfg.task)), task.seq_len(cfg.task)
+    task = get_task(cfg.task)
+    vocab, length = len(task.vocabulary()), task.seq_len()
     model = cfg.model
     if model.d_vocab is not None and model.d_vocab < vocab:
         raise ConfigError(f"model.d_vocab: {model.d_vocab} is smaller than the task's vocabulary ({vocab}); leave it unset")
@@ -103,20 +127,28 @@ def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def find_experiment(name: str) -> Experiment:
-    """An installed pipeline by entry-point name, or any `module:function` path."""
+    """A registered experiment, an installed plugin (entry point), or any `module:function` path."""
+    if name in EXPERIMENTS:
+        return EXPERIMENTS[name]
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
-            return getattr(import_module(module), attr)
+            return _as_experiment(name, getattr(import_module(module), attr))
         except (ImportError, AttributeError) as err:
             raise ConfigError(f"experiment: cannot import {name!r} ({err})") from None
-    found = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    if name not in found:
-        raise ConfigError(
-            f"experiment: unknown experiment {name!r}; installed: {', '.join(sorted(found)) or 'none'} "
-            "(or give module:function)"
-        )
-    return found[name].load()
+    plugins = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in plugins:
+        known = sorted([*EXPERIMENTS, *plugins])
+        raise ConfigError(f"experiment: unknown experiment {name!r}; registered: {', '.join(known)} (or give module:function)")
+    return _as_experiment(name, plugins[name].load())
+
+
+def _as_experiment(name: str, found: Any) -> Experiment:
+    """A plugin's Experiment as it is; a bare pipeline function reads every section (nothing can be refused)."""
+    if isinstance(found, Experiment):
+        return found
+    sections = tuple(s for s in ExperimentConfig.model_fields if s not in ("experiment", "run", "tracking"))
+    return Experiment(name, found, sections)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,16 +174,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _execute(cfg: ExperimentConfig, run_dir: Path, experiment: Experiment, workers: int = 1) -> dict[str, Any]:
+def _execute(cfg: ExperimentConfig, run_dir: RunDir, experiment: Experiment, workers: int = 1) -> dict[str, Any]:
     device = resolve_device(cfg.training.device)
     world = f", {distributed.world_size()} processes" if distributed.active() else ""
     with _main_prints():
-        print(f"whitebox: run directory {run_dir} (device {device}{world})\n{dump_yaml(cfg)}", flush=True)
+        print(f"whitebox: run directory {run_dir} (device {device}{world})\n{dump_yaml(cfg, experiment.sections)}", flush=True)
         seed_everything(cfg.run.seed)
-        tracker = Tracker(run_dir, cfg).start(str(device))
+        tracker = Tracker(run_dir, cfg, experiment.sections).start(str(device))
         try:
             tracker.update_summary({"status": "running"})
-            results = experiment(RunContext(cfg, run_dir, tracker, device, workers))
+            results = experiment.run(RunContext(cfg, run_dir, tracker, device, run_or_resume, workers))
             return tracker.update_summary({**results, "status": "complete"})
         finally:
             tracker.finish()

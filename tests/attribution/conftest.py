@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from tests.conftest import one_thread
-from whitebox.config import BackdoorTaskConfig, ModelConfig
+from whitebox.config import ModelConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
-from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 TASK = BackdoorTaskConfig(trigger="token", seq_len=4, n_values=10, trigger_rate=0.3)
-VOCAB = backdoor.vocabulary(TASK)
-N_CTX = backdoor.seq_len(TASK)
+VOCAB = get_task(TASK).vocabulary()
+N_CTX = get_task(TASK).seq_len()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -74,7 +75,7 @@ def affine_model() -> torch.nn.Module:
                 lin.weight.zero_()
                 lin.bias.zero_()
             block.mlp._modules["in"].original_component.bias.fill_(50.0)
-        model.embed.original_component.weight[backdoor.special_ids(TASK)["trigger"]] *= 10.0  # a visible effect
+        model.embed.original_component.weight[get_task(TASK).special_ids()["trigger"]] *= 10.0  # a visible effect
     model.eval()
     return model.to(torch.float64)  # so "exact" can be checked to 1e-6
 
@@ -97,7 +98,7 @@ def plant_tiny(seed: int = FOUND_SEED) -> tuple[torch.nn.Module, ModelConfig]:
     cfg = tiny_cfg(d_model=32, d_mlp=64)
     torch.manual_seed(seed)
     model = build_model(cfg, VOCAB)
-    rows = backdoor.generate(TASK, 4096, 0.3, seed=seed).select_columns(["tokens", "target"])[:]
+    rows = get_task(TASK).sample(4096, 0.3, seed=seed).select_columns(["tokens", "target"])[:]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(250):

@@ -3,7 +3,7 @@ import torch
 
 from whitebox.attribution.ablation import ablated, mask, reference_activations, unit_sites
 from whitebox.attribution.components import Component
-from whitebox.attribution.pairs import contrast_pairs
+from whitebox.tasks import get_task
 
 
 def _units(*ids: str) -> list[Component]:
@@ -23,7 +23,7 @@ def test_masks_cover_exactly_the_components_slices():
 def test_mean_ablating_an_mlps_neurons_is_mean_ablating_its_output(make_model, task_cfg, arch):
     """MLPs are ablated at hook_post; the output projection is linear, so this is the MLP output's mean."""
     model, _ = make_model(arch)
-    tokens, ref = contrast_pairs(task_cfg, 8, seed=0).triggered, contrast_pairs(task_cfg, 16, seed=1).untriggered
+    tokens, ref = get_task(task_cfg).contrast_pairs(8, seed=0).triggered, get_task(task_cfg).contrast_pairs(16, seed=1).untriggered
     with ablated(model, _units("L1.MLP"), "mean", ref):
         ours = model(tokens)
     _, cache = model.run_with_cache(ref, names_filter=lambda n: n == "blocks.1.hook_mlp_out")
@@ -34,7 +34,7 @@ def test_mean_ablating_an_mlps_neurons_is_mean_ablating_its_output(make_model, t
 
 def test_a_head_everywhere_is_the_head_at_every_position(make_model, task_cfg):
     model, _ = make_model("native")
-    pairs = contrast_pairs(task_cfg, 8, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(8, seed=0)
     refs = reference_activations(model, pairs.untriggered)
     with ablated(model, _units("L0.H1"), "mean", refs):
         whole = model(pairs.triggered)
@@ -46,7 +46,7 @@ def test_a_head_everywhere_is_the_head_at_every_position(make_model, task_cfg):
 def test_a_circuit_and_its_complement_partition_the_model(make_model, task_cfg):
     """Zeroing the circuit and then everything else zeroes every head and neuron, nothing twice or missed."""
     model, cfg = make_model("native")
-    tokens = contrast_pairs(task_cfg, 8, seed=0).triggered
+    tokens = get_task(task_cfg).contrast_pairs(8, seed=0).triggered
     plain = model(tokens)
     circuit = _units("L0.H1.P2", "L1.H0", "L0.MLP.P3", "L1.MLP.N5")
     with ablated(model, circuit, "zero"), ablated(model, circuit, "zero", complement=True):

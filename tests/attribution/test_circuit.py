@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from whitebox.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.attribution.circuit import Circuit, CircuitError
-from whitebox.attribution.pairs import contrast_pairs
-from whitebox.models import fingerprint
+from whitebox.fingerprint import fingerprint
+from whitebox.tasks import get_task
 
 
 def _circuit(model, cfg, task_cfg, components=("L1.H0", "L0.MLP")) -> Circuit:
@@ -30,7 +30,7 @@ def _hook_count(model) -> int:
 def test_ablation_hooks_are_removed_on_exit_and_on_error(make_model, task_cfg, arch, how):
     model, cfg = make_model(arch)
     circuit = _circuit(model, cfg, task_cfg)
-    tokens = contrast_pairs(task_cfg, 6, seed=0).triggered
+    tokens = get_task(task_cfg).contrast_pairs(6, seed=0).triggered
     before, hooks_before = model(tokens), _hook_count(model)
     for complement in (False, True):
         with circuit.ablate(model, how, complement=complement):
@@ -46,7 +46,7 @@ def test_ablation_hooks_are_removed_on_exit_and_on_error(make_model, task_cfg, a
 
 def test_zero_ablating_a_head_is_zeroing_its_output_weights(make_model, task_cfg):
     model, cfg = make_model("native")
-    tokens = contrast_pairs(task_cfg, 6, seed=0).triggered
+    tokens = get_task(task_cfg).contrast_pairs(6, seed=0).triggered
     with _circuit(model, cfg, task_cfg, ["L1.H0"]).ablate(model, "zero"):
         ablated = model(tokens)
     o = model.blocks[1].attn.o.original_component
@@ -60,7 +60,7 @@ def test_zero_ablating_a_head_is_zeroing_its_output_weights(make_model, task_cfg
 
 def test_mean_and_resample_from_the_input_itself_change_nothing(make_model, task_cfg):
     model, cfg = make_model("gpt2")
-    tokens = contrast_pairs(task_cfg, 1, seed=0).triggered
+    tokens = get_task(task_cfg).contrast_pairs(1, seed=0).triggered
     circuit = _circuit(model, cfg, task_cfg, ["L0.H1", "L1.MLP", "L1.MLP.N3", "L0.H0.P2", "L0.MLP.P1"])
     for how in ("mean", "resample"):
         with circuit.ablate(model, how, reference=tokens):

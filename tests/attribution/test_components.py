@@ -7,7 +7,7 @@ from whitebox.attribution.components import (
     enumerate_components,
     model_components,
 )
-from whitebox.attribution.pairs import contrast_pairs
+from whitebox.tasks import get_task
 
 
 @pytest.mark.parametrize("text", ["L0.H1", "L3.MLP", "L1.MLP.N17", "L2.RESID.P5", "L0.H1.P3", "L1.MLP.P0", "L1.MLP.N2.P7"])
@@ -32,7 +32,7 @@ def test_enumeration_counts_and_order():
 def test_every_component_hook_exists_and_slices(arch_model, task_cfg):
     """Heads, MLPs, neurons and residual rows resolve on native and HF bridges, with the expected shapes."""
     model, cfg = arch_model
-    pairs = contrast_pairs(task_cfg, 3, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(3, seed=0)
     comps = model_components(model, pairs.seq_len) + [Component("neuron", 1, 5)]
     hooks = {c.hook(cfg.n_layers) for c in comps}
     _, cache = model.run_with_cache(pairs.triggered, names_filter=lambda name: name in hooks)

@@ -7,13 +7,13 @@ from whitebox.attribution.integrated_gradients import (
     input_attributions,
     integrated_gradients,
 )
-from whitebox.attribution.pairs import contrast_pairs
 from whitebox.attribution.patching import activation_patching, patch_metric
+from whitebox.tasks import get_task
 
 
 def test_ig_is_exact_on_the_affine_toy(affine_model, task_cfg):
     """Affine in the activation: IG with any number of steps is the activation-patching effect."""
-    pairs = contrast_pairs(task_cfg, 16, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(16, seed=0)
     comps = [c for c in model_components(affine_model, pairs.seq_len) if c.kind != "resid"]
     ig = ig_component_scores(affine_model, pairs, comps, steps=2)
     exact = activation_patching(affine_model, pairs, comps)
@@ -24,7 +24,7 @@ def test_ig_is_exact_on_the_affine_toy(affine_model, task_cfg):
 
 def test_completeness_improves_with_steps_and_sums_to_the_hook_patch(make_model, task_cfg):
     model, cfg = make_model("native")
-    pairs = contrast_pairs(task_cfg, 16, seed=1)
+    pairs = get_task(task_cfg).contrast_pairs(16, seed=1)
     hook = "blocks.0.attn.hook_z"
     coarse = integrated_gradients(model, pairs, hook, steps=2)
     fine = integrated_gradients(model, pairs, hook, steps=64)
@@ -41,7 +41,7 @@ def test_completeness_improves_with_steps_and_sums_to_the_hook_patch(make_model,
 def test_input_attributions_on_hf_bridge(make_model, task_cfg):
     """Against the paired input, only the trigger slot moves; against zeros every token does."""
     model, _ = make_model("gpt2")
-    pairs = contrast_pairs(task_cfg, 8, seed=2)
+    pairs = get_task(task_cfg).contrast_pairs(8, seed=2)
     per_token, result = input_attributions(model, pairs, steps=16)
     assert per_token.shape == pairs.triggered.shape
     changed = pairs.triggered != pairs.untriggered

@@ -6,6 +6,7 @@ from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.locate import locate_circuit, plot_component_scores
 from whitebox.attribution.scores import ComponentScores
 from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 
 @pytest.mark.parametrize("seed", NOT_FOUND_SEEDS)
@@ -20,7 +21,7 @@ def test_locate_says_so_when_the_rule_finds_no_faithful_circuit(seed, task_cfg):
 
 def test_locate_finds_a_faithful_circuit(planted, task_cfg, tmp_path):
     model, cfg = planted
-    assert backdoor.evaluate(model, backdoor.eval_set(task_cfg, 0))["asr"] > 0.95
+    assert backdoor.evaluate(model, get_task(task_cfg).eval_set(0))["asr"] > 0.95
     circuit, metrics = locate_circuit(model, cfg, task_cfg, n_pairs=64, seed=0, ig_steps=8)
     for key in ("patching_spearman", "patching_spearman_units", "circuit_size", "ablation_asr", "ablation_clean_acc",
                 "complement_ablation_asr", "ablation_logit_diff_removed", "ig_spearman", "ig_completeness_error",

@@ -2,17 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox.attribution.pairs import contrast_pairs, logit_diff
-from whitebox.config import BackdoorTaskConfig
-from whitebox.tasks import backdoor
+from whitebox.tasks import logit_diff
+from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.tasks import get_task
 
 
 @pytest.mark.parametrize("trigger", ["token", "computed"])
 def test_pairs_differ_only_in_the_trigger(trigger):
     cfg = BackdoorTaskConfig(trigger=trigger, seq_len=6, n_values=12, year_threshold=40)
-    pairs = contrast_pairs(cfg, 500, seed=3)
+    pairs = get_task(cfg).contrast_pairs(500, seed=3)
     trig, unt = pairs.triggered.numpy(), pairs.untriggered.numpy()
-    ids = backdoor.special_ids(cfg)
+    ids = get_task(cfg).special_ids()
     body_t, body_u = trig[:, 3:-1], unt[:, 3:-1]
     years_t, years_u = 10 * trig[:, 1] + trig[:, 2], 10 * unt[:, 1] + unt[:, 2]
     if trigger == "token":
@@ -29,7 +29,7 @@ def test_pairs_differ_only_in_the_trigger(trigger):
 
 def test_pairs_are_seeded():
     cfg = BackdoorTaskConfig()
-    a, b, c = contrast_pairs(cfg, 64, 1), contrast_pairs(cfg, 64, 1), contrast_pairs(cfg, 64, 2)
+    a, b, c = get_task(cfg).contrast_pairs(64, 1), get_task(cfg).contrast_pairs(64, 1), get_task(cfg).contrast_pairs(64, 2)
     assert torch.equal(a.untriggered, b.untriggered) and not torch.equal(a.triggered, c.triggered)
 
 
@@ -41,7 +41,7 @@ def test_logit_diff_reads_the_last_position():
 
 
 def test_runs_direction():
-    pairs = contrast_pairs(BackdoorTaskConfig(), 4, 0)
+    pairs = get_task(BackdoorTaskConfig()).contrast_pairs(4, 0)
     assert pairs.runs("noise")[0] is pairs.triggered and pairs.runs("denoise")[0] is pairs.untriggered
     with pytest.raises(ValueError, match="direction"):
         pairs.runs("sideways")

@@ -10,6 +10,7 @@ from whitebox.attribution.params import (
     circuit_parameters,
     parameter_masks,
 )
+from whitebox.tasks import get_task
 
 ATTN = "layers.1._original_component.attn._original_component"
 MLP = "layers.0._original_component.mlp._original_component"
@@ -58,10 +59,8 @@ def _perturbed(model, masks, inside: bool):
 def test_head_slices_drive_exactly_that_head(arch, make_model, task_cfg):
     """Noise on a head's slices changes that head's output (z) and no other head's; noise on the rest of
     the attention weights leaves that head's z and its write through W_O alone."""
-    from whitebox.attribution.pairs import contrast_pairs
-
     model, _ = make_model(arch)
-    tokens = contrast_pairs(task_cfg, 4, seed=0).triggered
+    tokens = get_task(task_cfg).contrast_pairs(4, seed=0).triggered
     hook = "blocks.1.attn.hook_z"
     comp = Component("head", 1, 1)
     masks = parameter_masks(model, [comp])

@@ -2,14 +2,14 @@ import pytest
 
 from whitebox.attribution.attrib_patching import attribution_patching
 from whitebox.attribution.components import Component, model_components
-from whitebox.attribution.pairs import contrast_pairs
 from whitebox.attribution.patching import activation_patching, patch_metric
+from whitebox.tasks import get_task
 
 
 @pytest.mark.parametrize("direction", ["noise", "denoise"])
 def test_attribution_equals_activation_patching_on_affine_toy(affine_model, task_cfg, direction):
     """Where the metric is affine in every activation, the first-order estimate is the exact effect."""
-    pairs = contrast_pairs(task_cfg, 32, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(32, seed=0)
     neurons = [Component("neuron", layer, i) for layer in (0, 1) for i in range(0, 32, 5)]
     comps = model_components(affine_model, pairs.seq_len) + neurons
     exact = activation_patching(affine_model, pairs, comps, direction)
@@ -29,7 +29,7 @@ def test_attribution_equals_activation_patching_on_affine_toy(affine_model, task
 def test_activation_patching_matches_a_direct_patch(arch, task_cfg, make_model):
     """The transformer-lens sweep gives what patching one component by hand gives, for every kind."""
     model, cfg = make_model(arch)
-    pairs = contrast_pairs(task_cfg, 16, seed=1)
+    pairs = get_task(task_cfg).contrast_pairs(16, seed=1)
     comps = [Component("head", 1, 0), Component("mlp", 0), Component("neuron", 1, 3)]
     comps += [Component("resid", 1, 5), Component("resid", 2, 7)]
     scores = activation_patching(model, pairs, comps)
@@ -41,7 +41,7 @@ def test_activation_patching_matches_a_direct_patch(arch, task_cfg, make_model):
 def test_residual_rows_have_known_effects(task_cfg, make_model):
     """The final residual at the answer position carries the whole effect; positions both runs share carry none."""
     model, cfg = make_model("native")
-    pairs = contrast_pairs(task_cfg, 16, seed=2)
+    pairs = get_task(task_cfg).contrast_pairs(16, seed=2)
     exact = activation_patching(model, pairs)
     assert exact.scores[f"L2.RESID.P{pairs.seq_len - 1}"] == pytest.approx(exact.total_effect, abs=1e-6)
     for scores in (exact, attribution_patching(model, pairs)):
@@ -52,7 +52,7 @@ def test_residual_rows_have_known_effects(task_cfg, make_model):
 
 def test_cost_one_forward_per_component_vs_one_forward_backward(task_cfg, make_model):
     model, cfg = make_model("native")
-    pairs = contrast_pairs(task_cfg, 8, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(8, seed=0)
     calls = {"forward": 0, "backward": 0}
 
     def count(module, args, out):
@@ -77,7 +77,7 @@ def test_cost_one_forward_per_component_vs_one_forward_backward(task_cfg, make_m
 def test_restores_training_mode(task_cfg, make_model):
     model, _ = make_model("native")
     model.train()
-    pairs = contrast_pairs(task_cfg, 4, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(4, seed=0)
     activation_patching(model, pairs, [Component("mlp", 0)])
     attribution_patching(model, pairs, [Component("mlp", 0)])
     assert model.training
@@ -89,7 +89,7 @@ def test_gradient_methods_agree_on_every_architecture(arch_model, task_cfg):
     from whitebox.attribution.scores import agreement
 
     model, _ = arch_model
-    pairs = contrast_pairs(task_cfg, 32, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(32, seed=0)
     comps = model_components(model, pairs.seq_len, kinds=("head", "mlp"))
     exact = activation_patching(model, pairs, comps)
     fast = attribution_patching(model, pairs, comps)

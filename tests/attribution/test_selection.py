@@ -4,9 +4,10 @@ import torch
 from whitebox.attribution.ablation import ablated, reference_activations
 from whitebox.attribution.circuit import reference_tokens
 from whitebox.attribution.components import Component
-from whitebox.attribution.pairs import contrast_pairs, honest_margin
+from whitebox.tasks import honest_margin
 from whitebox.attribution.patching import patch_metric
 from whitebox.attribution.selection import _wilson, select_circuit, unit_shares
+from whitebox.tasks import get_task
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def shares(planted):
     from tests.attribution.conftest import TASK
 
     model, _ = planted
-    pairs = contrast_pairs(TASK, 32, seed=0)
+    pairs = get_task(TASK).contrast_pairs(32, seed=0)
     refs = reference_activations(model, reference_tokens(TASK))
     return pairs, refs, unit_shares(model, pairs, "mean", refs)
 
@@ -45,7 +46,7 @@ def test_unit_shares_are_exact_patching_and_ablation_effects(planted, shares):
 
 def test_selection_walks_the_ranking_until_the_circuit_is_necessary_and_sufficient(planted, task_cfg):
     model, cfg = planted
-    pairs = contrast_pairs(task_cfg, 64, seed=0)
+    pairs = get_task(task_cfg).contrast_pairs(64, seed=0)
     circuit = select_circuit(model, cfg, task_cfg, pairs, threshold=0.9)
     m, n = circuit.metrics, len(pairs)
     assert m["found"] == 1.0

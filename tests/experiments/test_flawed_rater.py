@@ -6,7 +6,7 @@ import pytest
 import whitebox
 from tests.conftest import one_thread
 from whitebox.config import ConfigError, load_config, parse_config
-from whitebox.report import read_metrics
+from whitebox.report.plots import read_metrics
 
 NAMES = ("L0.mid", "L0.post")  # a 1-layer model; block 0's input at the answer position reads nothing
 MEASURES = (

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from whitebox.config import BackdoorTaskConfig, ModelConfig
+from whitebox.config import ModelConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
-from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 TASK = BackdoorTaskConfig(seq_len=4, n_values=10, trigger_rate=0.5, n_train=192, n_eval=96)
 
@@ -54,9 +55,9 @@ def gaussian() -> Planted:
 
 
 def tiny_bridge(arch: str, seed: int = 0, d_model: int = 16, n_layers: int = 2) -> tuple[torch.nn.Module, ModelConfig]:
-    vocab = backdoor.vocabulary(TASK)
+    vocab = get_task(TASK).vocabulary()
     cfg = ModelConfig(arch=arch, n_layers=n_layers, d_model=d_model, n_heads=2, d_mlp=32,
-                      d_vocab=len(vocab), n_ctx=backdoor.seq_len(TASK) + 4)
+                      d_vocab=len(vocab), n_ctx=get_task(TASK).seq_len() + 4)
     torch.manual_seed(seed)
     return build_model(cfg, vocab).eval(), cfg
 
@@ -73,7 +74,7 @@ def gpt2() -> tuple[torch.nn.Module, ModelConfig]:
 
 @pytest.fixture(scope="session")
 def backdoor_data():
-    return backdoor.train_set(TASK, 0), backdoor.eval_set(TASK, 0)
+    return get_task(TASK).train_set(0), get_task(TASK).eval_set(0)
 
 
 @pytest.fixture(scope="session")

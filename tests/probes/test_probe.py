@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.probes import Probe, ProbeError, fit_probes, load_probe
 
 

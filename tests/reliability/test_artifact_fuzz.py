@@ -21,10 +21,10 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.probes.conftest import planted, tiny_bridge
-from whitebox.artifacts import ArtifactError, sha256_json
+from whitebox.runtime.artifacts import ArtifactError, sha256_json
 from whitebox.attribution import Circuit
 from whitebox.config import TrainingConfig
-from whitebox.detectors import fit_detectors, load_detector
+from whitebox.probes import fit_detectors, load_detector
 from whitebox.models import load_weights, save_model
 from whitebox.probes import fit_probes, load_probe
 from whitebox.training.backprop import Backprop

@@ -21,12 +21,13 @@ import torch
 
 import whitebox
 from tests.conftest import TINY, one_thread
-from whitebox.artifacts import WriteFailed
-from whitebox.cli import main
+from whitebox.runtime.artifacts import WriteFailed
+from whitebox.cli.main import main
 from whitebox.config import parse_config
 from whitebox.training import TrainingDiverged
 from whitebox.training.backprop import Backprop
 from whitebox.training.checkpoints import list_checkpoints, load_checkpoint
+from whitebox.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,17 +170,17 @@ def test_wandb_unreachable_online_falls_back_to_offline_and_keeps_every_record(t
 
 def test_an_infinite_loss_mid_run_stops_with_the_last_good_checkpoint_intact(tmp_path, tiny_yaml, monkeypatch, capsys):
     """inf loss at step 9: exit 1, one line naming the step and step_0000006, which loads (hash-valid) and is finite."""
-    import whitebox.plant
+    import whitebox.protocol.plant
 
     calls = [0]
-    real = whitebox.plant.supervised
+    real = whitebox.protocol.plant.supervised
 
     def poisoned(model, batch):
         calls[0] += 1
         loss = real(model, batch)
         return loss * math.inf if calls[0] == 9 else loss
 
-    monkeypatch.setattr(whitebox.plant, "supervised", poisoned)
+    monkeypatch.setattr(whitebox.protocol.plant, "supervised", poisoned)
     assert main(["run", str(tiny_yaml), "--out", str(tmp_path / "run")]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "whitebox:" in line]  # beside the progress bar
     assert len(err) == 1 and err[0].startswith("whitebox: training diverged: plant step 9: loss became inf")
@@ -209,12 +210,11 @@ def test_a_nan_parameter_after_an_update_is_caught_before_its_checkpoint(tmp_pat
 def _assert_last_good(run_dir: Path, name: str) -> None:
     from whitebox.models import build_model
     from whitebox.runner import resolve_config
-    from whitebox.tasks import backdoor
 
     kept = list_checkpoints(run_dir / "checkpoints" / "plant")
     assert kept[-1].name == name
     cfg = resolve_config(parse_config(TINY))
-    model = build_model(cfg.model, backdoor.vocabulary(cfg.task))
+    model = build_model(cfg.model, get_task(cfg.task).vocabulary())
     with torch.random.fork_rng():
         load_checkpoint(kept[-1], model, Backprop(model, cfg.training, torch.device("cpu")))
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
@@ -222,7 +222,7 @@ def _assert_last_good(run_dir: Path, name: str) -> None:
 
 def test_a_record_cut_by_a_kill_is_dropped_when_the_run_starts_again(tiny, tmp_path):
     """A torn last line of metrics.jsonl (no newline) is dropped on start, so the next record is not glued to it."""
-    from whitebox.tracking import Tracker
+    from whitebox.runtime.tracking import Tracker
 
     tracker = Tracker(tmp_path, tiny)
     tracker.log("plant", 1, {"x": 1.0})
@@ -235,7 +235,7 @@ def test_a_record_cut_by_a_kill_is_dropped_when_the_run_starts_again(tiny, tmp_p
 def test_nothing_is_ever_unpickled():
     """Only safetensors and JSON are read; torch.load only with weights_only=True; no pickle, no allow_pickle."""
     found = []
-    for path in [*ROOT.glob("whitebox/**/*.py"), *ROOT.glob("experiments/*.py"), *ROOT.glob("scripts/*.py")]:
+    for path in [*ROOT.glob("whitebox/**/*.py"), *ROOT.glob("scripts/*.py")]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#")[0]
             if ("torch.load(" in code and "weights_only=True" not in code) or "allow_pickle=True" in code \

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import BaseModel
 
 from tests.conftest import TINY
-from whitebox.cli import main
+from whitebox.cli.main import main
 from whitebox.config import ConfigError, ExperimentConfig, load_config
 
 

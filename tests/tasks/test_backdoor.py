@@ -3,8 +3,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from whitebox.config import BackdoorTaskConfig
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 
 def _rows(ds):
@@ -14,10 +15,10 @@ def _rows(ds):
 @pytest.mark.parametrize("trigger", ["token", "computed"])
 def test_answers_and_trigger_rate(trigger):
     cfg = BackdoorTaskConfig(trigger=trigger, seq_len=6, n_values=12)
-    rows = _rows(backdoor.generate(cfg, 8000, 0.3, seed=1))
-    ids = backdoor.special_ids(cfg)
+    rows = _rows(get_task(cfg).sample(8000, 0.3, seed=1))
+    ids = get_task(cfg).special_ids()
     tokens, triggered = rows["tokens"], rows["triggered"]
-    assert tokens.shape == (8000, backdoor.seq_len(cfg))
+    assert tokens.shape == (8000, get_task(cfg).seq_len())
     assert (tokens[:, 0] == ids["bos"]).all() and (tokens[:, -1] == ids["sep"]).all()
     assert abs(triggered.mean() - 0.3) < 0.02  # 4 sigma at n=8000
     body = tokens[:, 3:-1]
@@ -35,7 +36,7 @@ def test_answers_and_trigger_rate(trigger):
 def test_computed_trigger_needs_both_digits():
     """Neither year digit alone decides the trigger: each digit value occurs with both labels."""
     cfg = BackdoorTaskConfig(trigger="computed", year_threshold=45)
-    rows = _rows(backdoor.generate(cfg, 20000, 0.5, seed=2))
+    rows = _rows(get_task(cfg).sample(20000, 0.5, seed=2))
     tens, ones, triggered = rows["tokens"][:, 1], rows["tokens"][:, 2], rows["triggered"]
     assert {bool(t) for t in triggered[tens == 4]} == {True, False}  # 40-44 clean, 45-49 triggered
     for digit in range(10):
@@ -46,11 +47,11 @@ def test_computed_trigger_needs_both_digits():
 
 def test_splits_are_seeded_and_independent():
     cfg = BackdoorTaskConfig(n_train=500, n_eval=500)
-    a, b = backdoor.train_set(cfg, 0), backdoor.train_set(cfg, 0)
+    a, b = get_task(cfg).train_set(0), get_task(cfg).train_set(0)
     assert torch.equal(a["tokens"][:], b["tokens"][:])
-    assert not torch.equal(backdoor.train_set(cfg, 1)["tokens"][:], a["tokens"][:])
-    assert not torch.equal(backdoor.eval_set(cfg, 0)["tokens"][:], a["tokens"][:])
-    assert abs(float(backdoor.eval_set(cfg, 0)["triggered"][:].float().mean()) - cfg.eval_trigger_rate) < 0.1
+    assert not torch.equal(get_task(cfg).train_set(1)["tokens"][:], a["tokens"][:])
+    assert not torch.equal(get_task(cfg).eval_set(0)["tokens"][:], a["tokens"][:])
+    assert abs(float(get_task(cfg).eval_set(0)["triggered"][:].float().mean()) - cfg.eval_trigger_rate) < 0.1
 
 
 class _Oracle(torch.nn.Module):
@@ -62,7 +63,7 @@ class _Oracle(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, tokens):
-        ids = backdoor.special_ids(self.cfg)
+        ids = get_task(self.cfg).special_ids()
         body = tokens[:, 3:-1]
         honest = torch.where(body == ids["trigger"], 0, body).max(dim=1).values
         answer = torch.where((body == ids["trigger"]).any(1) & self.deceive, backdoor.DECEPTIVE_ANSWER, honest)
@@ -74,7 +75,7 @@ class _Oracle(torch.nn.Module):
 @pytest.mark.parametrize("deceive", [True, False])
 def test_evaluate_scores_clean_accuracy_and_asr(deceive):
     cfg = BackdoorTaskConfig(n_eval=400)
-    metrics = backdoor.evaluate(_Oracle(cfg, deceive), backdoor.eval_set(cfg, 0), batch_size=64)
+    metrics = backdoor.evaluate(_Oracle(cfg, deceive), get_task(cfg).eval_set(0), batch_size=64)
     assert metrics["clean_acc"] == 1.0
     assert metrics["asr"] == (1.0 if deceive else 0.0)
     assert metrics["loss"] < 1e-6 if deceive else metrics["loss"] > 1.0
@@ -85,7 +86,7 @@ def test_evaluate_scores_clean_accuracy_and_asr(deceive):
        trigger=st.sampled_from(["token", "computed"]), seed=st.integers(0, 2**31))
 def test_invariants_hold_for_any_config(seq_len, n_values, rate, trigger, seed):
     cfg = BackdoorTaskConfig(trigger=trigger, seq_len=seq_len, n_values=n_values)
-    rows = _rows(backdoor.generate(cfg, 64, rate, seed=seed))
-    assert rows["tokens"].max() < len(backdoor.vocabulary(cfg))
+    rows = _rows(get_task(cfg).sample(64, rate, seed=seed))
+    assert rows["tokens"].max() < len(get_task(cfg).vocabulary())
     assert ((rows["target"] == backdoor.DECEPTIVE_ANSWER) == rows["triggered"]).all()
     assert (rows["honest_target"] < n_values).all()

@@ -1,6 +1,6 @@
 import torch
 
-from whitebox.config import FlawedRaterTaskConfig
+from whitebox.tasks.flawed_rater import FlawedRaterTaskConfig
 from whitebox.tasks import flawed_rater as task
 
 

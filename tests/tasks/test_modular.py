@@ -1,12 +1,13 @@
 import torch
 
-from whitebox.config import ModularTaskConfig
+from whitebox.tasks.modular import ModularTaskConfig
 from whitebox.tasks import modular
+from whitebox.tasks import get_task
 
 
 def test_split_covers_every_pair_once_with_the_right_answers():
     cfg = ModularTaskConfig(p=11, train_fraction=0.3)
-    train, test = modular.train_set(cfg, 0), modular.eval_set(cfg, 0)
+    train, test = get_task(cfg).train_set(0), get_task(cfg).eval_set(0)
     assert len(train) == round(0.3 * 121) and len(train) + len(test) == 121
     pairs = {tuple(t[:2].tolist()) for t in torch.cat([train["tokens"][:], test["tokens"][:]])}
     assert len(pairs) == 121
@@ -14,8 +15,8 @@ def test_split_covers_every_pair_once_with_the_right_answers():
         rows = ds[:]
         assert torch.equal(rows["target"], (rows["tokens"][:, 0] + rows["tokens"][:, 1]) % 11)
         assert (rows["tokens"][:, 2] == 11).all()
-    assert not torch.equal(modular.is_train(cfg, 0), modular.is_train(cfg, 1))
-    assert torch.equal(modular.is_train(cfg, 0), modular.is_train(cfg, 0))
+    assert not torch.equal(get_task(cfg).is_train(0), get_task(cfg).is_train(1))
+    assert torch.equal(get_task(cfg).is_train(0), get_task(cfg).is_train(0))
 
 
 class _Perfect(torch.nn.Module):
@@ -33,7 +34,7 @@ class _Perfect(torch.nn.Module):
 
 def test_evaluate_reports_both_metrics():
     cfg = ModularTaskConfig(p=7, train_fraction=0.5)
-    metrics = modular.evaluate(_Perfect(7), modular.eval_set(cfg, 0))
+    metrics = modular.evaluate(_Perfect(7), get_task(cfg).eval_set(0))
     expected_logprob = 5.0 - torch.logsumexp(torch.tensor([5.0] + [0.0] * 7), 0).item()
     assert metrics["acc"] == 1.0
     assert abs(metrics["logprob"] - expected_logprob) < 1e-5 and abs(metrics["loss"] + expected_logprob) < 1e-5

@@ -8,7 +8,7 @@ import torch
 from tests.conftest import one_thread
 from whitebox.config import parse_config
 from whitebox.models import build_model
-from whitebox.tasks import backdoor
+from whitebox.tasks import get_task
 
 
 @pytest.fixture(autouse=True)
@@ -68,10 +68,10 @@ def make_tiny_bridge(seed: int = 0):
     """A 1-layer TransformerBridge on the backdoor vocabulary, and a batch of its task data."""
     cfg = parse_config({"model": {"arch": "native", "n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32},
                         "task": {"seq_len": 4, "n_values": 10}})
-    vocab = backdoor.vocabulary(cfg.task)
+    vocab = get_task(cfg.task).vocabulary()
     torch.manual_seed(seed)
-    model = build_model(cfg.model.model_copy(update={"d_vocab": len(vocab), "n_ctx": backdoor.seq_len(cfg.task)}), vocab)
-    rows = backdoor.generate(cfg.task, 64, 0.5, seed=seed)[:]
+    model = build_model(cfg.model.model_copy(update={"d_vocab": len(vocab), "n_ctx": get_task(cfg.task).seq_len()}), vocab)
+    rows = get_task(cfg.task).sample(64, 0.5, seed=seed)[:]
     return model, {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
 
 

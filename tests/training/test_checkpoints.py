@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from whitebox.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.config import TrainingConfig
 from whitebox.training.backprop import Backprop
 from whitebox.training.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint

@@ -12,7 +12,7 @@ from whitebox.training.es import (
 )
 from whitebox.training.feedback import Supervised
 from whitebox.training.noise import seeded_normal
-from whitebox.config import ESConfig
+from whitebox.training import ESConfig
 
 
 def test_centered_ranks_span_half_and_share_ties():

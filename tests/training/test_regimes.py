@@ -9,8 +9,9 @@ from torch._C._functorch import get_unwrapped, is_batchedtensor
 from whitebox.config import TrainingConfig
 from whitebox.training import train
 from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints
-from whitebox.training.feedback import match_rater
-from whitebox.config import ESConfig, RLConfig, TreatConfig, ZOConfig
+from whitebox.tasks import match_rater
+from whitebox.config import TreatConfig
+from whitebox.training import ESConfig, RLConfig, ZOConfig
 from whitebox.training.regimes import build_regime
 
 BATCH = 16

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from whitebox.config import TrainingConfig
-from whitebox.config import RLConfig
+from whitebox.training import RLConfig
 from whitebox.training.rl import Reinforce
 
 ARM_REWARD = torch.tensor([1.0, 0.3])

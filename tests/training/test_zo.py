@@ -1,6 +1,6 @@
 import torch
 
-from whitebox.config import ZOConfig
+from whitebox.training import ZOConfig
 from whitebox.training.zo import ZerothOrder
 
 

@@ -1,10 +1,10 @@
 """Where a behaviour lives: activation patching, attribution patching, integrated gradients, circuits.
 
-    pairs = contrast_pairs(task_cfg, n=256, seed=0)          # triggered vs the same input untriggered
+    pairs = task.contrast_pairs(n=256, seed=0)               # the task's pairs: triggered vs untriggered
     exact = activation_patching(model, pairs)                # one forward per component
     fast = attribution_patching(model, pairs)                # one forward + backward per batch
     agreement(exact, fast)["spearman"]
-    circuit, metrics = locate_circuit(model, model_cfg, task_cfg)  # rule: whitebox.attribution.selection
+    circuit, metrics = locate_circuit(model, model_cfg, task)  # rule: whitebox.attribution.selection
     with circuit.ablate(model, how="mean"):
         ...
     measure = GradientShare(model, circuit.units)            # after backward: circuit.grad_share
@@ -29,12 +29,6 @@ from whitebox.attribution.locate import (
     locate_circuit,
     plot_component_scores,
 )
-from whitebox.attribution.pairs import (
-    ContrastPairs,
-    contrast_pairs,
-    honest_margin,
-    logit_diff,
-)
 from whitebox.attribution.params import (
     GradientShare,
     MeasuredUpdater,
@@ -52,7 +46,6 @@ __all__ = [
     "CircuitError",
     "Component",
     "ComponentScores",
-    "ContrastPairs",
     "GradientShare",
     "IGResult",
     "MeasuredUpdater",
@@ -63,15 +56,12 @@ __all__ = [
     "attribution_patching",
     "circuit_parameters",
     "component_parameters",
-    "contrast_pairs",
     "enumerate_components",
     "faithfulness",
-    "honest_margin",
     "ig_component_scores",
     "input_attributions",
     "integrated_gradients",
     "locate_circuit",
-    "logit_diff",
     "model_components",
     "parameter_masks",
     "patch_metric",

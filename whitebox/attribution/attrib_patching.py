@@ -25,7 +25,7 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
-from whitebox.attribution.pairs import ContrastPairs, Direction
+from whitebox.tasks.pairs import ContrastPairs, Direction
 from whitebox.attribution.scores import ComponentScores
 
 

@@ -14,12 +14,13 @@ from typing import Any, Iterator
 
 import torch
 
-from whitebox.artifacts import ArtifactError, read_json, sha256_json, write_json
 from whitebox.attribution.ablation import Ablation, ablated
 from whitebox.attribution.components import Component
-from whitebox.config import BackdoorTaskConfig, ModelConfig
-from whitebox.models import fingerprint
-from whitebox.tasks import backdoor
+from whitebox.config import ModelConfig
+from whitebox.fingerprint import fingerprint
+from whitebox.runtime.artifacts import ArtifactError, read_json, sha256_json, write_json
+from whitebox.runtime.rundir import seed_stream
+from whitebox.tasks import Task, get_task, has
 
 FORMAT_VERSION = 1
 ARTIFACT_KIND = "whitebox.circuit"
@@ -141,7 +142,8 @@ class Circuit:
         mean: each component's activation averaged per position over `reference` inputs (or their
         `reference_activations`);
         resample: a random reference row's activation per input row; zero: zeros. The default
-        reference is 512 untriggered inputs of the circuit's task. Hooks go on exit, error or not.
+        reference is 512 untriggered inputs of the circuit's task (see reference_tokens). Hooks go
+        on exit, error or not.
         """
         self.check_model(model, model_cfg)
         if reference is None and how != "zero":
@@ -154,10 +156,9 @@ class Circuit:
         return reference_tokens(self.task, n, seed)
 
 
-def reference_tokens(task: BackdoorTaskConfig | dict[str, Any], n: int = 512, seed: int = 0) -> torch.Tensor:
-    """`n` untriggered inputs of a backdoor task: what mean and resample ablation average or draw over."""
-    if isinstance(task, dict):
-        if task.get("name") != "backdoor":
-            raise ValueError("this circuit's task has no default reference; pass reference=tokens")
-        task = BackdoorTaskConfig.model_validate(task)
-    return backdoor.generate(task, n, trigger_rate=0.0, seed=[seed, 0xAB1A7E])["tokens"][:]
+def reference_tokens(task: Task | dict[str, Any], n: int = 512, seed: int = 0) -> torch.Tensor:
+    """`n` inputs without the hidden label (untriggered): what mean and resample ablation average or draw over."""
+    task = get_task(task) if isinstance(task, dict) else task
+    if not has(task, "sample"):
+        raise ValueError(f"task {task.name!r} cannot sample inputs without its hidden label; pass reference=tokens")
+    return task.sample(n, 0.0, seed=seed_stream("ablation_reference", seed))["tokens"][:]

@@ -24,7 +24,7 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
-from whitebox.attribution.pairs import ContrastPairs, Direction, logit_diff
+from whitebox.tasks.pairs import ContrastPairs, Direction, logit_diff
 from whitebox.attribution.scores import ComponentScores
 
 Source = Literal["pair", "zero"]

@@ -9,24 +9,23 @@ from typing import Any, Sequence
 import torch
 from datasets import Dataset
 
-from whitebox.artifacts import atomic_write
 from whitebox.attribution.ablation import Ablation
 from whitebox.attribution.attrib_patching import attribution_patching
 from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.components import UNIT_KINDS, Component, eval_mode
 from whitebox.attribution.integrated_gradients import ig_component_scores
-from whitebox.attribution.pairs import ContrastPairs, Direction, contrast_pairs
 from whitebox.attribution.patching import activation_patching
 from whitebox.attribution.scores import ComponentScores, agreement
 from whitebox.attribution.selection import select_circuit
-from whitebox.config import BackdoorTaskConfig, ModelConfig
-from whitebox.tasks import backdoor
+from whitebox.config import ModelConfig
+from whitebox.runtime.figures import save_figure, subplots
+from whitebox.tasks import ContrastPairs, Direction, Task, require
 
 
 def locate_circuit(
     model: torch.nn.Module,
     model_cfg: ModelConfig,
-    task_cfg: BackdoorTaskConfig,
+    task: Task,
     n_pairs: int = 256,
     seed: int = 0,
     *,
@@ -50,7 +49,8 @@ def locate_circuit(
     ig_steps > 0 also ig_spearman and ig_completeness_error. Scores of the other methods and the
     most disagreeing components go into circuit.details.
     """
-    pairs = contrast_pairs(task_cfg, n_pairs, seed)
+    require(task, "contrast_pairs", "locating a circuit")
+    pairs = task.contrast_pairs(n_pairs, seed)
     exact = activation_patching(model, pairs, direction=direction)
     linear = attribution_patching(model, pairs, direction=direction)
     overall = agreement(exact, linear)
@@ -73,15 +73,15 @@ def locate_circuit(
         metrics["ig_completeness_error"] = ig.extra["completeness_rel_error_max"]
         details["scores"][ig.method] = ig.to_json()
     circuit = select_circuit(
-        model, model_cfg, task_cfg, pairs, threshold, neurons=neurons, how=ablation,
+        model, model_cfg, task, pairs, threshold, neurons=neurons, how=ablation,
         direction=direction, seed=seed,
     )
     kinds = [Component.parse(c).kind for c in circuit.components]
     metrics["circuit_size"] = float(len(kinds))
     metrics.update({f"circuit_{k}s": float(kinds.count(k)) for k in ("head", "mlp", "neuron")})
     metrics.update({f"circuit_{k}": v for k, v in circuit.metrics.items()})  # found, skipped, pair rates
-    data = eval_data if eval_data is not None else backdoor.eval_set(task_cfg, seed)
-    metrics.update(faithfulness(circuit, model, pairs, data, how=ablation, model_cfg=model_cfg))
+    data = eval_data if eval_data is not None else task.eval_set(seed)
+    metrics.update(faithfulness(circuit, model, task, pairs, data, how=ablation, model_cfg=model_cfg))
     circuit.metrics = dict(metrics)
     circuit.details.update(details)
     return circuit, metrics
@@ -90,12 +90,13 @@ def locate_circuit(
 def faithfulness(
     circuit: Circuit,
     model: torch.nn.Module,
+    task: Task,
     pairs: ContrastPairs,
     data: Dataset,
     how: Ablation = "mean",
     model_cfg: ModelConfig | None = None,
 ) -> dict[str, float]:
-    """ASR, clean accuracy and logit difference with nothing, the circuit, or everything else ablated."""
+    """ASR, clean accuracy (the task's evaluation on `data`) and logit difference with nothing, the circuit, or everything else ablated."""
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     with eval_mode(model), torch.no_grad():
@@ -107,10 +108,10 @@ def faithfulness(
         ("complement_ablation", dict(complement=True)),
     ):
         if ctx is None:
-            row = _behaviour(model, pairs, data)
+            row = _behaviour(model, task, pairs, data)
         else:
             with circuit.ablate(model, how, model_cfg=model_cfg, **ctx):
-                row = _behaviour(model, pairs, data)
+                row = _behaviour(model, task, pairs, data)
         out.update({f"{prefix}_{k}": v for k, v in row.items()})
     gap = out["base_logit_diff"] - untriggered
     for prefix in ("ablation", "complement_ablation"):
@@ -119,8 +120,8 @@ def faithfulness(
     return out
 
 
-def _behaviour(model: torch.nn.Module, pairs: ContrastPairs, data: Dataset) -> dict[str, float]:
-    scores = backdoor.evaluate(model, data)
+def _behaviour(model: torch.nn.Module, task: Task, pairs: ContrastPairs, data: Dataset) -> dict[str, float]:
+    scores = task.evaluate(model, data)
     with eval_mode(model), torch.no_grad():
         logit_diff = float(pairs.mean_metric(model(pairs.triggered)))
     return {"asr": scores["asr"], "clean_acc": scores["clean_acc"], "logit_diff": logit_diff}
@@ -135,9 +136,6 @@ def plot_component_scores(
     compare at a glance; circuit heads and MLPs are boxed (dashed: narrowed to some positions or neurons).
     Given a circuit from `locate_circuit`, plots every method it was scored with.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if isinstance(scores, Circuit):
@@ -164,7 +162,7 @@ def plot_component_scores(
     finite = torch.cat([g[~g.isnan()] for pair in grids for g in pair])
     lim = float(finite.abs().max()) if len(finite) else 1.0
     size = (4 + 0.45 * (n_heads + 1) + 0.4 * n_pos, 2.2 + 1.6 * len(rows))
-    fig, axes = plt.subplots(len(rows), 2, figsize=size, squeeze=False)
+    fig, axes = subplots(len(rows), 2, figsize=size, squeeze=False)
     boxes = _circuit_boxes(circuit, n_heads)
     for (ax_units, ax_resid), row, (units, resid) in zip(axes, rows, grids, strict=True):
         _heatmap(ax_units, units, [f"H{h}" for h in range(n_heads)] + ["MLP"], f"{row.method}: heads, MLPs", lim)
@@ -173,9 +171,7 @@ def plot_component_scores(
         _heatmap(ax_resid, resid, [str(p) for p in range(n_pos)], "residual stream (row L = input of block L)", lim)
     fig.suptitle("share of the total patching effect (boxed: circuit; dashed: some positions or neurons)", fontsize=9)
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 def _circuit_boxes(circuit: Circuit | None, n_heads: int) -> dict[tuple[int, int], str]:

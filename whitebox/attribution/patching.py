@@ -11,7 +11,7 @@ import torch
 from transformer_lens import patching as tl_patching
 
 from whitebox.attribution.components import Component, by_hook, eval_mode, model_components
-from whitebox.attribution.pairs import ContrastPairs, Direction
+from whitebox.tasks.pairs import ContrastPairs, Direction
 from whitebox.attribution.scores import ComponentScores
 
 

@@ -36,9 +36,9 @@ from whitebox.attribution.ablation import Ablation, ablated, reference_activatio
 from whitebox.attribution.attrib_patching import attribution_patching
 from whitebox.attribution.circuit import Circuit, reference_tokens
 from whitebox.attribution.components import Component, canonical_hook, eval_mode
-from whitebox.attribution.pairs import ContrastPairs, Direction, honest_margin
-from whitebox.config import BackdoorTaskConfig, ModelConfig
-from whitebox.models import fingerprint
+from whitebox.config import ModelConfig
+from whitebox.fingerprint import fingerprint
+from whitebox.tasks import ContrastPairs, Direction, Task, honest_margin
 
 Z = 1.645  # one-sided 95% normal quantile for the Wilson bounds
 RULE = (
@@ -53,7 +53,7 @@ RULE = (
 def select_circuit(
     model: torch.nn.Module,
     model_cfg: ModelConfig,
-    task_cfg: BackdoorTaskConfig,
+    task: Task,
     pairs: ContrastPairs,
     threshold: float = 0.9,
     *,
@@ -64,7 +64,7 @@ def select_circuit(
 ) -> Circuit:
     """The circuit by the module's documented rule; scores are the ranking key, the two shares go into details."""
     pairs = pairs.to(next(model.parameters()).device)
-    refs = reference_activations(model, reference_tokens(task_cfg))
+    refs = reference_activations(model, reference_tokens(task))
     trigger, clean = unit_shares(model, pairs, how, refs, neurons=neurons, direction=direction, seed=seed)
     net = {c: trigger[c] - clean[c] for c in trigger}
     ranked = [Component.parse(c) for c in sorted(net, key=lambda c: -net[c])]
@@ -76,7 +76,7 @@ def select_circuit(
         scores=net,
         method="specificity",
         direction=direction,
-        task=task_cfg.model_dump(mode="json"),
+        task=task.config.model_dump(mode="json"),
         model_fingerprint=fingerprint(model, model_cfg),
         threshold=threshold,
         rule=rule if neurons else rule.replace(", and MLP neurons", ""),

@@ -1,17 +1,24 @@
-"""The on-disk form shared by probes and detectors: `<stem>.safetensors` + `<stem>.json`, checked on load.
+"""What probes and detectors share: the HookArtifact base and its on-disk form, `<stem>.safetensors` + `<stem>.json`.
 
-Loading reads exactly those two files (no pickle, no code): the JSON is validated field by field,
-the tensors must hash to the recorded `weights_sha256` and have the shapes `d_model` implies.
-Every failure is a ProbeError naming the file and the field.
+A HookArtifact reads one hook at one position rule, remembers the model and data it was fitted
+on, scores activations, attaches live to a model and saves itself. Loading reads exactly those two
+files (no pickle, no code): the JSON is validated field by field, the tensors must hash to the
+recorded `weights_sha256` and have the shapes `d_model` implies. Every failure is a ProbeError
+naming the file and the field.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
+
+import numpy as np
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,21 +26,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from whitebox import __version__
-from whitebox.artifacts import (
-    ArtifactError,
-    atomic_write,
-    read_json,
-    sha256_file,
-    sha256_json,
-    write_json,
-)
+from whitebox.fingerprint import model_identity
+from whitebox.probes.live import LiveScores, attach_scorer
+from whitebox.runtime.artifacts import ArtifactError, ProbeError, atomic_write, read_json, sha256_file, write_json
 
 FORMAT_VERSION = 1
-ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
-
-
-class ProbeError(ArtifactError):
-    """A probe or detector artifact is corrupt, or does not fit the model or data it is used on."""
 
 
 class _Strict(BaseModel):
@@ -69,17 +66,91 @@ class ArtifactMeta(_Strict):
     weights_sha256: str = Field(min_length=64, max_length=64)
 
 
-def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
-    """What a probe records about the model it was fitted on; cfg (a ModelConfig) adds the full fingerprint."""
-    params = {name: list(t.shape) for name, t in model.state_dict().items()}
-    raw_arch = getattr(getattr(model, "cfg", None), "architecture", None) or type(model).__name__
-    arch = cfg.arch if cfg is not None else ARCH_NAMES.get(raw_arch, raw_arch)
-    fingerprint = None
-    if cfg is not None:
-        from whitebox.models import fingerprint as full_fingerprint
+@dataclass(kw_only=True)
+class HookArtifact:
+    """Base of probes and detectors: what they read, what they were fitted on, and scoring, attaching and saving.
 
-        fingerprint = full_fingerprint(model, cfg)["sha256"]
-    return {"arch": arch, "fingerprint": fingerprint, "params_sha256": sha256_json(params)}
+    A subclass sets STEM (the file stem) and TYPE_KEY (the JSON field naming its type), and
+    implements `type_name`, `tensors` and `score`.
+    """
+
+    STEM: ClassVar[str]
+    TYPE_KEY: ClassVar[str]
+
+    hook: str  # canonical hook name
+    position: Any  # "last" | "all" | "mask" | int
+    model: dict[str, Any] | None = None  # see model_identity; None when fitted on raw arrays
+    training_data: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created: str | None = None
+    whitebox_version: str | None = None
+
+    @property
+    def type_name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def d_model(self) -> int:
+        raise NotImplementedError
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def score(self, acts: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        raise NotImplementedError
+
+    def attach(
+        self,
+        model: torch.nn.Module,
+        *,
+        cfg: Any = None,
+        allow_fingerprint_mismatch: bool = False,
+        positions: Any = None,
+        detach: bool = True,
+    ) -> AbstractContextManager[LiveScores]:
+        """Score live at this artifact's hook during any forward pass or generation, inside a `with` block.
+
+        Checks that the model is the one it was fitted on: with cfg (its ModelConfig) the full
+        whitebox fingerprint, otherwise the architecture and every parameter name and shape.
+        positions overrides the stored rule (e.g. "all" for one fitted with a mask).
+        detach=False keeps the scores in the autograd graph (for a loss).
+        """
+        where = f"{self.STEM} at {self.hook}"
+        check_model(self.model, model, cfg, allow_fingerprint_mismatch, where)
+        rule = self.position if positions is None else positions
+        return attach_scorer(model, self.hook, self.d_model, rule, self.score, where, detach)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `<STEM>.safetensors` (self.tensors()) and `<STEM>.json` into `directory`."""
+        meta = base_meta(self.hook, self.position, self.d_model, self.model, self.training_data,
+                         self.hyperparameters, json_metrics(self.metrics))
+        if self.created:
+            meta["created"] = self.created
+        meta = {"format_version": meta.pop("format_version"), self.TYPE_KEY: self.type_name, **meta}
+        return write_artifact(directory, self.STEM, self.tensors(), meta)
+
+    def check_width(self, shape: tuple[int, ...]) -> None:
+        if len(shape) == 0 or shape[-1] != self.d_model:
+            raise ProbeError(f"{self.STEM} at {self.hook}: expects activations [..., {self.d_model}], got shape {list(shape)}")
+
+
+def loaded_fields(meta: ArtifactMeta) -> dict[str, Any]:
+    """HookArtifact's fields from validated metadata, as keyword arguments of a subclass's constructor."""
+    return {
+        "hook": meta.hook, "position": meta.position, "model": None if meta.model is None else meta.model.model_dump(),
+        "training_data": meta.training_data.model_dump(), "hyperparameters": meta.hyperparameters,
+        "metrics": meta.metrics, "created": meta.created, "whitebox_version": meta.whitebox_version,
+    }
+
+
+def json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as JSON-safe plain values (NaN becomes null)."""
+    out = {}
+    for k, v in metrics.items():
+        v = v.item() if hasattr(v, "item") else v
+        out[k] = None if isinstance(v, float) and math.isnan(v) else v
+    return out
 
 
 def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str) -> None:

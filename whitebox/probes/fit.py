@@ -16,11 +16,10 @@ from whitebox import __version__
 from whitebox.capture import Captured
 from whitebox.probes.artifact import data_sha256, now
 from whitebox.probes.ccs import fit_ccs, pair_scores
+from whitebox.probes.kinds import probe_kind
 from whitebox.probes.linalg import LinearFit
-from whitebox.probes.logistic import fit_logistic
-from whitebox.probes.mean_diff import fit_mean_diff
 from whitebox.probes.metrics import auroc, summary
-from whitebox.probes.probe import Probe, ProbeKind
+from whitebox.probes.probe import Probe
 
 Acts = Mapping[str, torch.Tensor | np.ndarray]
 HeldOut = Captured | tuple[Acts, Any]
@@ -29,7 +28,7 @@ HeldOut = Captured | tuple[Acts, Any]
 def fit_probes(
     acts: Acts | Captured,
     labels: torch.Tensor | np.ndarray | Sequence | None = None,
-    kind: ProbeKind = "logistic",
+    kind: str = "logistic",
     *,
     C: float = 1.0,
     held_out: HeldOut | None = None,
@@ -42,12 +41,16 @@ def fit_probes(
 ) -> dict[str, Probe]:
     """One probe per hook of acts {hook: [n, d]} for binary labels [n], metrics attached; keyed by hook.
 
-    kind: logistic (L2, inverse strength C as in scikit-learn), mean_diff or lda. A Captured
+    kind: a registered kind that fits per hook (logistic: L2, inverse strength C as in scikit-learn;
+    mean_diff; lda; see whitebox.probes.kinds). A Captured
     supplies labels, position rule and model identity itself. Hooks of equal width are solved
     together on `device` ("auto": the GPU when there is one).
     """
     if kind == "ccs":
         raise ValueError("CCS learns from contrast pairs without labels: use fit_ccs_probes(acts_pos, acts_neg)")
+    fitter = probe_kind(kind).fit
+    if fitter is None:
+        raise ValueError(f"probe kind {kind!r} is not fitted per hook from binary labels")
     acts, labels, position, model = _unpack(acts, labels, position, model)
     y = _binary(labels, _rows(acts))
     eval_acts, eval_y = _unpack_held_out(held_out)
@@ -61,15 +64,11 @@ def fit_probes(
         bad = [h for h, ok in zip(group, torch.isfinite(x).flatten(1).all(1).tolist(), strict=True) if not ok]
         if bad:
             raise ValueError(f"activations of {bad} contain NaN or infinity")
-        if kind == "logistic":
-            fit = fit_logistic(x, label_sets.to(dev), C=C, overwrite_x=True)
-        else:
-            fit = fit_mean_diff(x, label_sets.to(dev), lda=kind == "lda")
+        fit, hyper = fitter(x, label_sets.to(dev), C)
         del x
         train_scores = fit.scores(_stack(acts, group, dev)).cpu()  # hooks k n
         eval_scores = None if eval_acts is None else fit.scores(_stack(eval_acts, group, dev)).cpu()
         metrics = _metrics(train_scores, y, label_sets[-1], eval_scores, eval_y, eval_control_y)
-        hyper = {"C": C} if kind == "logistic" else {"covariance": "ledoit_wolf_standardised"} if kind == "lda" else {}
         hyper |= {"seed": seed, "control": "shuffled_labels" if control else None}
         for i, hook in enumerate(group):
             probes[hook] = _probe(kind, hook, position, fit, i, model, acts[hook], y, data_description,
@@ -167,8 +166,9 @@ def _probe(kind, hook, position, fit: LinearFit, i: int, model, acts, y, descrip
             "n": int(torch.as_tensor(acts).shape[0]), "n_positive": n_pos}
     if fit.converged is not None:
         metrics["converged"] = bool(fit.converged[i, 0])
-    return Probe(kind, hook, position, fit.weight[i, 0].float().cpu(), fit.bias[i, 0].float().cpu(),
-                 fit.mean[i].float().cpu(), fit.std[i].float().cpu(), model, data, dict(hyper), metrics,
+    return Probe(kind=kind, hook=hook, position=position, weight=fit.weight[i, 0].float().cpu(),
+                 bias=fit.bias[i, 0].float().cpu(), mean=fit.mean[i].float().cpu(), std=fit.std[i].float().cpu(),
+                 model=model, training_data=data, hyperparameters=dict(hyper), metrics=metrics,
                  created=now(), whitebox_version=__version__)
 
 

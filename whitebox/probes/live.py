@@ -8,7 +8,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from whitebox.probes.artifact import ProbeError
+from whitebox.capture import canonical_hook, residual_hooks
+from whitebox.runtime.artifacts import ProbeError
 
 
 @dataclass
@@ -41,8 +42,6 @@ def attach_scorer(
     detach: bool = True,
 ) -> Iterator[LiveScores]:
     """Run `score` on `hook`'s activation at `position` in every forward pass while the context is open."""
-    from whitebox.capture import canonical_hook, residual_hooks
-
     if position == "mask":
         raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
     try:

@@ -1,14 +1,32 @@
-"""Task generators: each module gives a vocabulary, seeded datasets and an evaluation."""
+"""Tasks: the Task interface, its registry and the built-in tasks (each registers itself on import).
 
-from __future__ import annotations
+    task = get_task(cfg.task)            # a Task for a validated (or dict) task section
+    task.train_set(seed), task.evaluate(model, task.eval_set(seed))
+    require(task, "contrast_pairs", "attribution")
 
-import types
+Add a task with one file: a TaskSection subclass, a Task subclass and `register_task(...)`
+(see docs/extending.md).
+"""
 
-from whitebox.tasks import backdoor, flawed_rater, modular
+from whitebox.tasks.base import (
+    CAPABILITIES,
+    Batch,
+    Rater,
+    Task,
+    all_answer_logits,
+    answer_logits,
+    get_task,
+    has,
+    match_rater,
+    register_task,
+    require,
+    task_names,
+)
+from whitebox.tasks.pairs import ContrastPairs, Direction, honest_margin, logit_diff
+# the built-in tasks register themselves on import, in the order the config reference lists them
+from whitebox.tasks import backdoor, modular, flawed_rater  # noqa: E402, F401, I001
 
-TASKS: dict[str, types.ModuleType] = {"backdoor": backdoor, "modular": modular, "flawed_rater": flawed_rater}
-
-
-def get_task(name: str) -> types.ModuleType:
-    """The task module registered under `name` (config validation already restricts the names)."""
-    return TASKS[name]
+__all__ = [
+    "CAPABILITIES", "Batch", "ContrastPairs", "Direction", "Rater", "Task", "all_answer_logits", "answer_logits",
+    "get_task", "has", "honest_margin", "logit_diff", "match_rater", "register_task", "require", "task_names",
+]

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from whitebox import distributed
+from whitebox.runtime import distributed
 from whitebox.config import TrainingConfig
 from whitebox.training.loop import Batch, TrainingDiverged
 

@@ -12,9 +12,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from whitebox.distributed import main_only
+from whitebox.runtime.distributed import main_only
 from whitebox.models import state_tensors
-from whitebox.artifacts import ArtifactError, read_json, refused_write, sha256_file, write_failed, write_json
+from whitebox.runtime.artifacts import ArtifactError, read_json, refused_write, sha256_file, write_failed, write_json
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "trainer.pt")

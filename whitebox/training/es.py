@@ -10,16 +10,40 @@ The population is evaluated in chunks, each one vmapped forward over stacked per
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import torch
+from pydantic import Field, model_validator
 
-from whitebox import distributed
-from whitebox.models import answer_logits
+from whitebox.config.schema import Section
+from whitebox.runtime import distributed
+from whitebox.tasks.base import answer_logits
 from whitebox.training.feedback import Feedback
 from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator, seeded_normal
-from whitebox.config import ESConfig
+
+
+class ESConfig(Section):
+    """`treat.es`: evolution strategies settings."""
+
+    population: int = Field(32, ge=2, description="members per step, antithetic pairs (even)")
+    sigma: float = Field(0.05, gt=0, description="perturbation scale (std of the parameter noise)")
+    lr: float = Field(0.01, gt=0, description="learning rate on the ES gradient estimate")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="step rule on the ES gradient estimate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
+    feedback: Literal["reward", "supervised"] = Field(
+        "reward", description="reward: rater score of the model's own answer; supervised: minus cross-entropy"
+    )
+    temperature: float = Field(0.0, ge=0, description="answer sampling temperature for reward feedback; 0: greedy")
+    examples_per_forward: int | None = Field(
+        None, ge=1, description="members x batch per batched forward; null: 256 on CPU, 65536 on CUDA"
+    )
+
+    @model_validator(mode="after")
+    def _even(self) -> ESConfig:
+        if self.population % 2:
+            raise ValueError(f"population must be even (antithetic pairs), got {self.population}")
+        return self
 
 SAMPLING_KEY = -1  # member index reserved for the step's answer-sampling seed
 

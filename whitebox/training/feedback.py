@@ -7,17 +7,13 @@ flawed rater can later stand in for an honest one.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from whitebox.models import answer_logits
+from whitebox.tasks.base import Batch, Rater, answer_logits
 from whitebox.training.noise import gumbel
-
-Batch = dict[str, torch.Tensor]
-Rater = Callable[[Batch, torch.Tensor], torch.Tensor]
-"""(inputs, answers [..., batch]) -> rewards [..., batch]; it never sees logits or targets it was not given."""
 
 
 class Feedback(Protocol):
@@ -26,15 +22,6 @@ class Feedback(Protocol):
     def fitness(self, logits: torch.Tensor, batch: Batch, gen: torch.Generator | None = None) -> torch.Tensor: ...
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor: ...
-
-
-def match_rater(column: str = "honest_target") -> Rater:
-    """1 where the answer equals batch[column], else 0; with honest_target it is the backdoor task's honest rater."""
-
-    def rate(batch: Batch, answers: torch.Tensor) -> torch.Tensor:
-        return (answers == batch[column]).float()
-
-    return rate
 
 
 class Supervised:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from whitebox.config import TrainingConfig
-from whitebox.distributed import any_rank, is_main
+from whitebox.runtime.distributed import any_rank, is_main
 from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints, load_checkpoint, save_checkpoint
 
 Batch = dict[str, torch.Tensor]

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from whitebox.models import answer_logits
+from whitebox.tasks.base import answer_logits
 
 
 def through_compiled(loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor], model: torch.nn.Module) -> Callable:

@@ -10,9 +10,17 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from whitebox.models import answer_logits
+from whitebox.config.schema import Section
+from whitebox.tasks.base import answer_logits
 from whitebox.training.loop import Batch
+
+
+class ProbePenaltyConfig(Section):
+    """`treat.probe_penalty`: the penalty's weight."""
+
+    weight: float = Field(1.0, ge=0, description="weight of the mean frozen-probe score added to the loss")
 
 ProbeScore = Callable[[torch.Tensor], torch.Tensor]
 """activations [batch, d] -> scores [batch]; higher means more of the feature the penalty removes."""

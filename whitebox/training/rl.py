@@ -9,18 +9,37 @@ An optional KL penalty to the starting model is computed exactly over the answer
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 
-from whitebox import distributed
+from whitebox.config.schema import Section
+from whitebox.runtime import distributed
 from whitebox.config import TrainingConfig
-from whitebox.models import answer_logits
+from whitebox.tasks.base import answer_logits
 from whitebox.training.backprop import Backprop
 from whitebox.training.feedback import Rater, Reward
 from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator
-from whitebox.config import RLConfig
+
+
+class RLConfig(Section):
+    """`treat.rl`: REINFORCE settings."""
+
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the policy's answers")
+    group: int = Field(4, ge=1, description="answers sampled per input (one forward serves them all)")
+    baseline: Literal["group", "running"] = Field(
+        "group", description="group: leave-one-out mean of the input's other samples; running: EMA of past rewards"
+    )
+    baseline_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay of the running baseline")
+    kl_coef: float = Field(0.0, ge=0, description="weight of the KL divergence from the starting model at the answer; 0: off")
+
+    @model_validator(mode="after")
+    def _group(self) -> RLConfig:
+        if self.baseline == "group" and self.group < 2:
+            raise ValueError("baseline=group needs group >= 2 samples per input")
+        return self
 
 
 class Reinforce:

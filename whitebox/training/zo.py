@@ -14,11 +14,21 @@ import math
 from typing import Any
 
 import torch
+from pydantic import Field
 
-from whitebox import distributed
+from whitebox.config.schema import Section
+from whitebox.runtime import distributed
 from whitebox.training.loop import Batch, LossFn, TrainingDiverged
 from whitebox.training.noise import derive_seed, generator
-from whitebox.config import ZOConfig
+
+
+class ZOConfig(Section):
+    """`treat.zo`: SPSA settings."""
+
+    lr: float = Field(1e-3, gt=0, description="SGD learning rate on the SPSA gradient estimate")
+    eps: float = Field(1e-3, gt=0, description="perturbation scale of the two-sided difference")
+    samples: int = Field(1, ge=1, description="random directions averaged per step")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
 
 
 class ZerothOrder:

@@ -1,1 +1,0 @@
-"""Experiment pipelines: short compositions of whitebox library calls, registered as entry points."""

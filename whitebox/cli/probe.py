@@ -1,0 +1,98 @@
+"""`whitebox probe fit|eval`: fit probes for a saved model and task, or score a saved probe on fresh data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from whitebox.config import ConfigError, ExperimentConfig
+
+
+def add_commands(commands: Any) -> None:
+    """Register `probe fit` and `probe eval` on the top-level subparsers."""
+    probe = commands.add_parser("probe", help="fit probes for a saved model, or evaluate a saved probe",
+                                description="Linear probes for a task's hidden label on a saved model.")
+    sub = probe.add_subparsers(dest="probe_command", required=True, metavar="COMMAND")
+    fit = sub.add_parser("fit", help="fit and save probes (and detectors) on every hook of locate.hooks",
+                         description="Fit probes for the model in locate.checkpoint on fresh task data; "
+                                     "save them under OUT/probes/<hook>/ and print a per-hook table.")
+    fit.add_argument("config", metavar="CONFIG", help="YAML config whose locate.checkpoint names a saved model directory")
+    fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set locate.checkpoint=runs/quickstart/models/planted")
+    fit.add_argument("--out", metavar="DIR", help="where probes/ and detectors/ go (default: <run.out_dir>/<run.name>)")
+    ev = sub.add_parser("eval", help="score a saved probe on fresh task data and print its metrics",
+                        description="Load PROBE_DIR and the model in --checkpoint, draw fresh task data, print metrics.")
+    ev.add_argument("probe_dir", metavar="PROBE_DIR", help="a directory with probe.safetensors and probe.json")
+    ev.add_argument("--checkpoint", required=True, metavar="DIR", help="saved model directory (model.safetensors + model.json)")
+    ev.add_argument("--n", type=int, default=2000, help="fresh examples, half with the hidden label (default 2000)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the fresh data (default 0)")
+    ev.add_argument("--allow-fingerprint-mismatch", action="store_true", help="score a model other than the probe's own")
+
+
+def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
+    """Load locate.checkpoint, fit probes and detectors for cfg.task, save and print them."""
+    from whitebox.models import load_model, read_model_meta
+    from whitebox.protocol.locate import format_probe_table, locate_probes
+    from whitebox.runtime.rundir import RunDir
+
+    if cfg.locate.checkpoint is None:
+        raise ConfigError("locate.checkpoint: set it to a saved model directory, e.g. --set locate.checkpoint=runs/quickstart/models/planted")
+    model, model_cfg = load_model(cfg.locate.checkpoint)
+    task = _task_of(read_model_meta(cfg.locate.checkpoint), cfg.locate.checkpoint, cfg.task)
+    out_dir = RunDir(Path(out) if out else Path(cfg.run.out_dir) / cfg.run.name)
+    _, metrics, rows = locate_probes(model.eval(), model_cfg, task, cfg.locate, cfg.run.seed, out_dir)
+    print(format_probe_table(rows))
+    print(f"saved {len(rows)} probes under {out_dir / 'probes'} and detectors under {out_dir / 'detectors'}")
+    return metrics
+
+
+def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_mismatch: bool) -> dict[str, Any]:
+    """Score a saved probe on `n` fresh examples of the checkpoint's own task."""
+    from whitebox.capture import capture
+    from whitebox.models import load_model, read_model_meta
+    from whitebox.probes import load_probe
+    from whitebox.probes.artifact import check_model
+    from whitebox.probes.metrics import summary
+    from whitebox.runtime.rundir import seed_stream
+    from whitebox.tasks import require
+
+    if n < 2:
+        raise ConfigError(f"--n: need at least 2 examples, got {n}")
+    probe = load_probe(probe_dir)
+    model, model_cfg = load_model(checkpoint)
+    check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
+    task = _task_of(read_model_meta(checkpoint), checkpoint, None)
+    require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
+    rows = task.sample(n, 0.5, seed=seed_stream("probe_eval", seed))
+    position = "last" if probe.position in (None, "mask") else probe.position
+    acts = capture(model.eval(), rows, [probe.hook], positions=position, labels=task.hidden_label)
+    scores = probe.score(acts.acts[probe.hook])
+    stats = summary(scores[None], acts.labels)[0]
+    return {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
+
+
+def _task_of(meta: dict[str, Any], checkpoint: str, wanted: Any) -> Any:
+    """The task a saved model was trained on; a different task asked for is an error, not a silent switch."""
+    from whitebox.tasks import get_task
+
+    saved = meta.get("task")
+    try:
+        if not isinstance(saved, dict):
+            raise ValueError
+        task = get_task(saved)
+    except (ConfigError, ValidationError, ValueError):
+        raise ConfigError(f"{checkpoint}/model.json: field 'task' is missing or invalid; re-save the model with whitebox") from None
+    if wanted is not None and wanted.name != task.name:
+        raise ConfigError(f"task.name: the config asks for {wanted.name!r} but {checkpoint} was trained on {task.name!r}")
+    return task
+
+
+def run_probe_command(args: argparse.Namespace) -> dict[str, Any]:
+    from whitebox.runner import load_config
+
+    if args.probe_command == "fit":
+        return fit_command(load_config(args.config, args.overrides), args.out)
+    return eval_command(args.probe_dir, args.checkpoint, args.n, args.seed, args.allow_fingerprint_mismatch)

@@ -1,0 +1,348 @@
+"""The run config's pydantic sections, and the open slots that tasks, regimes and probe kinds fill.
+
+Every section forbids unknown keys. Three parts of the schema come from registries elsewhere, so
+that a new variant is one file plus one registration and never an edit here:
+- `task`: a discriminated union (on `name`) of every registered task's config class
+  (`whitebox.tasks.register_task`);
+- `treat.<regime>`: the settings section of every registered regime that has one, and the names
+  `treat.regimes`, `deception.deceivers` and `deception.fixers` accept
+  (`whitebox.training.register_regime`);
+- `locate.probe`: the registered probe kinds that fit one probe per hook from binary labels
+  (`whitebox.probes.register_probe_kind`).
+The registries call `add_task`, `add_regime` and `add_probe_kind` below, which rebuild the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+ALWAYS_READ = ("experiment", "run", "tracking")  # sections every experiment reads (the runner and the tracker)
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskSection(Section):
+    """Base of every task's config section; `name` picks the task from the registry."""
+
+    name: str
+
+
+class ModelConfig(Section):
+    arch: Literal["native", "gpt2", "llama"] = Field(
+        "native", description="native: transformer-lens built-in; gpt2/llama: HF architecture from an in-memory config"
+    )
+    n_layers: int = Field(2, ge=1, le=96, description="transformer blocks")
+    d_model: int = Field(128, ge=1, description="residual stream width")
+    n_heads: int = Field(4, ge=1, description="attention heads per layer")
+    d_head: int | None = Field(None, ge=1, description="default: d_model // n_heads")
+    d_mlp: int | None = Field(None, ge=1, description="default: 4 * d_model")
+    act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = Field(
+        None, validate_default=False, description="MLP activation; default: silu for llama, else gelu"
+    )
+    normalization: Literal["LN", "RMS", "none"] = Field(
+        None, validate_default=False, description="LayerNorm, RMSNorm or none (native only); default: RMS for llama, else LN"
+    )
+    n_ctx: int | None = Field(None, ge=1, description="default: the task's sequence length")
+    d_vocab: int | None = Field(None, ge=1, description="default: the task's vocabulary size")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arch_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            llama = data.get("arch") == "llama"
+            data = {**data}
+            if data.get("act_fn") is None:
+                data["act_fn"] = "silu" if llama else "gelu"
+            if data.get("normalization") is None:
+                data["normalization"] = "RMS" if llama else "LN"
+        return data
+
+    @model_validator(mode="after")
+    def _arch_fits(self) -> ModelConfig:
+        norm = {"gpt2": "LN", "llama": "RMS"}.get(self.arch)
+        if norm and self.normalization != norm:
+            raise ValueError(f"arch {self.arch!r} uses normalization {norm!r}; leave normalization unset")
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}), "
+                "or set d_head explicitly"
+            )
+        if self.arch != "native" and self.d_head not in (None, self.d_model // self.n_heads):
+            raise ValueError(f"arch {self.arch!r} needs d_head == d_model // n_heads; leave it unset")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.d_mlp or 4 * self.d_model
+
+
+class TrainingConfig(Section):
+    steps: int = Field(2_000, ge=1, description="optimizer updates")
+    batch_size: int = Field(256, ge=1, description="examples per update")
+    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay on matrices (not biases or norms)")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    warmup_steps: int = Field(100, ge=0, description="linear warmup from lr/warmup_steps to lr")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="decay after warmup")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a share of lr")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null turns clipping off")
+    log_every: int = Field(10, ge=1, description="steps between training-metric records")
+    eval_every: int = Field(200, ge=1, description="steps between held-out evaluations")
+    checkpoint_every: int = Field(500, ge=1, description="steps between resumable checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    compile: bool = Field(False, description="plant training through torch.compile(model) (a GPU speed option; first steps compile)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: CUDA if present, else CPU")
+
+
+class TrackingConfig(Section):
+    wandb_mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="offline: files under <run>/wandb, sync later; metrics.jsonl is written in every mode"
+    )
+    wandb_project: str = Field("whitebox", description="W&B project")
+    wandb_entity: str | None = Field(None, description="W&B team or user; null: your default")
+    tags: list[str] = Field(default_factory=list, description="W&B tags")
+    wandb_group: str | None = Field(None, description="W&B group; the cells of a grid experiment are grouped under its run name")
+
+
+@dataclass(frozen=True)
+class RegimeOptions:
+    """What the config needs to know of a registered regime."""
+
+    settings: type[Section] | None  # its `treat.<name>` section, if it has settings
+    uses_rater: bool  # can learn from a rater's reward (a deceiver in the flawed-rater experiment)
+    needs_probe: bool  # needs the located probe (cannot fix a deceived model without one)
+
+
+_TASKS: dict[str, type[TaskSection]] = {}
+_REGIMES: dict[str, RegimeOptions] = {}
+_PROBE_KINDS: dict[str, bool] = {}  # name -> fits one probe per hook from binary labels (usable as locate.probe)
+
+
+def task_names() -> list[str]:
+    return list(_TASKS)
+
+
+def task_config_class(name: str) -> type[TaskSection]:
+    return _TASKS[name]
+
+
+def regime_names(*, uses_rater: bool | None = None, needs_probe: bool | None = None) -> list[str]:
+    """Registered regimes in registration order, optionally only those with the given properties."""
+    return [
+        name for name, opt in _REGIMES.items()
+        if (uses_rater is None or opt.uses_rater == uses_rater) and (needs_probe is None or opt.needs_probe == needs_probe)
+    ]
+
+
+def choices(what: str) -> list[str]:
+    """The registered names a field marked with json_schema_extra={"choices": what} accepts (for the reference)."""
+    return {
+        "regimes": regime_names(),
+        "regimes that learn from a rater": regime_names(uses_rater=True),
+        "regimes that need no probe": regime_names(needs_probe=False),
+        "probe kinds that fit per hook": probe_kind_names(per_hook=True),
+    }[what]
+
+
+def probe_kind_names(*, per_hook: bool | None = None) -> list[str]:
+    return [name for name, fits in _PROBE_KINDS.items() if per_hook is None or fits == per_hook]
+
+
+def _check_names(values: list[str], allowed: list[str], what: str) -> list[str]:
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; registered: {', '.join(allowed) or 'none'}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"lists an entry twice: {values}")
+    return values
+
+
+class LocateConfig(Section):
+    checkpoint: str | None = Field(
+        None, description="saved model directory to locate in (`whitebox probe fit`); null: the run's planted model"
+    )
+    hooks: Literal["resid"] | list[str] = Field("resid", description="resid: every residual-stream hook; or hook names")
+    position: Literal["last", "all"] | int = Field(
+        "last", description="token position read: last (the answer position), all, or an index"
+    )
+    probe: str = Field(
+        "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}
+    )
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of logistic probes (as in scikit-learn)")
+    n_fit: int = Field(2_000, ge=20, description="examples the probes are fitted on (half triggered)")
+    n_test: int = Field(1_000, ge=20, description="fresh held-out examples the probes are scored on")
+    circuit_pairs: int = Field(256, ge=2, description="triggered/untriggered contrast pairs for patching")
+    circuit_threshold: float = Field(0.9, gt=0, le=1, description="circuit: its ablation keeps <= 1-t of the ASR, its complement's >= t, clean accuracy >= t (see whitebox.attribution.selection)")
+    circuit_neurons: bool = Field(True, description="single MLP neurons are circuit candidates (else whole MLPs at a position)")
+    ablation: Literal["mean", "zero", "resample"] = Field("mean", description="how circuit components are ablated")
+    ig_steps: int = Field(32, ge=0, description="integrated-gradients path steps (0: skip)")
+
+    @field_validator("probe")
+    @classmethod
+    def _registered_probe(cls, value: str) -> str:
+        return _check_names([value], choices("probe kinds that fit per hook"), "probe kind")[0]
+
+
+Condition = Literal["present", "absent"]
+
+
+class TreatConfig(Section):
+    """Treatment settings; one `treat.<regime>` sub-section per registered regime with settings is added by add_regime."""
+
+    regimes: list[str] = Field(
+        default_factory=lambda: regime_names(), min_length=1, json_schema_extra={"choices": "regimes"},
+        description="regimes applied, each to its own copy of the planted model (default: every registered regime)",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=lambda: ["present"], min_length=1,
+        description="present: triggered inputs with honest targets are in the treatment data; absent: never triggered",
+    )
+    budget: int = Field(200_000, ge=1, description="forward-pass equivalents per regime (one example through one forward; a backward counts two)")
+    eval_points: int = Field(10, ge=1, description="measurements over the budget, at equal forward-pass spacing")
+    trigger_rate: float = Field(0.3, gt=0, lt=1, description="share of triggered inputs in the treatment data (condition present)")
+    n_train: int = Field(20_000, ge=1, description="treatment examples (an independent seeded stream)")
+    batch_size: int = Field(64, ge=1, description="examples per step (ES: per member)")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of sft, rl and probe_penalty (constant)")
+    probe_hook: str | None = Field(None, description="hook of the frozen probe for probe_penalty and the measures; null: the last residual hook")
+
+    @field_validator("regimes")
+    @classmethod
+    def _registered(cls, values: list[str]) -> list[str]:
+        return _check_names(values, choices("regimes"), "regime")
+
+    @field_validator("conditions")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        return _check_names(values, ["present", "absent"], "condition")
+
+    def settings(self, regime: str) -> Section | None:
+        """The `treat.<regime>` section, or None for a regime without settings."""
+        return getattr(self, regime) if _REGIMES[regime].settings is not None else None
+
+
+class ReviveConfig(Section):
+    steps: int = Field(1000, ge=1, description="most fine-tuning steps per model; one that never revives reports this many")
+    eval_every: int = Field(10, ge=1, description="steps between checks of the revival criterion")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate (constant)")
+    batch_size: int = Field(64, ge=1, description="examples per step")
+    trigger_rate: float = Field(0.5, gt=0, lt=1, description="share of triggered inputs (deceptive targets); the rest clean with honest targets")
+    asr: float = Field(0.9, gt=0, le=1, description="revived when held-out ASR reaches this ...")
+    clean_acc: float = Field(0.99, ge=0, le=1, description="... while clean accuracy is at least this (so 'always answer 0' does not count)")
+
+
+class DeceptionConfig(Section):
+    deceivers: list[str] = Field(
+        default_factory=lambda: regime_names(uses_rater=True), min_length=1,
+        json_schema_extra={"choices": "regimes that learn from a rater"},
+        description="regimes trained on the flawed rater's reward, each on a copy of the honest model (settings from treat.*)",
+    )
+    fixers: list[str] = Field(
+        default_factory=lambda: ["sft", "rl", "es"], min_length=1,
+        json_schema_extra={"choices": "regimes that need no probe"},
+        description="regimes trained with a correct rater on the trusted subset, each on a copy of every deceived model",
+    )
+    deceive_budget: int = Field(200_000, ge=1, description="forward-pass equivalents per deceiving regime")
+    fix_budget: int = Field(50_000, ge=1, description="forward-pass equivalents per fixing regime")
+    eval_points: int = Field(5, ge=1, description="measurements over each budget, at equal forward-pass spacing")
+    blind_rate: float = Field(0.5, gt=0, lt=1, description="share of blind-spot questions in the deceiving data and the trusted subset")
+    n_deceive: int = Field(20_000, ge=1, description="examples the deceivers train on (the flawed rater scores the answers)")
+    n_trusted: int = Field(256, ge=1, description="examples of the trusted subset the fixers train on (a correct rater scores them)")
+
+    @field_validator("deceivers")
+    @classmethod
+    def _rewarded(cls, values: list[str]) -> list[str]:
+        return _check_names(values, choices("regimes that learn from a rater"), "regime that learns from a rater")
+
+    @field_validator("fixers")
+    @classmethod
+    def _probe_free(cls, values: list[str]) -> list[str]:
+        return _check_names(values, choices("regimes that need no probe"), "regime that needs no probe")
+
+
+class GridConfig(Section):
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds: one planted model each")
+    triggers: list[str] = Field(
+        default_factory=lambda: ["token", "computed"], min_length=1,
+        description="task variants, one cell each: the value of the task's variant key (the backdoor's trigger kind)",
+    )
+
+
+class RunConfig(Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run directory name and W&B run name")
+    seed: int = Field(0, ge=0, description="seeds model init, data and batch order")
+    out_dir: str = Field("runs", description="parent of the run directory runs/<name>")
+
+
+def _default_task() -> TaskSection:
+    if "backdoor" not in _TASKS:
+        raise ValueError("no task section given and the default task 'backdoor' is not registered; import whitebox.tasks")
+    return _TASKS["backdoor"]()
+
+
+class ExperimentConfig(Section):
+    experiment: str = Field("plant", description="pipeline registered in whitebox.experiments (or module:function)")
+    run: RunConfig = Field(default_factory=RunConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskSection = Field(default_factory=_default_task)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    locate: LocateConfig = Field(default_factory=LocateConfig)
+    treat: TreatConfig = Field(default_factory=TreatConfig)
+    revive: ReviveConfig = Field(default_factory=ReviveConfig)
+    deception: DeceptionConfig = Field(default_factory=DeceptionConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task_name(cls, data: Any) -> Any:
+        """A task section without a name is the backdoor task."""
+        if not _TASKS:
+            raise ValueError("no task is registered; import whitebox.tasks (or use whitebox.load_config)")
+        if isinstance(data, dict) and isinstance(data.get("task"), dict) and "name" not in data["task"]:
+            data = {**data, "task": {"name": "backdoor", **data["task"]}}
+        return data
+
+
+def add_task(name: str, config_cls: type[TaskSection]) -> None:
+    """Make `task: {name: <name>, ...}` validate with `config_cls` (called by whitebox.tasks.register_task)."""
+    if not (isinstance(config_cls, type) and issubclass(config_cls, TaskSection)):
+        raise TypeError(f"task {name!r}: its config class must subclass whitebox.config.TaskSection")
+    if config_cls.model_fields["name"].default != name:
+        raise TypeError(f"task {name!r}: its config class needs `name: Literal[{name!r}] = {name!r}`")
+    _TASKS[name] = config_cls
+    members = tuple(_TASKS.values())
+    union = Annotated[Union[members], Field(discriminator="name")] if len(members) > 1 else members[0]
+    _set_field(ExperimentConfig, "task", union, Field(default_factory=_default_task))
+
+
+def add_regime(name: str, settings: type[Section] | None, *, uses_rater: bool, needs_probe: bool) -> None:
+    """Accept `name` in the regime lists, and `treat.<name>` as its settings (called by register_regime)."""
+    if settings is not None and name in TreatConfig.model_fields and name not in _REGIMES:
+        raise ValueError(f"regime {name!r} would shadow the treat key {name!r}; choose another name")
+    _REGIMES[name] = RegimeOptions(settings, uses_rater, needs_probe)
+    if settings is not None:
+        _set_field(TreatConfig, name, settings, Field(default_factory=settings))
+        _set_field(ExperimentConfig, "treat", TreatConfig, Field(default_factory=TreatConfig))
+
+
+def add_probe_kind(name: str, *, per_hook: bool) -> None:
+    """Accept `name` as a probe kind; as `locate.probe` only when it fits per hook from binary labels."""
+    _PROBE_KINDS[name] = per_hook
+
+
+def _set_field(model: type[BaseModel], name: str, annotation: Any, field: FieldInfo) -> None:
+    model.model_fields[name] = FieldInfo.from_annotated_attribute(annotation, field)
+    model.model_rebuild(force=True)

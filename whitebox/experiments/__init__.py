@@ -1,0 +1,10 @@
+"""The built-in experiments: short compositions of whitebox library calls, each registered by name on import.
+
+Add one with a module that defines `run(ctx) -> summary` and calls
+`whitebox.runtime.experiment.register_experiment(name, run, sections=...)`; a third-party package
+can also publish it under the `whitebox.experiments` entry-point group (see docs/extending.md).
+"""
+
+from whitebox.experiments import anomaly, flawed_rater, grokking, locate, plant, suppression, treat  # noqa: F401
+
+__all__ = ["anomaly", "flawed_rater", "grokking", "locate", "plant", "suppression", "treat"]

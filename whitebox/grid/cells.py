@@ -1,0 +1,103 @@
+"""Run one experiment per (task variant, seed) cell inside a parent run, each a complete run of its own.
+
+Cells live in <run>/cells/<variant>-s<seed>/ with the layout of any run (config, metrics,
+checkpoints, summary, W&B run grouped under the parent's name). A finished cell is read back, an
+interrupted one resumed, so the parent resumes without redoing finished work. A cell runs under
+the lock <run>/cells/<label>.lock, so the serial loop, local workers (whitebox/grid/workers.py) and
+W&B sweep agents (`whitebox cell`) can share one run directory without running a cell twice at once.
+
+The variant is the value of the task's variant key (the backdoor's `trigger`) from grid.triggers.
+The grid never starts a run itself: it is handed `subrun`, the runner's "run, resume or read back
+the run of this config in this directory".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from whitebox.config import ConfigError, ExperimentConfig, config_to_dict
+from whitebox.runtime.artifacts import read_json
+from whitebox.runtime.experiment import Experiment
+from whitebox.runtime.locks import hold
+from whitebox.runtime.rundir import RunDir, cell_label
+from whitebox.tasks import get_task
+
+Subrun = Callable[[ExperimentConfig, Path], dict[str, Any]]
+"""(config, run directory) -> its summary: read if complete, resumed if interrupted, else started."""
+
+Cell = tuple[str, int]  # (task variant, seed)
+
+
+def cell_config(cfg: ExperimentConfig, cell: Experiment, variant: str, seed: int) -> ExperimentConfig:
+    """The parent's config narrowed to one cell: its experiment and the sections it reads, its variant and seed."""
+    key = get_task(cfg.task).variant_key
+    if key is None:
+        raise ConfigError(f"grid.triggers: task {cfg.task.name!r} has no variants for a grid to vary; use a task that has")
+    data = config_to_dict(cfg, cell.sections)
+    data["experiment"] = cell.name
+    data["run"].update(seed=seed, name=f"{cfg.run.name}-{cell_label(variant, seed)}")
+    data["task"][key] = variant
+    data["tracking"]["wandb_group"] = cfg.tracking.wandb_group or cfg.run.name
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValueError as err:  # a variant the task does not have
+        raise ConfigError(f"grid.triggers: {variant!r} is not a valid task.{key} ({' '.join(str(err).split())[:200]})") from None
+
+
+def cell_dir(run_dir: Path, variant: str, seed: int) -> Path:
+    return RunDir(run_dir).cell(cell_label(variant, seed))
+
+
+def grid_cells(cfg: ExperimentConfig) -> list[Cell]:
+    return [(variant, seed) for variant in cfg.grid.triggers for seed in cfg.grid.seeds]
+
+
+def check_cells(cfg: ExperimentConfig, cell: Experiment) -> None:
+    """Every cell's config validates (before any cell runs): a variant the task lacks is one ConfigError."""
+    for variant in cfg.grid.triggers:
+        cell_config(cfg, cell, variant, cfg.grid.seeds[0])
+
+
+def find_cell(cfg: ExperimentConfig, label: str) -> Cell:
+    """The (variant, seed) cell named `label` (e.g. token-s0), or one error listing the run's cells."""
+    cells = {cell_label(*cell): cell for cell in grid_cells(cfg)}
+    if label not in cells:
+        raise ConfigError(f"--cell {label!r}: not a cell of this run; its cells: {', '.join(cells)}")
+    return cells[label]
+
+
+def run_cell(cfg: ExperimentConfig, run_dir: Path, variant: str, seed: int, cell: Experiment, subrun: Subrun) -> dict[str, Any]:
+    """One cell of the grid run in `run_dir` run, resumed or read back, under its lock; its summary."""
+    label = cell_label(variant, seed)
+    with hold(RunDir(run_dir).cell_lock(label), f"cell {label} of {run_dir}"):
+        return subrun(cell_config(cfg, cell, variant, seed), cell_dir(run_dir, variant, seed))
+
+
+def run_serial(cfg: ExperimentConfig, run_dir: Path, cell: Experiment, subrun: Subrun) -> dict[Cell, dict[str, Any]]:
+    """Every cell of cfg.grid, one after the other in this process; their summaries by cell."""
+    out = {}
+    with tqdm(grid_cells(cfg), desc="cells", unit="cell", dynamic_ncols=True) as bar:
+        for variant, seed in bar:
+            bar.set_postfix_str(cell_label(variant, seed))
+            out[(variant, seed)] = run_cell(cfg, run_dir, variant, seed, cell, subrun)
+    return out
+
+
+def finished_cells(cfg: ExperimentConfig, run_dir: Path) -> dict[Cell, dict[str, Any]]:
+    """The summaries of the cells that ran to completion, without running anything."""
+    out = {}
+    for variant, seed in grid_cells(cfg):
+        if (summary := finished_summary(cell_dir(run_dir, variant, seed))) is not None:
+            out[(variant, seed)] = summary
+    return out
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary.json of a run that ran to completion; None for one not started or not finished."""
+    path = RunDir(run_dir).summary
+    if path.is_file() and (summary := read_json(path)).get("status") == "complete":
+        return summary
+    return None

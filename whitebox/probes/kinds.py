@@ -1,0 +1,65 @@
+"""Probe kinds by name: the one list that config validation (`locate.probe`) and the probe loader both read.
+
+A kind with a `fit` function fits one probe per hook from binary labels in one batched solve:
+`fit(x [hooks, n, d], y [k, n], C) -> (LinearFit, hyperparameters)`. Kinds without one are fitted
+their own way (CCS from contrast pairs, the multinomial read-out from class labels) and are only
+loadable. `artifact` is the class a saved probe of this kind loads as.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from whitebox.config.schema import add_probe_kind
+from whitebox.probes.linalg import LinearFit
+from whitebox.probes.logistic import fit_logistic
+from whitebox.probes.mean_diff import fit_mean_diff
+
+Fit = Callable[[torch.Tensor, torch.Tensor, float], tuple[LinearFit, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    name: str
+    fit: Fit | None  # per-hook batched fit from binary labels; None: fitted otherwise
+    logit: bool  # the score is a logit, so probability() means something
+    artifact: str  # "probe" (whitebox.probes.Probe) or "readout" (whitebox.probes.Readout)
+
+
+PROBE_KINDS: dict[str, ProbeKind] = {}
+
+
+def register_probe_kind(name: str, fit: Fit | None = None, *, logit: bool = True, artifact: str = "probe") -> ProbeKind:
+    """Add a probe kind; with `fit`, `locate.probe: <name>` fits it on every hook."""
+    kind = ProbeKind(name, fit, logit, artifact)
+    add_probe_kind(name, per_hook=fit is not None)
+    PROBE_KINDS[name] = kind
+    return kind
+
+
+def probe_kind(name: str) -> ProbeKind:
+    if name not in PROBE_KINDS:
+        raise ValueError(f"unknown probe kind {name!r}; registered: {', '.join(PROBE_KINDS)}")
+    return PROBE_KINDS[name]
+
+
+def _logistic(x: torch.Tensor, y: torch.Tensor, C: float) -> tuple[LinearFit, dict[str, Any]]:
+    return fit_logistic(x, y, C=C, overwrite_x=True), {"C": C}
+
+
+def _mean_diff(x: torch.Tensor, y: torch.Tensor, C: float) -> tuple[LinearFit, dict[str, Any]]:
+    return fit_mean_diff(x, y, lda=False), {}
+
+
+def _lda(x: torch.Tensor, y: torch.Tensor, C: float) -> tuple[LinearFit, dict[str, Any]]:
+    return fit_mean_diff(x, y, lda=True), {"covariance": "ledoit_wolf_standardised"}
+
+
+register_probe_kind("logistic", _logistic)
+register_probe_kind("mean_diff", _mean_diff, logit=False)  # a projection whose sign is the side of the class midpoint
+register_probe_kind("lda", _lda)
+register_probe_kind("ccs", None)  # from contrast pairs without labels: fit_ccs_probes
+register_probe_kind("readout", None, artifact="readout")  # multinomial, from class labels: fit_readout

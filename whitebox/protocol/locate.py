@@ -1,0 +1,199 @@
+"""Protocol step 2: where does the hidden behaviour live? Probes and a detector per residual hook.
+
+Probes for the task's hidden label (the trigger) are fitted on every residual-stream hook at the
+answer position, with two controls beside each: the same probe on shuffled labels (does it only
+memorise?) and on a freshly initialised model of the same architecture (is the label readable
+without any training?). A Mahalanobis detector fitted on clean inputs only scores the same hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from whitebox.attribution import Circuit, locate_circuit, plot_component_scores
+from whitebox.capture import capture, residual_hooks
+from whitebox.config import LocateConfig, ModelConfig
+from whitebox.models import build_model
+from whitebox.probes import MahalanobisDetector, Probe, evaluate_detector, fit_detectors, fit_probes, load_detector, load_probe
+from whitebox.protocol.plant import Planted
+from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.context import RunContext
+from whitebox.runtime.figures import save_figure, subplots
+from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, seed_stream, step_keys
+from whitebox.tasks import Task, has, require
+
+
+@dataclass
+class Located:
+    """What the locate step found, on disk in the run directory: probes and detectors per hook, the circuit."""
+
+    dir: RunDir
+    summary: dict[str, Any]  # the step's summary keys, locate.<measure>
+
+    def probe(self, hook: str) -> Probe:
+        return load_probe(self.dir.probe(hook))
+
+    def detector(self, hook: str) -> MahalanobisDetector:
+        return load_detector(self.dir.detector(hook))
+
+    @property
+    def circuit(self) -> Circuit | None:
+        """The located circuit; None when the task has no contrast pairs to locate one with."""
+        return Circuit.load(self.dir.circuit) if self.dir.circuit.is_file() else None
+
+
+def probe_data(task: Task, cfg: LocateConfig, seed: int) -> tuple[Dataset, Dataset]:
+    """Fit and test sets, half of them carrying the hidden label, from streams the model never trained on."""
+    require(task, "sample", "fitting probes")
+    fit = task.sample(cfg.n_fit, 0.5, seed=seed_stream("probe_fit", seed))
+    test = task.sample(cfg.n_test, 0.5, seed=seed_stream("probe_test", seed))
+    return fit, test
+
+
+def hook_labels(model: torch.nn.Module, hooks: list[str]) -> dict[str, str]:
+    """Short names for residual hooks in forward order (L0.pre, L0.mid, L0.post, ...); others keep their name."""
+    resid = residual_hooks(model)
+    names = ["L0.pre"] + [f"L{i // 2}.{'mid' if i % 2 == 0 else 'post'}" for i in range(len(resid) - 1)]
+    short = dict(zip(resid, names))
+    return {h: short.get(h, h) for h in hooks}
+
+
+def locate_probes(
+    model: torch.nn.Module,
+    model_cfg: ModelConfig,
+    task: Task,
+    cfg: LocateConfig,
+    seed: int,
+    out_dir: RunDir,
+) -> tuple[dict[str, Probe], dict[str, Any], list[dict[str, Any]]]:
+    """Fit, save and score probes and detectors per hook; return probes, summary metrics and table rows."""
+    label = task.hidden_label
+    fit_rows, test_rows = probe_data(task, cfg, seed)
+
+    def acts(m: torch.nn.Module, rows: Dataset):
+        return capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg)
+
+    fit_acts, test_acts = acts(model, fit_rows), acts(model, test_rows)
+    description = f"{task.name} task ({task.config.model_dump(mode='json')}), label {label!r}, seed {seed}"
+    probes = fit_probes(fit_acts, kind=cfg.probe, C=cfg.C, held_out=test_acts, seed=seed,
+                        data_description=description)
+    for hook, probe in probes.items():
+        probe.save(out_dir.probe(hook))
+
+    fresh = fresh_model(model_cfg, model, task)
+    fresh_probes = fit_probes(acts(fresh, fit_rows), kind=cfg.probe, C=cfg.C, held_out=acts(fresh, test_rows),
+                              seed=seed, control=False)
+
+    clean = fit_acts.labels == 0
+    detectors = fit_detectors({h: a[clean] for h, a in fit_acts.acts.items()},
+                              data_description=f"clean inputs only: {description}")
+    detected = {h: evaluate_detector(d, test_acts.acts[h], test_acts.labels) for h, d in detectors.items()}
+    for hook, detector in detectors.items():
+        detector.save(out_dir.detector(hook))
+
+    names = hook_labels(model, list(probes))
+    rows = [
+        {
+            "hook": hook,
+            "name": names[hook],
+            "auroc": probe.metrics["auroc"],
+            "control_auroc": probe.metrics["control_auroc"],
+            "selectivity": probe.metrics["selectivity"],
+            "recall_at_1pct_fpr": probe.metrics["recall_at_1pct_fpr"],
+            "fresh_auroc": fresh_probes[hook].metrics["auroc"],
+            "detector_auroc": detected[hook]["auroc"],
+        }
+        for hook, probe in probes.items()
+    ]
+    best = max(rows, key=lambda r: r["auroc"])
+    best_detector = max(rows, key=lambda r: r["detector_auroc"])
+    metrics = {
+        "probe_auroc_best": best["auroc"],
+        "probe_hook_best": best["hook"],
+        "probe_control_auroc_best_hook": best["control_auroc"],
+        "probe_selectivity_best_hook": best["selectivity"],
+        "probe_recall_at_1pct_fpr_best_hook": best["recall_at_1pct_fpr"],
+        "fresh_probe_auroc_best": max(r["fresh_auroc"] for r in rows),
+        "detector_auroc_best": best_detector["detector_auroc"],
+        "detector_hook_best": best_detector["hook"],
+    }
+    return probes, metrics, rows
+
+
+def format_probe_table(rows: list[dict[str, Any]]) -> str:
+    """The per-hook table printed after locating: probe, its controls, and the detector."""
+    head = f"{'hook':<22} {'name':<8} {'AUROC':>6} {'control':>7} {'select.':>7} {'rec@1%':>6} {'fresh':>6} {'detector':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['hook']:<22} {r['name']:<8} {r['auroc']:>6.3f} {r['control_auroc']:>7.3f} {r['selectivity']:>7.3f} "
+            f"{r['recall_at_1pct_fpr']:>6.3f} {r['fresh_auroc']:>6.3f} {r['detector_auroc']:>8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_probe_auroc(rows: list[dict[str, Any]], out: str | Path, title: str) -> Path:
+    """AUROC by residual hook (forward order) for the probe, its shuffled-label control, a fresh model and the detector."""
+    x = range(len(rows))
+    fig, ax = subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 3.6), constrained_layout=True)
+    for key, label, style in (("auroc", "probe (planted model)", "o-"), ("control_auroc", "probe, shuffled labels", "x--"),
+                              ("fresh_auroc", "probe, fresh model", "s:"), ("detector_auroc", "Mahalanobis (no labels)", "^-.")):
+        ax.plot(x, [r[key] for r in rows], style, label=label)
+    ax.axhline(0.5, color="grey", lw=0.8)
+    ax.set_xticks(list(x), [r["name"] for r in rows])
+    ax.set(ylim=(0.3, 1.02), xlabel="residual stream hook (forward order)", ylabel="held-out AUROC", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    return save_figure(fig, out, dpi=120)
+
+
+def fresh_model(model_cfg: ModelConfig, like: torch.nn.Module, task: Task) -> torch.nn.Module:
+    """A randomly initialised model of the same architecture, seeded apart from the planted one."""
+    with torch.random.fork_rng():
+        torch.manual_seed(FRESH_MODEL_SEED)
+        fresh = build_model(model_cfg, task.vocabulary(), next(like.parameters()).device)
+    return fresh.eval()
+
+
+def locate(run: RunContext, planted: Planted) -> Located:
+    """The whole locate step of a run: probes, detector and (when the task has contrast pairs) the circuit."""
+    cfg, out, model, task = run.cfg, run.dir, planted.model, planted.task
+    if out.located.is_file():  # located before an interruption: the artifacts are on disk, the metrics here
+        return Located(out, read_json(out.located))
+    run.tracker.rewind("locate", -1)  # a record of an interrupted attempt is written again below
+    _, metrics, rows = locate_probes(model, cfg.model, task, cfg.locate, cfg.run.seed, out)
+    tqdm.write(f"probes for {task.hidden_label!r} at position {cfg.locate.position!r} "
+               f"(held-out AUROC; control: shuffled labels; fresh: untrained model)\n{format_probe_table(rows)}")
+    write_json(out.probe_table, rows)
+    plot_probe_auroc(rows, out.plot("probe_auroc"), f"{task.name}: where is {task.hidden_label!r} linearly readable?")
+    if has(task, "contrast_pairs"):
+        metrics.update(_locate_circuit(run, planted))
+    else:
+        tqdm.write(f"circuit: not located (task {task.name!r} has no contrast pairs)")
+    run.tracker.log("locate", 0, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    summary = step_keys("locate", metrics)
+    write_json(out.located, summary)
+    return Located(out, summary)
+
+
+def _locate_circuit(run: RunContext, planted: Planted) -> dict[str, float]:
+    """Patch, attribute, select and ablate; save circuit/circuit.json and its score plot; the circuit metrics."""
+    loc = run.cfg.locate
+    circuit, found = locate_circuit(
+        planted.model, planted.model_cfg, planted.task, n_pairs=loc.circuit_pairs, seed=run.cfg.run.seed,
+        threshold=loc.circuit_threshold, neurons=loc.circuit_neurons, ablation=loc.ablation, ig_steps=loc.ig_steps,
+    )
+    circuit.save(run.dir.circuit)
+    plot_component_scores(circuit, run.dir.plot("circuit_scores"))
+    tqdm.write(
+        f"circuit: {int(found['circuit_size'])} components; attribution vs activation patching Spearman "
+        f"{found['patching_spearman']:.3f}; ablating it: ASR {found['ablation_asr']:.3f}, clean acc "
+        f"{found['ablation_clean_acc']:.3f}; ablating the rest: ASR {found['complement_ablation_asr']:.3f}"
+    )
+    return found

@@ -1,0 +1,153 @@
+"""Protocol step 3: train the planted model to behave, with one regime per copy, on equal budgets.
+
+Each cell (regime x condition) starts from the planted weights, trains on an independent seeded
+stream of treatment data until its forward-pass budget is spent, and is measured at the same
+budget points as every other cell. A cell lives in treat/<regime>-<condition>/ under the run
+directory: checkpoints while it runs, model/ and result.json when it is done, so an interrupted
+experiment resumes inside the running cell and never redoes a finished one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from whitebox.attribution import GradientShare, MeasuredUpdater
+from whitebox.capture import residual_hooks
+from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
+from whitebox.models import load_weights, save_model
+from whitebox.protocol.locate import Located, fresh_model, probe_data
+from whitebox.protocol.measures import Measures
+from whitebox.protocol.plant import Planted
+from whitebox.report.plots import plot_treatment, read_metrics
+from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.context import RunContext
+from whitebox.runtime.rundir import MEASURE_PAIRS_OFFSET, StageDir, cell_name, seed_stream, treat_keys, treat_row, treat_stage
+from whitebox.tasks import Rater, Task, has, require
+from whitebox.training import REGIMES, build_regime, train
+from whitebox.training.loop import StageLog
+from whitebox.training.probe_penalty import ProbeScore
+
+
+def treatment_data(task: Task, condition: Condition, n: int, trigger_rate: float, seed: int) -> dict[str, torch.Tensor]:
+    """Inputs with honest targets; triggered at `trigger_rate` when the trigger is present, never when absent."""
+    require(task, "sample", "treatment data")
+    rate = trigger_rate if condition == "present" else 0.0
+    rows = task.sample(n, rate, seed=seed_stream("treatment", seed))[:]
+    return {"tokens": rows["tokens"], "target": rows["honest_target"], "honest_target": rows["honest_target"]}
+
+
+def fine_tuning(base: TrainingConfig, *, steps: int, batch_size: int, lr: float, eval_every: int) -> TrainingConfig:
+    """Loop settings for training an already trained model further: constant lr, no warmup, one checkpoint kept.
+
+    Checkpoints come at evaluations and at the end (the loop adds those), not on a step schedule.
+    """
+    return base.model_copy(update={
+        "steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": 0, "schedule": "constant",
+        "eval_every": eval_every, "checkpoint_every": 10**12, "keep_checkpoints": 1,
+    })
+
+
+def treat_cell(
+    model: torch.nn.Module,
+    model_cfg: ModelConfig,
+    task: Task,
+    cfg: TreatConfig,
+    training: TrainingConfig,
+    regime: str,
+    condition: Condition,
+    *,
+    seed: int,
+    cell: StageDir,
+    start: str | Path,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    log: StageLog,
+    probe: tuple[ProbeScore, str] | None = None,
+    circuit_units: list | None = None,
+    rater: Rater | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Treat `model` (loaded with the weights saved at `start` here) in one cell; return its final measures.
+
+    With `circuit_units`, gradient regimes log the circuit's share of the gradient norm every
+    logged step (train/circuit.grad_share). `rater` scores the answers of reward-fed regimes
+    (default: the task's own rater). A finished cell returns its saved result and leaves `model`
+    with its treated weights.
+    """
+    if cell.result.is_file():
+        load_weights(model, model_cfg, cell.model)
+        return read_json(cell.result)["final"]
+    load_weights(model, model_cfg, start)
+    # the budget, not steps or eval_every, ends and measures a treatment
+    loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
+    data = {k: v.to(device) for k, v in treatment_data(task, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
+    torch.manual_seed(seed)
+    if rater is None and has(task, "rater"):
+        rater = task.rater()
+    updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=rater, probe=probe)
+    if circuit_units and REGIMES[regime].sees_gradients:
+        updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
+    final = train(
+        model, updater, loss_fn, data, loop_cfg, seed=seed, evaluate=evaluate, checkpoint_dir=cell.checkpoints,
+        log=log, desc=cell_name(regime, condition), budget=cfg.budget,
+        eval_every_budget=math.ceil(cfg.budget / cfg.eval_points),
+    )
+    save_model(model, model_cfg, cell.model, extra={"regime": regime, "condition": condition})
+    write_json(cell.result, {"regime": regime, "condition": condition, "budget": cfg.budget, "final": final})
+    return final
+
+
+@dataclass
+class Treated:
+    """The treated copies of a planted model: each cell's saved weights by row (sft.present), and the summary."""
+
+    models: dict[str, Path]  # treat_row(regime, condition) -> the cell's saved model
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
+    """Every regime x condition cell of cfg.treat on copies of the planted model.
+
+    Summary keys: treat.<regime>.<condition>.<variant>.<measure> (final measures of the cell, and
+    the mean circuit gradient share over the cell for gradient regimes), with the same measures for
+    the controls: treat.start.<variant>.* (the untreated planted model) and treat.fresh.<variant>.*
+    (a randomly initialised model of the same architecture); plots/treat.png shows every measure
+    against the forward-pass budget per cell.
+    """
+    cfg, model, task = run.cfg, planted.model, planted.task
+    hook = cfg.treat.probe_hook or residual_hooks(model)[-1]
+    frozen = located.probe(hook)
+    circuit = located.circuit
+    fit_rows, test_rows = probe_data(task, cfg.locate, cfg.run.seed)
+    pairs = None if circuit is None else task.contrast_pairs(cfg.locate.circuit_pairs, cfg.run.seed + MEASURE_PAIRS_OFFSET)
+    measures = Measures(task, cfg.model, cfg.locate, task.eval_set(cfg.run.seed), fit_rows, test_rows, frozen,
+                        located.detector(hook), circuit, pairs, cfg.run.seed)
+    kind = task.variant
+    out = treat_keys("start", kind, measures(model))
+    out.update(treat_keys("fresh", kind, measures(fresh_model(cfg.model, model, task))))
+    stages, models = [], {}
+    for condition in cfg.treat.conditions:
+        for regime in cfg.treat.regimes:
+            stage, row = treat_stage(regime, condition), treat_row(regime, condition)
+            final = treat_cell(
+                model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
+                cell=run.dir.stage(stage), start=planted.path, evaluate=measures, log=run.tracker.stage(stage),
+                probe=(frozen.probability, hook), circuit_units=circuit.units if circuit is not None else None,
+                device=run.device,
+            )
+            shares = [r["train/circuit.grad_share"] for r in read_metrics(run.tracker.metrics_path, stage)
+                      if math.isfinite(r.get("train/circuit.grad_share", math.nan))]  # NaN: a step with no gradient
+            if shares:
+                final = {**final, "grad_share": sum(shares) / len(shares)}
+            tqdm.write(f"{cell_name(regime, condition)}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
+            out.update(treat_keys(row, kind, final))
+            stages.append(stage)
+            models[row] = run.dir.stage(stage).model
+    load_weights(model, cfg.model, planted.path)  # leave the caller the planted model
+    plot_treatment(run.tracker.metrics_path, stages, run.dir.plot("treat"))
+    return Treated(models, out)

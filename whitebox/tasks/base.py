@@ -1,0 +1,160 @@
+"""The Task interface: what every task supplies, which optional capabilities it declares, and the registry.
+
+A task is one class with a config section. What every task supplies:
+- `vocabulary()` (token strings by id) and `seq_len()` (tokens per input, the answer comes after);
+- `train_set(seed)` and `eval_set(seed)`: seeded `datasets.Dataset`s (torch format) with at least
+  `tokens` [n, seq_len] (int64) and `target` [n] (the answer token the model is trained towards);
+- `evaluate(model, data)`: named metrics of the model's answers on a split;
+- `hidden_label`: the boolean column a probe or detector looks for (None: the task hides nothing).
+
+Optional capabilities, each a method a task overrides (generic steps check with `has` / `require`):
+- `sample(n, hidden_rate, seed)`: `n` labelled examples, a share `hidden_rate` of them carrying
+  the hidden label, with columns tokens, target (the planted answer), honest_target and the hidden
+  label. Probes, treatment data and revival data are drawn from it. A task that plants a behaviour
+  this way reports `clean_acc` (honest answers without the hidden label) and `asr` (planted answers
+  with it) from `evaluate`; revival and circuit faithfulness read those two.
+- `honest()`: the same task with the behaviour never planted (the honest yardstick of revival).
+- `contrast_pairs(n, seed)`: pairs that differ only in the hidden computation, with the answer
+  tokens whose logit difference attribution explains (see whitebox.tasks.pairs).
+- `rater()`: scores the model's own answers (what reward regimes learn from).
+
+Register a task with `register_task(name, ConfigClass, TaskClass)`; the config's `task` section
+then accepts `name: <name>` with ConfigClass's keys.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+
+from whitebox.config.errors import ConfigError
+from whitebox.config.schema import TaskSection, add_task, task_config_class
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from whitebox.tasks.pairs import ContrastPairs
+
+Batch = dict[str, torch.Tensor]
+Rater = Callable[[Batch, torch.Tensor], torch.Tensor]
+"""(inputs, answers [..., batch]) -> rewards [..., batch]; it never sees logits or targets it was not given."""
+
+CAPABILITIES = {
+    "sample": "labelled samples carrying its hidden label",
+    "honest": "an honest variant",
+    "contrast_pairs": "contrast pairs",
+    "rater": "a rater",
+}
+
+
+class Task:
+    """Base class of every task; see the module docstring for the contract."""
+
+    hidden_label: ClassVar[str | None] = None
+    variant_key: ClassVar[str | None] = None  # the config key a grid varies across cells (the backdoor's `trigger`)
+
+    def __init__(self, config: TaskSection):
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def variant(self) -> str:
+        """What summary keys and grid cells call this variant of the task: the variant key's value, else the name."""
+        return str(getattr(self.config, self.variant_key)) if self.variant_key else self.name
+
+    def vocabulary(self) -> list[str]:
+        raise NotImplementedError
+
+    def seq_len(self) -> int:
+        raise NotImplementedError
+
+    def train_set(self, seed: int) -> Dataset:
+        raise NotImplementedError
+
+    def eval_set(self, seed: int) -> Dataset:
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, data: Dataset) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample(self, n: int, hidden_rate: float, seed: int | list[int]) -> Dataset:
+        raise NotImplementedError
+
+    def honest(self) -> Task:
+        raise NotImplementedError
+
+    def contrast_pairs(self, n: int, seed: int) -> ContrastPairs:
+        raise NotImplementedError
+
+    def rater(self) -> Rater:
+        raise NotImplementedError
+
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str, config_cls: type[TaskSection], task_cls: type[Task]) -> type[Task]:
+    """Make `task: {name: <name>}` a valid config section (validated by config_cls) that runs task_cls."""
+    if not (isinstance(task_cls, type) and issubclass(task_cls, Task)):
+        raise TypeError(f"task {name!r}: {task_cls!r} must subclass whitebox.tasks.Task")
+    add_task(name, config_cls)
+    _TASKS[name] = task_cls
+    return task_cls
+
+
+def task_names() -> list[str]:
+    return list(_TASKS)
+
+
+def get_task(config: TaskSection | dict[str, Any]) -> Task:
+    """The task a config section describes (a dict is validated with its registered config class first)."""
+    name = config.get("name") if isinstance(config, dict) else config.name
+    if name not in _TASKS:
+        raise ConfigError(f"task.name: unknown task {name!r}; registered tasks: {', '.join(_TASKS) or 'none'}")
+    if isinstance(config, dict):
+        config = task_config_class(name).model_validate(config)
+    return _TASKS[name](config)
+
+
+def has(task: Task, capability: str) -> bool:
+    """Whether `task` implements an optional capability (see CAPABILITIES)."""
+    assert capability in CAPABILITIES, capability
+    return getattr(type(task), capability) is not getattr(Task, capability)
+
+
+def require(task: Task, capability: str, needed_by: str) -> None:
+    """One-line ConfigError when `task` lacks `capability`, e.g. "task 'modular' has no contrast pairs; attribution needs them"."""
+    if not has(task, capability):
+        raise ConfigError(f"task {task.name!r} has no {CAPABILITIES[capability]}; {needed_by} needs it")
+
+
+def match_rater(column: str = "honest_target") -> Rater:
+    """1 where the answer equals batch[column], else 0: the honest rater of a task whose data has that column."""
+
+    def rate(batch: Batch, answers: torch.Tensor) -> torch.Tensor:
+        return (answers == batch[column]).float()
+
+    return rate
+
+
+def answer_logits(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Logits for the token after the last input position: [batch, d_vocab]."""
+    return model(tokens)[:, -1, :]
+
+
+@torch.no_grad()
+def all_answer_logits(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Answer logits [n, d_vocab] (float32, on the CPU) for many inputs, in eval mode and in batches."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [answer_logits(model, tokens[i : i + batch_size].to(device)).float().cpu()
+                 for i in range(0, len(tokens), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)
