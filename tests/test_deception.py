@@ -12,6 +12,7 @@ from whitebox.models import build_model, save_model
 from whitebox.probes import fit_readout
 from whitebox.protocol.treat import treat_cell
 from whitebox.studies.deception import Signature, compare, input_dependent_hooks, signature
+from whitebox.runtime.rundir import StageDir
 from whitebox.tasks import get_task
 
 TASK = FlawedRaterTaskConfig(seq_len=4, n_values=8, n_train=256, n_eval=64)
@@ -125,8 +126,8 @@ def test_rl_on_a_treat_cell_is_paid_by_the_flawed_rater(bridge, tmp_path):
     treat = TreatConfig(budget=3 * 3 * 256, eval_points=1, n_train=256, batch_size=256, trigger_rate=0.5,
                         rl={"temperature": 8.0, "group": 4})  # hot sampling: every answer token turns up
     log = ListLog()
-    treat_cell(model, model_cfg, TASK, treat, TrainingConfig(log_every=1), "rl", "present", seed=0,
-               cell_dir=tmp_path / "cell", planted_dir=tmp_path / "start", evaluate=lambda m: {}, log=log, rater=spy)
+    treat_cell(model, model_cfg, task, treat, TrainingConfig(log_every=1), "rl", "present", seed=0,
+               cell=StageDir(tmp_path / "cell"), start=tmp_path / "start", evaluate=lambda m: {}, log=log, rater=spy)
     assert len(calls) == 3
     ids, pleasing = task.special_ids(), task.pleasing_answer()
     for batch, answers, reward in calls:  # answers, reward: group batch

@@ -28,7 +28,7 @@ LOCATE = LocateConfig(n_fit=80, n_test=60)
 def tiny_model():
     cfg = resolve_config(parse_config(TINY))
     torch.manual_seed(0)
-    return build_model(cfg.model, get_task("backdoor").vocabulary(cfg.task), "cpu").eval(), cfg
+    return build_model(cfg.model, get_task(cfg.task).vocabulary(), "cpu").eval(), cfg
 
 
 def captured(x: torch.Tensor, y: torch.Tensor) -> Captured:
@@ -71,8 +71,8 @@ def test_detector_is_fitted_only_on_clean_rows(tiny_model, monkeypatch):
         return fit_detectors(clean, **kwargs)
 
     monkeypatch.setattr(detection, "fit_detectors", spy)
-    rows = detection_rows(model, cfg.model, cfg.task, LOCATE, 0, "backdoor_token")
-    fit_rows, _ = probe_data(cfg.task, LOCATE, 0)
+    rows = detection_rows(model, cfg.model, get_task(cfg.task), LOCATE, 0, "backdoor_token")
+    fit_rows, _ = probe_data(get_task(cfg.task), LOCATE, 0)
     fit = fit_rows.select_columns(["tokens", "triggered"])[:]
     clean = capture(model, fit["tokens"][~fit["triggered"].bool()], "resid").acts
     assert len(seen) == 2  # the planted model and the fresh one, each on its own clean activations
@@ -85,7 +85,7 @@ def test_detector_is_fitted_only_on_clean_rows(tiny_model, monkeypatch):
 
 def test_rows_summary_and_table_cover_every_hook_and_method(tiny_model):
     model, cfg = tiny_model
-    rows = detection_rows(model, cfg.model, cfg.task, LOCATE, 0, "b")
+    rows = detection_rows(model, cfg.model, get_task(cfg.task), LOCATE, 0, "b")
     assert len(rows) == 2 * 3  # 1 layer: L0.pre, L0.mid, L0.post
     for r in rows:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["recall_at_1pct_fpr"] <= 1 and 0 <= r["baseline_auroc"] <= 1
@@ -101,7 +101,7 @@ def test_rows_summary_and_table_cover_every_hook_and_method(tiny_model):
 def rater_models():
     """Two differently initialised models of the flawed_rater task and its config."""
     cfg = resolve_config(parse_config({**TINY, "task": {"name": "flawed_rater", "seq_len": 4, "n_values": 10}}))
-    vocab = get_task("flawed_rater").vocabulary(cfg.task)
+    vocab = get_task(cfg.task).vocabulary()
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -111,13 +111,13 @@ def rater_models():
 
 def test_lie_rows_of_a_model_against_itself_are_chance_and_a_changed_model_is_told_apart(rater_models):
     (a, b), cfg = rater_models
-    same = lie_rows(a, a, a, cfg.task, LOCATE, 0)
+    same = lie_rows(a, a, a, get_task(cfg.task), LOCATE, 0)
     assert {(r["name"], r["method"]) for r in same} == {(h, m) for h in ("L0.pre", "L0.mid", "L0.post")
                                                        for m in ("probe", "detector")}
     for r in same:  # identical activations and scores under both labels: exactly chance, for deceived and baseline
         assert r["auroc"] == 0.5 and r["baseline_auroc"] == 0.5, r
         assert r["recall_at_1pct_fpr"] == 0.0
-    changed = lie_rows(b, a, a, cfg.task, LOCATE, 0)
+    changed = lie_rows(b, a, a, get_task(cfg.task), LOCATE, 0)
     inner = [r for r in changed if r["name"] != "L0.pre"]  # L0.pre is a constant token's embedding in both models
     assert all(r["baseline_auroc"] == 0.5 for r in changed)
     assert min(r["auroc"] for r in inner if r["method"] == "probe") > 0.95
@@ -129,8 +129,8 @@ def test_lie_detectors_are_fitted_on_checkable_questions_only(rater_models, monk
     seen = []
     fit_detectors = detection.fit_detectors
     monkeypatch.setattr(detection, "fit_detectors", lambda acts, **kw: seen.append(acts) or fit_detectors(acts, **kw))
-    lie_rows(b, a, a, cfg.task, LOCATE, 0)
-    fit, _ = probe_data(cfg.task, LOCATE, 0)
+    lie_rows(b, a, a, get_task(cfg.task), LOCATE, 0)
+    fit, _ = probe_data(get_task(cfg.task), LOCATE, 0)
     rows = fit.select_columns(["tokens", "blind_spot"])[:]
     checkable = capture(a, rows["tokens"][~rows["blind_spot"]], "resid").acts
     assert len(seen) == 3  # the honest reference (once), the deceived model, the control

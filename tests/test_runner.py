@@ -52,7 +52,7 @@ def test_resume_of_a_complete_run_changes_nothing(tiny, tmp_path, capsys):
 
 
 def test_unknown_experiment(tiny):
-    with pytest.raises(ConfigError, match="unknown experiment 'nope'; installed: .*plant"):
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; registered: .*plant"):
         find_experiment("nope")
     with pytest.raises(ConfigError, match="cannot import"):
         find_experiment("no_such_module:run")

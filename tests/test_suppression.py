@@ -154,7 +154,7 @@ def test_whitebox_report_refuses_what_it_cannot_report(tmp_path, tiny_yaml, caps
     shutil.copy(tiny_yaml, plant_dir / "config.yaml")
     assert main(["report", str(plant_dir)]) == 2
     err = capsys.readouterr().err
-    assert "rebuilds the report of a suppression or treat run" in err and len(err.strip().splitlines()) == 1
+    assert "rebuilds the report of a treat or suppression run" in err and len(err.strip().splitlines()) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.yaml").write_text(yaml.safe_dump(GRID))

@@ -16,6 +16,7 @@ from whitebox.models import load_model, state_tensors
 from whitebox.report.plots import read_metrics
 from whitebox.tasks import backdoor
 from whitebox.protocol.treat import treat_cell, treatment_data
+from whitebox.runtime.rundir import StageDir
 from whitebox.tasks import get_task
 
 BUDGET, POINTS = 12_000, 3
@@ -38,8 +39,8 @@ def suppressed(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["token", "computed"])
 def test_treatment_data_has_honest_targets_and_the_trigger_only_when_present(kind):
     task = BackdoorTaskConfig(trigger=kind, seq_len=6, n_values=12)
-    present = treatment_data(task, "present", 4000, 0.3, seed=0)
-    absent = treatment_data(task, "absent", 4000, 0.3, seed=0)
+    present = treatment_data(get_task(task), "present", 4000, 0.3, seed=0)
+    absent = treatment_data(get_task(task), "absent", 4000, 0.3, seed=0)
     for data in (present, absent):
         assert torch.equal(data["target"], data["honest_target"]) and (data["target"] != backdoor.DECEPTIVE_ANSWER).all()
     if kind == "token":
@@ -81,8 +82,9 @@ def test_a_finished_cell_is_not_trained_again_and_gives_back_its_weights(suppres
     model, model_cfg = load_model(run_dir / "models" / "planted")
     calls = []
     final = treat_cell(
-        model, model_cfg, cfg.task, cfg.treat, cfg.training, "es", "present", seed=0, cell_dir=run_dir / "treat" / "es-present",
-        planted_dir=run_dir / "models" / "planted", evaluate=lambda m: calls.append(1) or {}, log=None,
+        model, model_cfg, get_task(cfg.task), cfg.treat, cfg.training, "es", "present", seed=0,
+        cell=StageDir(run_dir / "treat" / "es-present"), start=run_dir / "models" / "planted",
+        evaluate=lambda m: calls.append(1) or {}, log=None,
     )
     assert calls == [] and final["asr"] == summary["treat.es.present.token.asr"]
     treated, _ = load_model(run_dir / "treat" / "es-present" / "model")
@@ -95,17 +97,17 @@ def test_every_cell_starts_from_the_planted_weights(suppressed, tmp_path):
     cfg = parse_config(SUPPRESSION)
     model, model_cfg = load_model(run_dir / "models" / "planted")
     for leftover in ("sft-absent", "zo-present"):  # the model arrives carrying another cell's weights
-        treat_cell(model, model_cfg, cfg.task, cfg.treat, cfg.training, *leftover.split("-"), seed=0,
-                   cell_dir=run_dir / "treat" / leftover, planted_dir=run_dir / "models" / "planted",
+        treat_cell(model, model_cfg, get_task(cfg.task), cfg.treat, cfg.training, *leftover.split("-"), seed=0,
+                   cell=StageDir(run_dir / "treat" / leftover), start=run_dir / "models" / "planted",
                    evaluate=lambda m: {}, log=None)
-    treat_cell(model, model_cfg, cfg.task, cfg.treat, cfg.training, "zo", "absent", seed=0,
-               cell_dir=tmp_path / "again", planted_dir=run_dir / "models" / "planted", evaluate=lambda m: {}, log=ListLog())
+    treat_cell(model, model_cfg, get_task(cfg.task), cfg.treat, cfg.training, "zo", "absent", seed=0,
+               cell=StageDir(tmp_path / "again"), start=run_dir / "models" / "planted", evaluate=lambda m: {}, log=ListLog())
     alone, _ = load_model(run_dir / "treat" / "zo-absent" / "model")
     assert all(torch.equal(a, b) for a, b in zip(state_tensors(model).values(), state_tensors(alone).values()))
 
 
 def test_regime_lists_must_be_unique():
-    with pytest.raises(ValueError, match="regimes lists an entry twice"):
+    with pytest.raises(ValueError, match="(?s)regimes.*lists an entry twice"):
         TreatConfig(regimes=["sft", "sft"])
 
 

@@ -12,7 +12,7 @@ from whitebox.tasks import get_task
 @pytest.mark.parametrize("seed", NOT_FOUND_SEEDS)
 def test_locate_says_so_when_the_rule_finds_no_faithful_circuit(seed, task_cfg):
     model, cfg = plant_tiny(seed)
-    circuit, metrics = locate_circuit(model, cfg, task_cfg, n_pairs=64, seed=0, ig_steps=0)
+    circuit, metrics = locate_circuit(model, cfg, get_task(task_cfg), n_pairs=64, seed=0, ig_steps=0)
     assert metrics["base_asr"] > 0.95  # a backdoor is there ...
     assert metrics["circuit_found"] == 0.0  # ... but the rule's stopping criterion was never met, and says so
     assert metrics["ablation_asr"] > 0.1 or metrics["complement_ablation_asr"] < 0.9  # held-out: not faithful
@@ -21,8 +21,8 @@ def test_locate_says_so_when_the_rule_finds_no_faithful_circuit(seed, task_cfg):
 
 def test_locate_finds_a_faithful_circuit(planted, task_cfg, tmp_path):
     model, cfg = planted
-    assert backdoor.evaluate(model, get_task(task_cfg).eval_set(0))["asr"] > 0.95
-    circuit, metrics = locate_circuit(model, cfg, task_cfg, n_pairs=64, seed=0, ig_steps=8)
+    assert get_task(task_cfg).evaluate(model, get_task(task_cfg).eval_set(0))["asr"] > 0.95
+    circuit, metrics = locate_circuit(model, cfg, get_task(task_cfg), n_pairs=64, seed=0, ig_steps=8)
     for key in ("patching_spearman", "patching_spearman_units", "circuit_size", "ablation_asr", "ablation_clean_acc",
                 "complement_ablation_asr", "ablation_logit_diff_removed", "ig_spearman", "ig_completeness_error",
                 "circuit_found", "circuit_pair_complement_asr"):

@@ -16,7 +16,7 @@ def shares(planted):
 
     model, _ = planted
     pairs = get_task(TASK).contrast_pairs(32, seed=0)
-    refs = reference_activations(model, reference_tokens(TASK))
+    refs = reference_activations(model, reference_tokens(get_task(TASK)))
     return pairs, refs, unit_shares(model, pairs, "mean", refs)
 
 
@@ -47,7 +47,7 @@ def test_unit_shares_are_exact_patching_and_ablation_effects(planted, shares):
 def test_selection_walks_the_ranking_until_the_circuit_is_necessary_and_sufficient(planted, task_cfg):
     model, cfg = planted
     pairs = get_task(task_cfg).contrast_pairs(64, seed=0)
-    circuit = select_circuit(model, cfg, task_cfg, pairs, threshold=0.9)
+    circuit = select_circuit(model, cfg, get_task(task_cfg), pairs, threshold=0.9)
     m, n = circuit.metrics, len(pairs)
     assert m["found"] == 1.0
     assert _wilson(m["pair_asr"], n, upper=True) <= 0.1 * m["pair_base_asr"]
@@ -60,5 +60,5 @@ def test_selection_walks_the_ranking_until_the_circuit_is_necessary_and_sufficie
     assert all(circuit.scores[c] == pytest.approx(
         circuit.details["trigger_share"][c] - circuit.details["clean_share"][c]) for c in circuit.components)
     assert circuit.hooks[circuit.components[0]].startswith("blocks.")
-    whole = select_circuit(model, cfg, task_cfg, pairs, threshold=0.9, neurons=False)
+    whole = select_circuit(model, cfg, get_task(task_cfg), pairs, threshold=0.9, neurons=False)
     assert not any(".N" in c for c in whole.components) and "neurons" not in whole.rule

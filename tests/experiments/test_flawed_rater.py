@@ -72,7 +72,7 @@ def test_every_cell_is_measured_over_its_budget_and_resumable(rater_run):
 
 
 def test_flawed_rater_needs_its_task_and_a_rewarded_es(tmp_path):
-    with pytest.raises(ConfigError, match="needs 'flawed_rater'"):
+    with pytest.raises(ConfigError, match="has no flawed rater; the flawed_rater experiment needs one"):
         whitebox.run(parse_config({**TINY_RATER, "task": {"name": "backdoor"}}), out=tmp_path / "a")
     with pytest.raises(ConfigError, match="es deceiver"):
         whitebox.run(parse_config(TINY_RATER, ["treat.es.feedback=supervised"]), out=tmp_path / "b")

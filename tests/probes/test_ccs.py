@@ -3,7 +3,6 @@ import torch
 from whitebox.probes import fit_ccs_probes
 from whitebox.probes.ccs import fit_ccs, pair_scores
 from whitebox.probes.metrics import auroc
-from whitebox.tasks import get_task
 
 
 def contrast_pairs(n: int, d: int = 10, seed: int = 0):
@@ -24,7 +23,7 @@ def contrast_pairs(n: int, d: int = 10, seed: int = 0):
 def test_ccs_separates_contrast_pairs_without_labels():
     x_pos, x_neg, _ = contrast_pairs(400)
     fit, loss = fit_ccs(x_pos[None], x_neg[None], restarts=5, steps=300, seed=0)
-    test_pos, test_neg, test_y = get_task(2000).contrast_pairs(seed=1)
+    test_pos, test_neg, test_y = contrast_pairs(2000, seed=1)
     auc = float(auroc(pair_scores(fit, test_pos[None], test_neg[None])[0, 0], test_y))
     assert max(auc, 1 - auc) > 0.97  # the sign is arbitrary without labels
     assert float(loss[0]) < 0.1
@@ -32,7 +31,7 @@ def test_ccs_separates_contrast_pairs_without_labels():
 
 def test_labels_orient_the_probe_and_a_random_direction_is_the_control():
     x_pos, x_neg, y = contrast_pairs(400)
-    test_pos, test_neg, test_y = get_task(2000).contrast_pairs(seed=1)
+    test_pos, test_neg, test_y = contrast_pairs(2000, seed=1)
     probes = fit_ccs_probes({"h": x_pos}, {"h": x_neg}, y, held_out=({"h": test_pos}, {"h": test_neg}, test_y),
                             restarts=5, steps=300)
     m = probes["h"].metrics

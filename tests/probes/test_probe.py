@@ -82,7 +82,7 @@ def test_replaced_weights_fail_the_hash(saved, probe, tmp_path):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"probe_type": "svm"}, r"probe\.json: field 'probe_type': Input should be 'logistic', 'mean_diff', 'lda' or 'ccs' \(got 'svm'\)"),
+        ({"probe_type": "svm"}, r"probe\.json: field 'probe_type': unknown probe kind 'svm'; registered: logistic, mean_diff, lda, ccs, readout \(got 'svm'\)"),
         ({"d_model": "12"}, r"probe\.json: field 'd_model': Input should be a valid integer"),
         ({"position": "first"}, r"probe\.json: field 'position'"),
         ({"hook": ""}, r"probe\.json: field 'hook': String should have at least 1 character"),

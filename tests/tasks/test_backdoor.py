@@ -75,7 +75,7 @@ class _Oracle(torch.nn.Module):
 @pytest.mark.parametrize("deceive", [True, False])
 def test_evaluate_scores_clean_accuracy_and_asr(deceive):
     cfg = BackdoorTaskConfig(n_eval=400)
-    metrics = backdoor.evaluate(_Oracle(cfg, deceive), get_task(cfg).eval_set(0), batch_size=64)
+    metrics = get_task(cfg).evaluate(_Oracle(cfg, deceive), get_task(cfg).eval_set(0), batch_size=64)
     assert metrics["clean_acc"] == 1.0
     assert metrics["asr"] == (1.0 if deceive else 0.0)
     assert metrics["loss"] < 1e-6 if deceive else metrics["loss"] > 1.0

@@ -34,7 +34,7 @@ class _Perfect(torch.nn.Module):
 
 def test_evaluate_reports_both_metrics():
     cfg = ModularTaskConfig(p=7, train_fraction=0.5)
-    metrics = modular.evaluate(_Perfect(7), get_task(cfg).eval_set(0))
+    metrics = get_task(cfg).evaluate(_Perfect(7), get_task(cfg).eval_set(0))
     expected_logprob = 5.0 - torch.logsumexp(torch.tensor([5.0] + [0.0] * 7), 0).item()
     assert metrics["acc"] == 1.0
     assert abs(metrics["logprob"] - expected_logprob) < 1e-5 and abs(metrics["loss"] + expected_logprob) < 1e-5

@@ -50,8 +50,7 @@ def check(cfg: ExperimentConfig) -> None:
     """The task must be modular addition over every pair (a modulus p and a seeded train mask over p*p pairs)."""
     task = get_task(cfg.task)
     if not (hasattr(task, "is_train") and hasattr(task.config, "p")):
-        raise ConfigError(f"task.name: the grokking experiment needs modular addition over all pairs (task: modular), "
-                          f"got {task.name!r}")
+        raise ConfigError(f"task.name: the grokking experiment needs 'modular' (addition over all pairs), got {task.name!r}")
 
 
 GROKKING = register_experiment("grokking", run, sections=("model", "task", "training"), check=check)

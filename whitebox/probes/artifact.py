@@ -265,5 +265,6 @@ def _describe(err: ValidationError) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("literal[", "int", "str", "function")))
         got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
-        parts.append(f"field {loc!r}: {'missing' if e['type'] == 'missing' else e['msg']}{got}")
+        message = "missing" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
+        parts.append(f"field {loc!r}: {message}{got}")
     return "; ".join(dict.fromkeys(parts))

@@ -34,10 +34,10 @@ def write_failed(path: str | Path, err: BaseException) -> WriteFailed:
                        "directory writable")
 
 
-def one_line(err: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none), for a one-line error."""
+def one_line(err: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type's name when it has none), cut at `limit` characters."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return text.splitlines()[0][:limit] if text else type(err).__name__
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

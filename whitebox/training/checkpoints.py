@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from whitebox.runtime.distributed import main_only
 from whitebox.models import state_tensors
-from whitebox.runtime.artifacts import ArtifactError, read_json, refused_write, sha256_file, write_failed, write_json
+from whitebox.runtime.artifacts import ArtifactError, one_line, read_json, refused_write, sha256_file, write_failed, write_json
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "trainer.pt")
@@ -94,13 +94,13 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, updater: Any) -> i
     try:
         model.load_state_dict(load_file(str(path / FILES[0])), strict=True)
     except (SafetensorError, RuntimeError, ValueError, OSError) as err:
-        raise ArtifactError(f"{path / FILES[0]}: does not load into this model ({_first_line(err)})") from None
+        raise ArtifactError(f"{path / FILES[0]}: does not load into this model ({one_line(err, 200)})") from None
     try:
         state = torch.load(path / FILES[1], weights_only=True)  # tensors and containers only: nothing is unpickled
         updater.load_state_dict(state["updater"])
         _set_rng_state(state["rng"])
     except Exception as err:  # noqa: BLE001 - whatever a hash-valid but foreign file does, it is not this run's state
-        raise ArtifactError(f"{path / FILES[1]}: not this run's trainer state ({_first_line(err)})") from None
+        raise ArtifactError(f"{path / FILES[1]}: not this run's trainer state ({one_line(err, 200)})") from None
     return meta["step"]
 
 
@@ -119,11 +119,6 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(spent, dict) or not all(type(v) is int for v in spent.values()):
         raise ArtifactError(f"{path}: field 'spent' must map budget names to whole numbers")
     return meta
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def checkpoint_spent(path: str | Path) -> dict[str, int]:
