@@ -1,4 +1,4 @@
-"""Regenerate the config reference in README.md from the pydantic schema."""
+"""Regenerate the config reference in docs/config.md from the pydantic schema."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from whitebox.config.reference import config_reference
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
@@ -17,8 +17,8 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    text = README.read_text()
+    text = REFERENCE.read_text()
     new = render(text)
     if "--check" in sys.argv[1:]:
-        sys.exit(0 if new == text else "README.md config reference is stale: run python scripts/update_readme.py")
-    README.write_text(new)
+        sys.exit(0 if new == text else "docs/config.md config reference is stale: run python scripts/update_config_reference.py")
+    REFERENCE.write_text(new)
