@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import whitebox.runner  # noqa: F401  (registers every built-in task, regime and probe kind)
 from whitebox.config.reference import config_reference
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "config.md"

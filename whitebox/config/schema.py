@@ -203,8 +203,8 @@ class TreatConfig(Section):
     """Treatment settings; one `treat.<regime>` sub-section per registered regime with settings is added by add_regime."""
 
     regimes: list[str] = Field(
-        default_factory=lambda: regime_names(), min_length=1, json_schema_extra={"choices": "regimes"},
-        description="regimes applied, each to its own copy of the planted model (default: every registered regime)",
+        default_factory=lambda: ["sft", "rl", "es", "zo", "probe_penalty"], min_length=1, json_schema_extra={"choices": "regimes"},
+        description="regimes applied, each to its own copy of the planted model",
     )
     conditions: list[Condition] = Field(
         default_factory=lambda: ["present"], min_length=1,
@@ -245,7 +245,7 @@ class ReviveConfig(Section):
 
 class DeceptionConfig(Section):
     deceivers: list[str] = Field(
-        default_factory=lambda: regime_names(uses_rater=True), min_length=1,
+        default_factory=lambda: ["rl", "es"], min_length=1,
         json_schema_extra={"choices": "regimes that learn from a rater"},
         description="regimes trained on the flawed rater's reward, each on a copy of the honest model (settings from treat.*)",
     )
