@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+import whitebox.runner  # noqa: F401  (registers every built-in task, regime, probe kind and experiment)
 from whitebox.config import ExperimentConfig, parse_config
 
 TINY = {
@@ -45,3 +46,34 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture
+def isolated_registries():
+    """Registrations made inside the test (tasks, regimes, probe kinds, experiments) are undone after it.
+
+    The registries are module-level tables and the config models' open slots; both are restored,
+    so a test that registers a variant leaves the schema and the config reference as they were.
+    """
+    import whitebox.runner  # noqa: F401  (every built-in is registered before the snapshot)
+    from whitebox.config import schema
+    from whitebox.probes import kinds
+    from whitebox.runtime import experiment
+    from whitebox.tasks import base
+    from whitebox.training import regimes
+
+    tables = [schema._TASKS, schema._REGIMES, schema._PROBE_KINDS, base._TASKS, regimes.REGIMES, kinds.PROBE_KINDS,
+              experiment.EXPERIMENTS]
+    saved = [dict(t) for t in tables]
+    models = [schema.TreatConfig, schema.ExperimentConfig]  # inner first: the outer model embeds the inner's schema
+    fields = [dict(m.model_fields) for m in models]
+    try:
+        yield
+    finally:
+        for table, copy in zip(tables, saved):
+            table.clear()
+            table.update(copy)
+        for model, copy in zip(models, fields):
+            model.model_fields.clear()
+            model.model_fields.update(copy)
+            model.model_rebuild(force=True)
