@@ -1,6 +1,6 @@
 """Is the located circuit a property of the method or of one lucky model? Plant and locate across seeds.
 
-Runs the quickstart config as experiment locate (plant + locate) for every seed and trigger kind
+Runs configs/locate.yaml (the quickstart's plant + locate; integrated gradients off, as in the quickstart) for every seed and trigger kind
 into OUT/s<seed>_<kind> (a finished run is reused, an interrupted one resumed) and tabulates the attribution agreement
 and the circuit's faithfulness from each summary.json. The selection rule was developed on seeds
 0-2; seeds 3 and above are the held-out check.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from whitebox.runtime.artifacts import write_json
 from whitebox.config import load_config
-from whitebox.grid.cells import run_or_resume
+from whitebox.runner import run_or_resume
 
 COLUMNS = {
     "patching_spearman": "spearman",
@@ -30,7 +30,7 @@ COLUMNS = {
 
 def located(config: str, seed: int, kind: str, out: Path) -> dict[str, float]:
     """The locate.* numbers of one planted seed, running or resuming the quickstart only where needed."""
-    overrides = ["experiment=locate", f"run.seed={seed}", f"task.trigger={kind}", f"run.name=s{seed}_{kind}",
+    overrides = [f"run.seed={seed}", f"task.trigger={kind}", f"run.name=s{seed}_{kind}", "locate.ig_steps=0",
                  "tracking.wandb_mode=disabled"]
     summary = run_or_resume(load_config(config, overrides), out / f"s{seed}_{kind}")
     return {key: float(summary[f"locate.{key}"]) for key in COLUMNS}
@@ -38,7 +38,7 @@ def located(config: str, seed: int, kind: str, out: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/quickstart.yaml")
+    parser.add_argument("--config", default="configs/locate.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--kinds", nargs="+", default=["token", "computed"], choices=["token", "computed"])
     parser.add_argument("--out", type=Path, default=Path("runs/circuit_seeds"))

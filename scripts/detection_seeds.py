@@ -17,7 +17,7 @@ from pathlib import Path
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.config import load_config
 from whitebox.studies.detection import METHODS
-from whitebox.grid.cells import run_or_resume
+from whitebox.runner import run_or_resume
 from whitebox.report.aggregate import seed_table
 
 BEHAVIOURS = ("backdoor_token", "backdoor_computed", "flawed_rater", "flawed_rater_lie")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from whitebox.runtime.artifacts import write_json
 from whitebox.config import load_config
-from whitebox.grid.cells import run_or_resume
+from whitebox.runner import run_or_resume
 from whitebox.report.plots import plot_panels, read_metrics
 from whitebox.report.aggregate import seed_table
 

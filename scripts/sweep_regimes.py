@@ -16,14 +16,15 @@ import itertools
 import json
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from whitebox.config import TrainingConfig, TreatConfig, parse_config
-from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox import parse_config
+from whitebox.config import TrainingConfig, TreatConfig
 from whitebox.models import load_model, read_model_meta
-from whitebox.tasks import backdoor
 from whitebox.protocol.treat import treat_cell
+from whitebox.runtime.rundir import StageDir
 from whitebox.tasks import get_task
 
 ASR_GOAL, CLEAN_GOAL = 0.10, 0.90
@@ -45,11 +46,11 @@ class Curve:
 
 def run_one(args, settings: list[str], seed: int) -> dict:
     meta = read_model_meta(args.model_dir)
-    task = BackdoorTaskConfig.model_validate(meta["task"])
+    task = get_task(meta["task"])
     model, model_cfg = load_model(args.model_dir)
     base = {"treat": {"budget": args.budget, "trigger_rate": args.trigger_rate, "eval_points": args.eval_points}}
     cfg: TreatConfig = parse_config(base, [f"treat.{s}" for s in settings], source="--set").treat
-    held_out = get_task(task).eval_set(0)
+    held_out = task.eval_set(0)
     direction = torch.randn(model_cfg.d_model, generator=torch.Generator().manual_seed(0))
     probe = (lambda acts: torch.sigmoid(acts @ direction / model_cfg.d_model**0.5), f"blocks.{model_cfg.n_layers - 1}.hook_out")
     curve = Curve()
@@ -57,7 +58,7 @@ def run_one(args, settings: list[str], seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         final = treat_cell(
             model, model_cfg, task, cfg, TrainingConfig(device="cpu", log_every=10**9), args.regime, "present", seed=seed,
-            cell_dir=tmp, planted_dir=args.model_dir, evaluate=lambda m: backdoor.evaluate(m, held_out), log=curve,
+            cell=StageDir(Path(tmp)), start=args.model_dir, evaluate=lambda m: task.evaluate(m, held_out), log=curve,
             probe=probe,
         )
     reached = next((fe for fe, m in curve.points if m["eval/asr"] <= ASR_GOAL and m["eval/clean_acc"] >= CLEAN_GOAL), None)

@@ -59,7 +59,8 @@ def revive(
         return read_json(out.result)
     held_out = task.eval_set(seed)
     loop_cfg = fine_tuning(training, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
-    data = {k: v.to(device) for k, v in revival_data(task, task.config.n_train, cfg.trigger_rate, seed).items()}
+    n = len(task.train_set(seed))  # as many examples as the model was planted with
+    data = {k: v.to(device) for k, v in revival_data(task, n, cfg.trigger_rate, seed).items()}
 
     def revived(metrics: dict[str, float]) -> bool:
         return metrics["asr"] >= cfg.asr and metrics["clean_acc"] >= cfg.clean_acc
