@@ -12,7 +12,7 @@ from whitebox.cli.main import main
 from whitebox.config import parse_config
 from whitebox.probes import load_probe
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 LOCATE = {**TINY, "experiment": "locate", "model": {**TINY["model"], "n_layers": 2},
           "training": {**TINY["training"], "steps": 60, "lr": 1e-2},
           "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 32, "ig_steps": 4}}

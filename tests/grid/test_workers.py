@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from tests.test_cli import _fails
-from tests.test_sweep import GRID_SETS
+from tests.cli.test_main import _fails
+from tests.grid.test_sweep import GRID_SETS
 from whitebox.cli.main import main
 from whitebox.runtime.locks import hold
 from whitebox.grid.workers import worker_env

@@ -11,8 +11,8 @@ from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 import whitebox
 from tests.conftest import one_thread
-from tests.test_sweep import agent_command
-from tests.test_treat import SUPPRESSION
+from tests.grid.test_sweep import agent_command
+from tests.protocol.test_treat import SUPPRESSION
 from whitebox.runtime.artifacts import read_json
 from whitebox.cli.main import main
 from whitebox.config import parse_config

@@ -3,7 +3,7 @@ import sys
 import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-from tests.test_cli import _fails
+from tests.cli.test_main import _fails
 from whitebox.cli.main import build_parser, main
 from whitebox.config import load_config
 
