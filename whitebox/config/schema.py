@@ -15,18 +15,32 @@ The registries call `add_task`, `add_regime` and `add_probe_kind` below, which r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 ALWAYS_READ = ("experiment", "run", "tracking")  # sections every experiment reads (the runner and the tracker)
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, assignments are validated."""
+    """A config section: unknown keys are errors, assignments are validated.
+
+    A field marked `json_schema_extra={"choices": <what>}` takes names from a registry (see
+    `choices`): each is checked against what is registered when the config is validated, and a
+    list may not name one twice.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*")
+    @classmethod
+    def _registered_names(cls, value: Any, info: ValidationInfo) -> Any:
+        what = (cls.model_fields[info.field_name].json_schema_extra or {}).get("choices")
+        if what is not None:
+            names, noun = _CHOICES[what]
+            _check_names(value if isinstance(value, list) else [value], names(), noun)
+        return value
 
 
 class TaskSection(Section):
@@ -148,17 +162,22 @@ def regime_names(*, uses_rater: bool | None = None, needs_probe: bool | None = N
 
 
 def choices(what: str) -> list[str]:
-    """The registered names a field marked with json_schema_extra={"choices": what} accepts (for the reference)."""
-    return {
-        "regimes": regime_names(),
-        "regimes that learn from a rater": regime_names(uses_rater=True),
-        "regimes that need no probe": regime_names(needs_probe=False),
-        "probe kinds that fit per hook": probe_kind_names(per_hook=True),
-    }[what]
+    """The names a field marked with json_schema_extra={"choices": what} accepts now (the reference shows them)."""
+    return _CHOICES[what][0]()
 
 
 def probe_kind_names(*, per_hook: bool | None = None) -> list[str]:
     return [name for name, fits in _PROBE_KINDS.items() if per_hook is None or fits == per_hook]
+
+
+# what a field takes -> (the names it accepts now, what one of them is called in an error)
+_CHOICES: dict[str, tuple[Callable[[], list[str]], str]] = {
+    "regimes": (lambda: regime_names(), "regime"),
+    "regimes that learn from a rater": (lambda: regime_names(uses_rater=True), "regime that learns from a rater"),
+    "regimes that need no probe": (lambda: regime_names(needs_probe=False), "regime that needs no probe"),
+    "probe kinds that fit per hook": (lambda: probe_kind_names(per_hook=True), "probe kind"),
+    "conditions": (lambda: ["present", "absent"], "condition"),
+}
 
 
 def _check_names(values: list[str], allowed: list[str], what: str) -> list[str]:
@@ -190,11 +209,6 @@ class LocateConfig(Section):
     ablation: Literal["mean", "zero", "resample"] = Field("mean", description="how circuit components are ablated")
     ig_steps: int = Field(32, ge=0, description="integrated-gradients path steps (0: skip)")
 
-    @field_validator("probe")
-    @classmethod
-    def _registered_probe(cls, value: str) -> str:
-        return _check_names([value], choices("probe kinds that fit per hook"), "probe kind")[0]
-
 
 Condition = Literal["present", "absent"]
 
@@ -207,7 +221,7 @@ class TreatConfig(Section):
         description="regimes applied, each to its own copy of the planted model",
     )
     conditions: list[Condition] = Field(
-        default_factory=lambda: ["present"], min_length=1,
+        default_factory=lambda: ["present"], min_length=1, json_schema_extra={"choices": "conditions"},
         description="present: triggered inputs with honest targets are in the treatment data; absent: never triggered",
     )
     budget: int = Field(200_000, ge=1, description="forward-pass equivalents per regime (one example through one forward; a backward counts two)")
@@ -217,16 +231,6 @@ class TreatConfig(Section):
     batch_size: int = Field(64, ge=1, description="examples per step (ES: per member)")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of sft, rl and probe_penalty (constant)")
     probe_hook: str | None = Field(None, description="hook of the frozen probe for probe_penalty and the measures; null: the last residual hook")
-
-    @field_validator("regimes")
-    @classmethod
-    def _registered(cls, values: list[str]) -> list[str]:
-        return _check_names(values, choices("regimes"), "regime")
-
-    @field_validator("conditions")
-    @classmethod
-    def _unique(cls, values: list[str]) -> list[str]:
-        return _check_names(values, ["present", "absent"], "condition")
 
     def settings(self, regime: str) -> Section | None:
         """The `treat.<regime>` section, or None for a regime without settings."""
@@ -260,16 +264,6 @@ class DeceptionConfig(Section):
     blind_rate: float = Field(0.5, gt=0, lt=1, description="share of blind-spot questions in the deceiving data and the trusted subset")
     n_deceive: int = Field(20_000, ge=1, description="examples the deceivers train on (the flawed rater scores the answers)")
     n_trusted: int = Field(256, ge=1, description="examples of the trusted subset the fixers train on (a correct rater scores them)")
-
-    @field_validator("deceivers")
-    @classmethod
-    def _rewarded(cls, values: list[str]) -> list[str]:
-        return _check_names(values, choices("regimes that learn from a rater"), "regime that learns from a rater")
-
-    @field_validator("fixers")
-    @classmethod
-    def _probe_free(cls, values: list[str]) -> list[str]:
-        return _check_names(values, choices("regimes that need no probe"), "regime that needs no probe")
 
 
 class GridConfig(Section):
