@@ -145,10 +145,6 @@ _REGIMES: dict[str, RegimeOptions] = {}
 _PROBE_KINDS: dict[str, bool] = {}  # name -> fits one probe per hook from binary labels (usable as locate.probe)
 
 
-def task_names() -> list[str]:
-    return list(_TASKS)
-
-
 def task_config_class(name: str) -> type[TaskSection]:
     return _TASKS[name]
 

@@ -76,15 +76,15 @@ class Probe(HookArtifact):
 def load_probe(directory: str | Path) -> Probe:
     """The probe saved in `directory`, checked field by field; reads only probe.json and probe.safetensors."""
 
-    def shapes(meta: ArtifactMeta) -> dict[str, tuple[int, ...]]:
+    def shapes(meta: ProbeMeta) -> dict[str, tuple[int, ...]]:
+        if (artifact := probe_kind(meta.probe_type).artifact) != "probe":
+            raise ProbeError(f"{Path(directory) / (STEM + '.json')}: a {meta.probe_type} probe loads with "
+                             f"whitebox.probes.load_{artifact}")
         d = meta.d_model
         return {"weight": (d,), "bias": (), "mean": (d,), "std": (d,)}
 
     tensors, meta = read_artifact(directory, STEM, ProbeMeta, shapes)
     assert isinstance(meta, ProbeMeta)
-    if probe_kind(meta.probe_type).artifact != "probe":
-        raise ProbeError(f"{Path(directory) / (STEM + '.json')}: a {meta.probe_type} probe loads with "
-                         f"whitebox.probes.load_{probe_kind(meta.probe_type).artifact}")
     if not bool((tensors["std"] > 0).all()):
         raise ProbeError(f"{Path(directory) / (STEM + '.safetensors')}: tensor 'std' has non-positive entries")
     return Probe(kind=meta.probe_type, **tensors, **loaded_fields(meta))

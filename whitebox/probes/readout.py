@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from whitebox.probes.artifact import ArtifactMeta, HookArtifact, loaded_fields, read_artifact
+from whitebox import __version__
+from whitebox.probes.artifact import ArtifactMeta, HookArtifact, data_sha256, loaded_fields, now, read_artifact
 from whitebox.probes.probe import STEM, ProbeMeta
 from whitebox.runtime.artifacts import ProbeError
 
@@ -54,7 +55,7 @@ class Readout(HookArtifact):
 
 def fit_readout(
     acts: torch.Tensor, labels: torch.Tensor, n_classes: int, *, hook: str = "", position: str = "last",
-    l2: float = 1e-3, max_iter: int = 200,
+    l2: float = 1e-3, max_iter: int = 200, data_description: str = "",
 ) -> Readout:
     """Fit a multinomial logistic read-out of `labels` [n] from activations [n, d] (L2 on the weights, L-BFGS)."""
     x = torch.as_tensor(acts).double()
@@ -72,8 +73,10 @@ def fit_readout(
 
     with torch.enable_grad():
         opt.step(closure)
+    data = {"description": data_description, "sha256": data_sha256(x, y), "n": int(x.shape[0]), "n_positive": None}
     return Readout(hook=hook, position=position, weight=weight.detach(), bias=bias.detach(), mean=mean, std=std,
-                   hyperparameters={"n_classes": n_classes, "l2": l2, "max_iter": max_iter})
+                   training_data=data, hyperparameters={"n_classes": n_classes, "l2": l2, "max_iter": max_iter},
+                   created=now(), whitebox_version=__version__)
 
 
 def load_readout(directory: str | Path) -> Readout:
