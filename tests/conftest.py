@@ -55,7 +55,6 @@ def isolated_registries():
     The registries are module-level tables and the config models' open slots; both are restored,
     so a test that registers a variant leaves the schema and the config reference as they were.
     """
-    import whitebox.runner  # noqa: F401  (every built-in is registered before the snapshot)
     from whitebox.config import schema
     from whitebox.probes import kinds
     from whitebox.runtime import experiment

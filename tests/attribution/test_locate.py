@@ -5,7 +5,6 @@ from tests.attribution.conftest import NOT_FOUND_SEEDS, plant_tiny
 from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.locate import locate_circuit, plot_component_scores
 from whitebox.attribution.scores import ComponentScores
-from whitebox.tasks import backdoor
 from whitebox.tasks import get_task
 
 

@@ -1,7 +1,6 @@
 import torch
 
 from whitebox.tasks.modular import ModularTaskConfig
-from whitebox.tasks import modular
 from whitebox.tasks import get_task
 
 
