@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import torch
 
-from whitebox.runtime.artifacts import write_json
 from whitebox.attribution import (
     activation_patching,
     agreement,
@@ -30,9 +29,10 @@ from whitebox.attribution import (
 )
 from whitebox.attribution.components import UNIT_KINDS
 from whitebox.config import ModelConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model, load_model, read_model_meta
+from whitebox.runtime.artifacts import write_json
 from whitebox.tasks import get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 SIZES = [(1, 4), (2, 4), (4, 4), (4, 8), (8, 8)]  # (n_layers, n_heads) of the sweep, d_model 64
 

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from whitebox.config import ModelConfig, TrainingConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
-from whitebox.training import Backprop, supervised
 from whitebox.tasks import get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.training import Backprop, supervised
 
 RATIO_TARGET = 0.9
 

@@ -31,16 +31,14 @@ from typing import Any, Callable
 
 import torch
 
-from whitebox.config import ModelConfig, TrainingConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.config import ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import build_model, load_model
+from whitebox.tasks import get_task, match_rater
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.tasks.base import answer_logits
-from whitebox.training import es as es_module
-from whitebox.tasks import match_rater
-from whitebox.config import TreatConfig
 from whitebox.training import ESConfig, RLConfig, ZOConfig
+from whitebox.training import es as es_module
 from whitebox.training.regimes import build_regime
-from whitebox.tasks import get_task
 
 REGIMES = ("sft", "rl", "es", "zo", "probe_penalty")
 ES_TARGET, ZO_MEMORY_TARGET = 1.3, 1.1

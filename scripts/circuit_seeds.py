@@ -14,9 +14,9 @@ import argparse
 import statistics
 from pathlib import Path
 
-from whitebox.runtime.artifacts import write_json
 from whitebox.config import load_config
 from whitebox.runner import run_or_resume
+from whitebox.runtime.artifacts import write_json
 
 COLUMNS = {
     "patching_spearman": "spearman",

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.config import load_config
-from whitebox.studies.detection import METHODS
-from whitebox.runner import run_or_resume
 from whitebox.report.aggregate import seed_table
+from whitebox.runner import run_or_resume
+from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.studies.detection import METHODS
 
 BEHAVIOURS = ("backdoor_token", "backdoor_computed", "flawed_rater", "flawed_rater_lie")
 LIE = "flawed_rater_lie"

@@ -16,11 +16,11 @@ import argparse
 import math
 from pathlib import Path
 
-from whitebox.runtime.artifacts import write_json
 from whitebox.config import load_config
-from whitebox.runner import run_or_resume
-from whitebox.report.plots import plot_panels, read_metrics
 from whitebox.report.aggregate import seed_table
+from whitebox.report.plots import plot_panels, read_metrics
+from whitebox.runner import run_or_resume
+from whitebox.runtime.artifacts import write_json
 
 SIGNALS = ("fourier_probe", "test_anomaly", "test_logprob")
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox.runtime.artifacts import ArtifactError
 from whitebox.capture import capture, load_capture, residual_hooks, resolve_hooks
 from whitebox.config import ModelConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.tasks import get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 TASK = BackdoorTaskConfig(seq_len=4, n_values=10, trigger_rate=0.5, n_train=37, n_eval=16)
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_post", "blocks.0.mlp.hook_post"]

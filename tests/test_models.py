@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from whitebox.runtime.artifacts import ArtifactError
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
 from whitebox.models import build_model, load_model, load_weights, read_model_meta, save_model
+from whitebox.runtime.artifacts import ArtifactError
 
 VOCAB = [str(i) for i in range(10)] + ["<bos>", "=", "<trig>"]
 

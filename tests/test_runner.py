@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import whitebox
-from whitebox.config import load_config
+from whitebox.config import ConfigError, load_config
 from whitebox.runner import find_experiment, resolve_config, resolve_device
-from whitebox.config import ConfigError
 
 
 def _records(run_dir):

@@ -13,9 +13,9 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from whitebox import __version__
-from whitebox.runtime.artifacts import ArtifactError, atomic_write, read_json, sha256_file, write_json
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
+from whitebox.runtime.artifacts import ArtifactError, atomic_write, read_json, sha256_file, write_json
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"

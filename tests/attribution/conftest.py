@@ -7,9 +7,9 @@ import torch
 
 from tests.conftest import one_thread
 from whitebox.config import ModelConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
 from whitebox.tasks import get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 TASK = BackdoorTaskConfig(trigger="token", seq_len=4, n_values=10, trigger_rate=0.3)
 VOCAB = get_task(TASK).vocabulary()

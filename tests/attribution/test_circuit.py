@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from whitebox.runtime.artifacts import ArtifactError
 from whitebox.attribution.circuit import Circuit, CircuitError
 from whitebox.fingerprint import fingerprint
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.tasks import get_task
 
 

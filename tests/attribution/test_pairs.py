@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox.tasks import logit_diff
+from whitebox.tasks import get_task, logit_diff
 from whitebox.tasks.backdoor import BackdoorTaskConfig
-from whitebox.tasks import get_task
 
 
 @pytest.mark.parametrize("trigger", ["token", "computed"])

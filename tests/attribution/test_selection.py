@@ -4,10 +4,9 @@ import torch
 from whitebox.attribution.ablation import ablated, reference_activations
 from whitebox.attribution.circuit import reference_tokens
 from whitebox.attribution.components import Component
-from whitebox.tasks import honest_margin
 from whitebox.attribution.patching import patch_metric
 from whitebox.attribution.selection import _wilson, select_circuit, unit_shares
-from whitebox.tasks import get_task
+from whitebox.tasks import get_task, honest_margin
 
 
 @pytest.fixture(scope="module")

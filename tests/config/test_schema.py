@@ -1,9 +1,10 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import TINY
-from whitebox.config.reference import config_reference
 from whitebox.config import ConfigError, dump_yaml, load_config, parse_config
+from whitebox.config.reference import config_reference
 
 
 def _error(overrides=(), data=None) -> str:

@@ -6,8 +6,8 @@ import pytest
 from tests.cli.test_main import _fails
 from tests.grid.test_sweep import GRID_SETS
 from whitebox.cli.main import main
-from whitebox.runtime.locks import hold
 from whitebox.grid.workers import worker_env
+from whitebox.runtime.locks import hold
 
 
 def test_workers_share_the_cores_unless_the_threads_are_set():

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from whitebox.config import ModelConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.models import build_model
 from whitebox.tasks import get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 TASK = BackdoorTaskConfig(seq_len=4, n_values=10, trigger_rate=0.5, n_train=192, n_eval=96)
 

@@ -10,11 +10,10 @@ from sklearn.preprocessing import StandardScaler
 
 from whitebox.capture import capture
 from whitebox.config import ModelConfig
-from whitebox.tasks.backdoor import BackdoorTaskConfig
-from whitebox.probes import fit_detectors, load_detector
 from whitebox.models import build_model
-from whitebox.probes import ProbeError
+from whitebox.probes import ProbeError, fit_detectors, load_detector
 from whitebox.tasks import get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 
 def shifted(n_clean=2000, n_test=4000, d=10, seed=0):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox.runtime.artifacts import ArtifactError
 from whitebox.probes import Probe, ProbeError, fit_probes, load_probe
+from whitebox.runtime.artifacts import ArtifactError
 
 
 @pytest.fixture

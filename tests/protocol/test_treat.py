@@ -10,14 +10,13 @@ from tests.conftest import TINY
 from tests.training.conftest import ListLog
 from whitebox.attribution import Circuit, attribution_patching
 from whitebox.config import TreatConfig, parse_config
-from whitebox.tasks.backdoor import BackdoorTaskConfig
-from whitebox.protocol.measures import circuit_measures
 from whitebox.models import load_model, state_tensors
-from whitebox.report.plots import read_metrics
-from whitebox.tasks import backdoor
+from whitebox.protocol.measures import circuit_measures
 from whitebox.protocol.treat import treat_cell, treatment_data
+from whitebox.report.plots import read_metrics
 from whitebox.runtime.rundir import StageDir
-from whitebox.tasks import get_task
+from whitebox.tasks import backdoor, get_task
+from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 BUDGET, POINTS = 12_000, 3
 SUPPRESSION = {

@@ -18,15 +18,15 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.probes.conftest import planted, tiny_bridge
-from whitebox.runtime.artifacts import ArtifactError, sha256_json
 from whitebox.attribution import Circuit
 from whitebox.config import TrainingConfig
-from whitebox.probes import fit_detectors, load_detector
 from whitebox.models import load_weights, save_model
-from whitebox.probes import fit_probes, load_probe
+from whitebox.probes import fit_detectors, fit_probes, load_detector, load_probe
+from whitebox.runtime.artifacts import ArtifactError, sha256_json
 from whitebox.training.backprop import Backprop
 from whitebox.training.checkpoints import load_checkpoint, save_checkpoint
 

@@ -3,7 +3,8 @@
 import string
 from collections import Counter
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import TINY
 from whitebox.config import ConfigError, ExperimentConfig, load_config, parse_config

@@ -21,13 +21,13 @@ import torch
 
 import whitebox
 from tests.conftest import TINY, one_thread
-from whitebox.runtime.artifacts import WriteFailed
 from whitebox.cli.main import main
 from whitebox.config import parse_config
+from whitebox.runtime.artifacts import WriteFailed
+from whitebox.tasks import get_task
 from whitebox.training import TrainingDiverged
 from whitebox.training.backprop import Backprop
 from whitebox.training.checkpoints import list_checkpoints, load_checkpoint
-from whitebox.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 

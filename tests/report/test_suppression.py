@@ -13,13 +13,13 @@ import whitebox
 from tests.conftest import one_thread
 from tests.grid.test_sweep import agent_command
 from tests.protocol.test_treat import SUPPRESSION
-from whitebox.runtime.artifacts import read_json
 from whitebox.cli.main import main
 from whitebox.config import parse_config
-from whitebox.runtime.locks import hold
-from whitebox.runner import resume
 from whitebox.report.aggregate import ci95
 from whitebox.report.suppression import verdict
+from whitebox.runner import resume
+from whitebox.runtime.artifacts import read_json
+from whitebox.runtime.locks import hold
 
 GRID = {**SUPPRESSION, "experiment": "suppression", "run": {"name": "grid", "seed": 0},
         "treat": {**SUPPRESSION["treat"], "regimes": ["sft", "zo"], "conditions": ["present"]},

@@ -21,13 +21,12 @@ import yaml
 
 from tests.conftest import TINY
 from tests.training.conftest import make_tiny_bridge
+from whitebox.config import TrainingConfig, TreatConfig, parse_config
+from whitebox.models import load_model, state_tensors
 from whitebox.runtime import distributed
 from whitebox.runtime.artifacts import write_text
-from whitebox.config import TrainingConfig, TreatConfig, parse_config
-from whitebox.training import ESConfig, RLConfig, ZOConfig
-from whitebox.models import load_model, state_tensors
 from whitebox.runtime.tracking import Tracker
-from whitebox.training import TrainingDiverged, train
+from whitebox.training import ESConfig, RLConfig, TrainingDiverged, ZOConfig, train
 from whitebox.training.regimes import build_regime
 
 WORLD = 2

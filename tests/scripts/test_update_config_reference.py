@@ -20,9 +20,9 @@ def test_config_reference_is_current():
 
 
 def test_reference_lists_every_key():
-    from whitebox.config import ExperimentConfig
-
     from pydantic import BaseModel
+
+    from whitebox.config import ExperimentConfig
 
     text = REFERENCE.read_text()
 

@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from tests.training.conftest import ListLog, _one_thread  # noqa: F401  (_one_thread: autouse, tiny models on one thread)
-from whitebox.studies import deception
 from whitebox.capture import capture, residual_hooks
 from whitebox.config import ModelConfig, TrainingConfig, TreatConfig
-from whitebox.tasks.flawed_rater import FlawedRaterTaskConfig
 from whitebox.models import build_model, save_model
 from whitebox.probes import fit_readout
 from whitebox.protocol.treat import treat_cell
-from whitebox.studies.deception import Signature, compare, input_dependent_hooks, signature
 from whitebox.runtime.rundir import StageDir
+from whitebox.studies import deception
+from whitebox.studies.deception import Signature, compare, input_dependent_hooks, signature
 from whitebox.tasks import get_task
+from whitebox.tasks.flawed_rater import FlawedRaterTaskConfig
 
 TASK = FlawedRaterTaskConfig(seq_len=4, n_values=8, n_train=256, n_eval=64)
 task = get_task(TASK)

@@ -5,9 +5,13 @@ import pytest
 import torch
 
 from tests.conftest import TINY
-from whitebox.studies import detection
 from whitebox.capture import Captured, capture
 from whitebox.config import LocateConfig, parse_config
+from whitebox.models import build_model
+from whitebox.probes.metrics import recall_at_fpr
+from whitebox.protocol.locate import probe_data
+from whitebox.runner import resolve_config
+from whitebox.studies import detection
 from whitebox.studies.detection import (
     best_summary,
     detection_rows,
@@ -15,10 +19,6 @@ from whitebox.studies.detection import (
     lie_rows,
     score_methods,
 )
-from whitebox.protocol.locate import probe_data
-from whitebox.models import build_model
-from whitebox.probes.metrics import recall_at_fpr
-from whitebox.runner import resolve_config
 from whitebox.tasks import get_task
 
 LOCATE = LocateConfig(n_fit=80, n_test=60)

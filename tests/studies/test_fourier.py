@@ -3,8 +3,14 @@ import math
 import pytest
 import torch
 
-from whitebox.studies.fourier import (fourier_basis, frequency_norms, gini, key_frequencies, progress_measures,
-                              restricted_and_excluded_loss)
+from whitebox.studies.fourier import (
+    fourier_basis,
+    frequency_norms,
+    gini,
+    key_frequencies,
+    progress_measures,
+    restricted_and_excluded_loss,
+)
 
 
 @pytest.mark.parametrize("p", [7, 12, 13])

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from whitebox.tasks import backdoor, get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
-from whitebox.tasks import backdoor
-from whitebox.tasks import get_task
 
 
 def _rows(ds):

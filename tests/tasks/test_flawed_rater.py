@@ -1,7 +1,7 @@
 import torch
 
-from whitebox.tasks.flawed_rater import FlawedRaterTaskConfig
 from whitebox.tasks import get_task
+from whitebox.tasks.flawed_rater import FlawedRaterTaskConfig
 
 
 def _batch(cfg, n=4000, seed=0):

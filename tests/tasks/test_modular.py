@@ -1,7 +1,7 @@
 import torch
 
-from whitebox.tasks.modular import ModularTaskConfig
 from whitebox.tasks import get_task
+from whitebox.tasks.modular import ModularTaskConfig
 
 
 def test_split_covers_every_pair_once_with_the_right_answers():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from whitebox.runtime.artifacts import ArtifactError
 from whitebox.config import TrainingConfig
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.training.backprop import Backprop
 from whitebox.training.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from whitebox.training import es
+from whitebox.training import ESConfig, es
 from whitebox.training.es import (
     EvolutionStrategies,
     centered_ranks,
@@ -12,7 +12,6 @@ from whitebox.training.es import (
 )
 from whitebox.training.feedback import Supervised
 from whitebox.training.noise import seeded_normal
-from whitebox.training import ESConfig
 
 
 def test_centered_ranks_span_half_and_share_ties():

@@ -9,7 +9,6 @@ from whitebox.config import TrainingConfig
 from whitebox.training import Backprop, TrainingDiverged, batch_indices, train
 from whitebox.training.checkpoints import list_checkpoints, load_checkpoint
 
-
 CFG = TrainingConfig(steps=12, batch_size=8, lr=0.05, warmup_steps=0, schedule="constant", log_every=1, eval_every=4,
                      checkpoint_every=3, keep_checkpoints=5, device="cpu")
 DATA = {"x": torch.randn(40, 3, generator=torch.Generator().manual_seed(0))}

@@ -6,12 +6,10 @@ import pytest
 import torch
 from torch._C._functorch import get_unwrapped, is_batchedtensor
 
-from whitebox.config import TrainingConfig
-from whitebox.training import train
-from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints
+from whitebox.config import TrainingConfig, TreatConfig
 from whitebox.tasks import match_rater
-from whitebox.config import TreatConfig
-from whitebox.training import ESConfig, RLConfig, ZOConfig
+from whitebox.training import ESConfig, RLConfig, ZOConfig, train
+from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints
 from whitebox.training.regimes import build_regime
 
 BATCH = 16

@@ -25,8 +25,8 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
-from whitebox.tasks.pairs import ContrastPairs, Direction
 from whitebox.attribution.scores import ComponentScores
+from whitebox.tasks.pairs import ContrastPairs, Direction
 
 
 def attribution_patching(

@@ -24,8 +24,8 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
-from whitebox.tasks.pairs import ContrastPairs, Direction, logit_diff
 from whitebox.attribution.scores import ComponentScores
+from whitebox.tasks.pairs import ContrastPairs, Direction, logit_diff
 
 Source = Literal["pair", "zero"]
 EMBED_HOOK = "hook_embed"

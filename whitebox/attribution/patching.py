@@ -11,8 +11,8 @@ import torch
 from transformer_lens import patching as tl_patching
 
 from whitebox.attribution.components import Component, by_hook, eval_mode, model_components
-from whitebox.tasks.pairs import ContrastPairs, Direction
 from whitebox.attribution.scores import ComponentScores
+from whitebox.tasks.pairs import ContrastPairs, Direction
 
 
 def activation_patching(

@@ -121,11 +121,11 @@ def _guarded(
 
     `again` is the command that continues the work; `started()` says whether there is anything to continue yet.
     """
+    from whitebox.grid.workers import CellFailed
     from whitebox.runtime import distributed
     from whitebox.runtime.artifacts import ArtifactError, WriteFailed
     from whitebox.runtime.locks import LockHeld
     from whitebox.training import TrainingDiverged
-    from whitebox.grid.workers import CellFailed
 
     try:
         summary = call()

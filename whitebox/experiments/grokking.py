@@ -10,7 +10,13 @@ from whitebox.report.plots import plot_grokking, plot_panels, read_metrics
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import register_experiment
 from whitebox.runtime.rundir import step_keys
-from whitebox.studies.early_warning import crossing_steps, early_warning_measures, first_crossing, grokking_signals, lead_times
+from whitebox.studies.early_warning import (
+    crossing_steps,
+    early_warning_measures,
+    first_crossing,
+    grokking_signals,
+    lead_times,
+)
 from whitebox.studies.fourier import progress_measures
 from whitebox.tasks import get_task
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError

@@ -20,7 +20,15 @@ from whitebox.attribution import Circuit, locate_circuit, plot_component_scores
 from whitebox.capture import capture, residual_hooks
 from whitebox.config import LocateConfig, ModelConfig
 from whitebox.models import build_model
-from whitebox.probes import MahalanobisDetector, Probe, evaluate_detector, fit_detectors, fit_probes, load_detector, load_probe
+from whitebox.probes import (
+    MahalanobisDetector,
+    Probe,
+    evaluate_detector,
+    fit_detectors,
+    fit_probes,
+    load_detector,
+    load_probe,
+)
 from whitebox.protocol.plant import Planted
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.runtime.context import RunContext

@@ -18,6 +18,7 @@ With the located circuit, three more (absolute values; reports divide by the unt
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from datasets import Dataset
 

@@ -27,7 +27,15 @@ from whitebox.protocol.plant import Planted
 from whitebox.report.plots import plot_treatment, read_metrics
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.rundir import MEASURE_PAIRS_OFFSET, StageDir, cell_name, seed_stream, treat_keys, treat_row, treat_stage
+from whitebox.runtime.rundir import (
+    MEASURE_PAIRS_OFFSET,
+    StageDir,
+    cell_name,
+    seed_stream,
+    treat_keys,
+    treat_row,
+    treat_stage,
+)
 from whitebox.tasks import Rater, Task, has, require
 from whitebox.training import REGIMES, build_regime, train
 from whitebox.training.loop import StageLog

@@ -31,10 +31,10 @@ from typing import Literal
 import torch
 
 from whitebox.capture import capture, residual_hooks
-from whitebox.probes.mahalanobis import fit_detectors
-from whitebox.studies.fourier import frequency_norms, key_frequencies, sum_directions
 from whitebox.probes.linalg import spd_solve
+from whitebox.probes.mahalanobis import fit_detectors
 from whitebox.probes.metrics import auroc
+from whitebox.studies.fourier import frequency_norms, key_frequencies, sum_directions
 
 Direction = Literal["above", "below"]
 Signal = tuple[str, Direction, float | None]  # (metric key, direction, threshold); None: never crosses

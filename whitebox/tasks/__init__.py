@@ -23,8 +23,11 @@ from whitebox.tasks.base import (
     task_names,
 )
 from whitebox.tasks.pairs import ContrastPairs, Direction, honest_margin, logit_diff
+
+# isort: off
 # the built-in tasks register themselves on import, in the order the config reference lists them
-from whitebox.tasks import backdoor, modular, flawed_rater  # noqa: E402, F401, I001
+from whitebox.tasks import backdoor, modular, flawed_rater  # noqa: F401
+# isort: on
 
 __all__ = [
     "CAPABILITIES", "Batch", "ContrastPairs", "Direction", "Rater", "Task", "all_answer_logits", "answer_logits",

@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import torch
 
-from whitebox.runtime import distributed
 from whitebox.config import TrainingConfig
+from whitebox.runtime import distributed
 from whitebox.training.loop import Batch, TrainingDiverged
 
 

@@ -12,9 +12,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from whitebox.runtime.distributed import main_only
 from whitebox.models import state_tensors
-from whitebox.runtime.artifacts import ArtifactError, one_line, read_json, refused_write, sha256_file, write_failed, write_json
+from whitebox.runtime.artifacts import (
+    ArtifactError,
+    one_line,
+    read_json,
+    refused_write,
+    sha256_file,
+    write_failed,
+    write_json,
+)
+from whitebox.runtime.distributed import main_only
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "trainer.pt")

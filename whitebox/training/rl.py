@@ -14,9 +14,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
+from whitebox.config import TrainingConfig
 from whitebox.config.schema import Section
 from whitebox.runtime import distributed
-from whitebox.config import TrainingConfig
 from whitebox.tasks.base import answer_logits
 from whitebox.training.backprop import Backprop
 from whitebox.training.feedback import Rater, Reward
