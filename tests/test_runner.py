@@ -91,3 +91,20 @@ def test_under_torchrun_a_gpu_index_is_refused_and_the_cpu_is_kept(monkeypatch):
     with pytest.raises(ConfigError, match="every torchrun process on one GPU; use cuda or auto"):
         resolve_device("cuda:1")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_plugins_are_imported_from_their_entry_point_group_and_a_broken_one_is_one_line(monkeypatch):
+    from importlib import metadata
+
+    import whitebox.runner as runner
+
+    loaded = []
+    good = metadata.EntryPoint("good", "json", runner.PLUGIN_GROUP)
+    broken = metadata.EntryPoint("broken", "whitebox_no_such_module", runner.PLUGIN_GROUP)
+    monkeypatch.setattr(metadata.EntryPoint, "load", lambda ep: loaded.append(ep.name) or __import__(ep.value))
+    monkeypatch.setattr(runner.metadata, "entry_points", lambda group: [good] if group == runner.PLUGIN_GROUP else [])
+    runner.load_plugins()
+    assert loaded == ["good"]
+    monkeypatch.setattr(runner.metadata, "entry_points", lambda group: [broken] if group == runner.PLUGIN_GROUP else [])
+    with pytest.raises(ConfigError, match=r"^plugin 'broken' \(whitebox_no_such_module\) failed to import: No module named"):
+        runner.load_plugins()

@@ -92,6 +92,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.resume and not args.config:
         parser.error("give a CONFIG to run (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     from whitebox.runner import load_config, prepare, resume, run
+    from whitebox.runtime.rundir import RunDir
 
     target, cfg = args.resume or args.out, None
     if args.config:
@@ -103,12 +104,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     summary, code = _guarded(
         lambda: resume(args.resume, workers=args.workers) if args.resume else run(cfg, out=args.out, workers=args.workers),
         f"whitebox run --resume {target}{workers}",
-        started=lambda: target is not None and (Path(target) / "config.yaml").is_file(),
+        started=lambda: target is not None and RunDir(Path(target)).config.is_file(),
     )
     if summary is None:
         return code
-    print(format_summary(summary, limit=SUMMARY_LINES, path=Path(target) / "summary.json"))
-    report = Path(target) / "report.md"
+    print(format_summary(summary, limit=SUMMARY_LINES, path=RunDir(Path(target)).summary))
+    report = RunDir(Path(target)).report
     if report.is_file():  # the experiment wrote a report: end with its tables
         print(f"\n{report.read_text()}\nreport: {report}")
     return 0
