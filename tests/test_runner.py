@@ -96,7 +96,7 @@ def test_under_torchrun_a_gpu_index_is_refused_and_the_cpu_is_kept(monkeypatch):
 def test_plugins_are_imported_from_their_entry_point_group_and_a_broken_one_is_one_line(monkeypatch):
     from importlib import metadata
 
-    import whitebox.runner as runner
+    import whitebox.variants as runner
 
     loaded = []
     good = metadata.EntryPoint("good", "json", runner.PLUGIN_GROUP)

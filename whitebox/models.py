@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.model_bridge import TransformerBridge
 
 from whitebox import __version__
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
 from whitebox.runtime.artifacts import ArtifactError, atomic_write, read_json, sha256_file, write_json
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -23,6 +24,10 @@ WEIGHTS, META = "model.safetensors", "model.json"
 
 def build_model(cfg: ModelConfig, vocab: list[str], device: str | torch.device = "cpu") -> TransformerBridge:
     """A freshly initialised bridge (seed with torch.manual_seed first); no hub access."""
+    # transformer-lens is imported here, not at the top: saving, loading checks and checkpoints do not need it
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
     if cfg.d_vocab is None or cfg.n_ctx is None:
         raise ValueError("resolve model.d_vocab and model.n_ctx from the task before building")
     if cfg.d_vocab < len(vocab):

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 import whitebox.experiments  # noqa: F401  (registers the built-in experiments)
+import whitebox.variants  # noqa: F401  (and the tasks, regimes and probe kinds, built-in and plugins)
 from whitebox.config import ConfigError, ExperimentConfig, dump_yaml, load_config, parse_config
 from whitebox.runtime import distributed
-from whitebox.runtime.artifacts import one_line
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import EXPERIMENTS, Experiment
 from whitebox.runtime.rundir import RunDir
@@ -23,20 +23,10 @@ from whitebox.runtime.tracking import Tracker, write_config
 from whitebox.tasks import get_task
 
 ENTRY_POINT_GROUP = "whitebox.experiments"  # third-party experiments: a function, or an Experiment
-PLUGIN_GROUP = "whitebox.plugins"  # third-party modules imported first, to register tasks, regimes, probe kinds, ...
 __all__ = [  # load_config and parse_config are whitebox.config's, here with every built-in variant registered
-    "EXPERIMENTS", "check_workers", "find_experiment", "grid_experiment", "load_config", "load_plugins", "new_run_dir",
+    "EXPERIMENTS", "check_workers", "find_experiment", "grid_experiment", "load_config", "new_run_dir",
     "parse_config", "prepare", "resolve_config", "resolve_device", "resume", "run", "run_or_resume",
 ]
-
-
-def load_plugins() -> None:
-    """Import every module published under the whitebox.plugins entry-point group (each registers what it adds)."""
-    for ep in metadata.entry_points(group=PLUGIN_GROUP):
-        try:
-            ep.load()
-        except Exception as err:  # noqa: BLE001 - a broken plugin is one line, whatever it raised
-            raise ConfigError(f"plugin {ep.name!r} ({ep.value}) failed to import: {one_line(err)}") from None
 
 
 def run(
@@ -183,9 +173,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-load_plugins()
 
 
 def _execute(cfg: ExperimentConfig, run_dir: RunDir, experiment: Experiment, workers: int = 1) -> dict[str, Any]:

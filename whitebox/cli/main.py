@@ -91,12 +91,18 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--resume RUN_DIR takes no CONFIG, --set or --out: the run's saved config is used")
     if not args.resume and not args.config:
         parser.error("give a CONFIG to run (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
-    from whitebox.runner import load_config, prepare, resume, run
-    from whitebox.runtime.rundir import RunDir
+    from whitebox.config import parse_config, read_yaml
 
     target, cfg = args.resume or args.out, None
-    if args.config:
-        cfg = load_config(args.config, args.overrides)  # fail fast, before any run directory exists
+    if args.config:  # fail fast: the file before torch is imported, the keys before the pipelines are
+        raw = read_yaml(args.config)
+        import whitebox.variants  # noqa: F401  (every registered task, regime and probe kind)
+
+        cfg = parse_config(raw, args.overrides, source=args.config)
+    from whitebox.runner import prepare, resume, run
+    from whitebox.runtime.rundir import RunDir
+
+    if cfg is not None:
         prepare(cfg, args.workers)
         target = target or str(Path(cfg.run.out_dir) / cfg.run.name)
 
