@@ -133,8 +133,10 @@ def test_gradients_on_disk_and_tensor_input(data, tmp_path):
 
 def test_bad_arguments(data):
     model, _ = _bridge("native")
-    with pytest.raises(ValueError, match="positions must be"):
+    with pytest.raises(ValueError, match=r"position 99 lies outside some input \(lengths 8-8\)"):
         capture(model, data, ["blocks.0.hook_in"], positions=99)
+    with pytest.raises(ValueError, match="positions must be 'last', 'all', 'mean', an index or a bool mask"):
+        capture(model, data, ["blocks.0.hook_in"], positions="first")
     with pytest.raises(ValueError, match="labels='nope': not a column"):
         capture(model, data, ["blocks.0.hook_in"], labels="nope")
     with pytest.raises(ValueError, match=r"bool of shape \[37, 8\]"):
@@ -142,3 +144,38 @@ def test_bad_arguments(data):
     model.train()
     capture(model, data, ["blocks.0.hook_in"])
     assert model.training  # the caller's mode comes back
+
+
+TEXTS = ["1 2 3 4 5 =", "7 =", "9 8 7 6 5 4 =", "3 3 ="]  # the tokenizer prepends <bos>; n_ctx is 8
+
+
+def test_strings_of_different_lengths_read_each_input_as_if_alone(bridge):
+    """Right padding: the last real token, every real token and their mean equal the input run on its own."""
+    model, _ = bridge
+    hooks = ["blocks.1.hook_out"]
+    last, every, mean = (capture(model, TEXTS, hooks, positions=rule, labels=[0, 1, 0, 1]) for rule in ("last", "all", "mean"))
+    lengths = [len(t.split()) + 1 for t in TEXTS]
+    assert every.acts["blocks.1.hook_out"].shape[0] == sum(lengths) and mean.positions == "mean"
+    assert torch.equal(last.position, torch.tensor(lengths) - 1) and torch.equal(mean.position, torch.full((4,), -1))
+    for i, text in enumerate(TEXTS):
+        alone = capture(model, model.tokenizer([text], return_tensors="pt")["input_ids"], hooks, positions="all")
+        solo = alone.acts["blocks.1.hook_out"]  # lengths[i] d
+        assert torch.allclose(last.acts["blocks.1.hook_out"][i], solo[-1], atol=1e-5)
+        assert torch.allclose(every.acts["blocks.1.hook_out"][every.example == i], solo, atol=1e-5)
+        assert torch.allclose(mean.acts["blocks.1.hook_out"][i], solo.mean(0), atol=1e-5)
+    assert last.labels.tolist() == [0, 1, 0, 1]
+
+
+def test_token_lists_and_an_attention_mask_are_the_same_inputs_as_strings(bridge):
+    model, _ = bridge
+    ids = [model.tokenizer(t)["input_ids"] for t in TEXTS]
+    from_lists = capture(model, ids, ["blocks.0.hook_out"], positions=-2)
+    padded = torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in ids], batch_first=True)
+    real = torch.arange(padded.shape[1])[None] < torch.tensor([len(x) for x in ids])[:, None]
+    from_mask = capture(model, padded, ["blocks.0.hook_out"], positions=-2, attention_mask=real)
+    assert torch.equal(from_lists.acts["blocks.0.hook_out"], from_mask.acts["blocks.0.hook_out"])
+    assert torch.equal(from_lists.position, torch.tensor([len(x) - 2 for x in ids]))
+    with pytest.raises(ValueError, match="padding on the right"):
+        capture(model, padded, ["blocks.0.hook_out"], attention_mask=real.flip(1))
+    with pytest.raises(ValueError, match="non-empty list of strings"):
+        capture(model, [], ["blocks.0.hook_out"])

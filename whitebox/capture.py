@@ -5,6 +5,11 @@ context, keeps only the selected positions of each hook activation, and writes t
 `[rows, d]` tensor per canonical hook name, either in RAM or (with `out_dir`) in `.npy` files that
 are memory-mapped back, so a capture larger than RAM never has to fit in it. Rows are
 example-major: with `positions="all"` row `r` is example `example[r]` at token `position[r]`.
+
+Inputs of different lengths (strings tokenised with the model's tokenizer, token lists, or a
+`tokens` column with an `attention_mask` column) are padded on the right: a causal model's
+activations at a real token never see the padding after it, so `last` is each input's last real
+token, `all` its real tokens and `mean` their average (one row per input).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datasets import Dataset
 from whitebox.fingerprint import model_identity
 from whitebox.runtime.artifacts import ArtifactError, read_json, write_json
 
-PositionRule = Literal["last", "all", "mask"] | int
+PositionRule = Literal["last", "all", "mean", "mask"] | int
 GradFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 """(logits [batch, pos, vocab], batch columns) -> one scalar per example [batch]."""
 
@@ -35,7 +40,7 @@ class Captured:
     acts: dict[str, torch.Tensor]  # canonical hook -> rows d
     labels: torch.Tensor | None  # rows
     example: torch.Tensor  # rows: index of the source example
-    position: torch.Tensor  # rows: token position read (non-negative)
+    position: torch.Tensor  # rows: token position read (non-negative; -1 for a "mean" row)
     positions: PositionRule  # the rule the rows were selected by
     grads: dict[str, torch.Tensor] | None = None  # canonical hook -> rows d, same rows as acts
     model: dict[str, Any] | None = None  # model identity, see whitebox.probes.artifact.model_identity
@@ -81,11 +86,12 @@ def residual_hooks(model: torch.nn.Module) -> list[str]:
 
 def capture(
     model: torch.nn.Module,
-    data: Dataset | torch.Tensor,
+    data: Dataset | torch.Tensor | Sequence[str] | Sequence[Sequence[int]],
     hooks: str | Sequence[str],
     *,
     positions: PositionRule | torch.Tensor = "last",
-    labels: str | torch.Tensor | None = None,
+    labels: str | torch.Tensor | Sequence[int] | None = None,
+    attention_mask: torch.Tensor | None = None,
     batch_size: int = 256,
     out_dir: str | Path | None = None,
     grad_fn: GradFn | None = None,
@@ -94,21 +100,27 @@ def capture(
 ) -> Captured:
     """Activations at `hooks` for every example of `data`, batch by batch, keeping only `positions`.
 
-    data: a Dataset with a `tokens` column or a `[n, pos]` token tensor. positions: "last", "all",
-    an index, or a `[n, pos]` boolean mask. labels: a column name of `data` or a `[n]` tensor.
+    data: a Dataset with a `tokens` column (and optionally `attention_mask`), a `[n, pos]` token
+    tensor, a list of strings (tokenised with the model's tokenizer) or of token-id lists.
+    positions: "last", "all", "mean", an index (negative: from each input's end), or a `[n, pos]`
+    boolean mask. labels: a column name of `data` or `[n]` values. attention_mask: `[n, pos]`,
+    1 at real tokens, for a padded token tensor.
     out_dir: write `.npy` files there and return memory-mapped tensors. grad_fn: also capture the
     gradient of `grad_fn(logits, batch).sum()` with respect to each hook activation. cfg: the
     model's ModelConfig, recorded in the model identity so probes can check the full fingerprint.
     """
     names = resolve_hooks(model, hooks)
-    tokens = _column(data, "tokens") if isinstance(data, Dataset) else data
+    tokens, real = _tokens(model, data, attention_mask)  # n pos, n pos (bool: real tokens)
     n, seq = tokens.shape
-    mask = _position_mask(positions, n, seq)  # n pos, bool
-    rows_per_example = mask.sum(1)
+    mean = positions == "mean"
+    if mean and grad_fn is not None:
+        raise ValueError("positions='mean' averages activations; capture gradients at 'all' and average those")
+    mask = _position_mask("all" if mean else positions, real)  # n pos, bool
+    rows_per_example = torch.ones(n, dtype=torch.long) if mean else mask.sum(1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), rows_per_example.cumsum(0)])
-    example, position = mask.nonzero(as_tuple=True)  # rows, example-major
-    if len(example) == 0:
-        raise ValueError("the positions select no token at all; nothing to capture")
+    example, position = (torch.arange(n), torch.full((n,), -1)) if mean else mask.nonzero(as_tuple=True)  # rows
+    if len(example) == 0 or (mean and not bool(mask.any(1).all())):
+        raise ValueError("the positions select no token of some input; nothing to capture there")
     label_rows = _labels(data, labels, n)
     rule: PositionRule = "mask" if isinstance(positions, torch.Tensor) else positions
     store = _Store(out_dir, int(offsets[-1]), dtype, with_grads=grad_fn is not None)
@@ -119,7 +131,7 @@ def capture(
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             batch = _batch(data, tokens, start, stop, device)
-            acts, grads = _run_batch(model, batch, names, mask[start:stop].to(device), grad_fn)
+            acts, grads = _run_batch(model, batch, names, mask[start:stop].to(device), grad_fn, mean)
             for name in names:
                 store.write("acts", name, int(offsets[start]), int(offsets[stop]), acts[name])
                 if grads is not None:
@@ -146,26 +158,77 @@ def load_capture(out_dir: str | Path) -> Captured:
                     manifest["positions"], grads, manifest.get("model"))
 
 
-def _position_mask(positions: PositionRule | torch.Tensor, n: int, seq: int) -> torch.Tensor:
-    """The `[n, pos]` boolean mask of the token positions a rule selects."""
-    mask = torch.zeros(n, seq, dtype=torch.bool)
+def _tokens(
+    model: torch.nn.Module, data: Any, attention_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [n, pos], real [n, pos] bool) for any accepted input, padded on the right."""
+    if isinstance(data, Dataset):
+        tokens = _column(data, "tokens")
+        if attention_mask is None and "attention_mask" in data.column_names:
+            attention_mask = _column(data, "attention_mask")
+    elif isinstance(data, torch.Tensor):
+        tokens = data
+    elif isinstance(data, Sequence) and len(data) and all(isinstance(x, str) for x in data):
+        return tokenize(model, list(data))
+    elif isinstance(data, Sequence) and len(data) and all(isinstance(x, Sequence) and len(x) for x in data):
+        return _pad([torch.as_tensor(list(x), dtype=torch.long) for x in data], 0)
+    else:
+        raise ValueError("data must be a Dataset with a tokens column, a [n, pos] token tensor, or a non-empty list "
+                         "of strings or of non-empty token-id lists")
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [n, pos], got shape {list(tokens.shape)}")
+    if attention_mask is None:
+        return tokens, torch.ones(tokens.shape, dtype=torch.bool)
+    real = torch.as_tensor(attention_mask).bool().cpu()
+    if real.shape != tokens.shape:
+        raise ValueError(f"attention_mask must have the tokens' shape {list(tokens.shape)}, got {list(real.shape)}")
+    if bool((real[:, 1:] & ~real[:, :-1]).any()) or not bool(real[:, 0].all()):
+        raise ValueError("attention_mask must mark a prefix of each row (padding on the right, at least one real token)")
+    return tokens, real
+
+
+def tokenize(model: torch.nn.Module, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [n, pos] and real-token mask [n, pos] of `texts`, with the model's tokenizer, padded on the right."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("this model has no tokenizer to turn strings into tokens; pass token ids instead")
+    ids = [tokenizer(text)["input_ids"] for text in texts]
+    if any(len(x) == 0 for x in ids):
+        raise ValueError("a string tokenised to no tokens at all; every input needs at least one")
+    return _pad([torch.as_tensor(x, dtype=torch.long) for x in ids], tokenizer.pad_token_id or 0)
+
+
+def _pad(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)  # n pos
+    real = torch.arange(tokens.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]
+    return tokens, real
+
+
+def _position_mask(positions: PositionRule | torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The `[n, pos]` boolean mask of the real token positions a rule selects."""
+    n, seq = real.shape
+    lengths = real.sum(1)  # n
     if isinstance(positions, torch.Tensor):
         if positions.shape != (n, seq) or positions.dtype != torch.bool:
             got = f"{positions.dtype} {list(positions.shape)}"
             raise ValueError(f"a positions mask must be bool of shape [{n}, {seq}], got {got}")
-        return positions.cpu()
+        return positions.cpu() & real
+    if positions == "all":
+        return real.clone()
     if positions == "last":
-        mask[:, -1] = True
-    elif positions == "all":
-        mask[:] = True
-    elif isinstance(positions, int) and not isinstance(positions, bool) and -seq <= positions < seq:
-        mask[:, positions] = True
+        index = lengths - 1
+    elif isinstance(positions, int) and not isinstance(positions, bool):
+        index = torch.full((n,), positions) if positions >= 0 else lengths + positions
+        if bool((index < 0).any() | (index >= lengths).any()):
+            raise ValueError(f"position {positions} lies outside some input (lengths {int(lengths.min())}-{int(lengths.max())})")
     else:
-        raise ValueError(f"positions must be 'last', 'all', an index in [-{seq}, {seq}) or a bool mask, got {positions!r}")
+        raise ValueError(f"positions must be 'last', 'all', 'mean', an index or a bool mask, got {positions!r}")
+    mask = torch.zeros(n, seq, dtype=torch.bool)
+    mask[torch.arange(n), index] = True
     return mask
 
 
-def _labels(data: Dataset | torch.Tensor, labels: str | torch.Tensor | None, n: int) -> torch.Tensor | None:
+def _labels(data: Any, labels: str | torch.Tensor | Sequence[int] | None, n: int) -> torch.Tensor | None:
     if labels is None:
         return None
     if isinstance(labels, str):
@@ -183,8 +246,8 @@ def _column(data: Dataset, name: str) -> torch.Tensor:
     return torch.as_tensor(data.select_columns([name]).with_format("torch")[:][name])
 
 
-def _batch(data: Dataset | torch.Tensor, tokens: torch.Tensor, start: int, stop: int, device: torch.device) -> dict:
-    """The columns of rows start:stop on `device` (just tokens for a tensor input)."""
+def _batch(data: Any, tokens: torch.Tensor, start: int, stop: int, device: torch.device) -> dict:
+    """The columns of rows start:stop on `device` (just tokens for any input but a Dataset)."""
     if not isinstance(data, Dataset):
         return {"tokens": tokens[start:stop].to(device)}
     rows = data.with_format("torch")[start:stop]
@@ -192,9 +255,9 @@ def _batch(data: Dataset | torch.Tensor, tokens: torch.Tensor, start: int, stop:
 
 
 def _run_batch(
-    model: torch.nn.Module, batch: dict, names: list[str], mask: torch.Tensor, grad_fn: GradFn | None
+    model: torch.nn.Module, batch: dict, names: list[str], mask: torch.Tensor, grad_fn: GradFn | None, mean: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-    """One forward pass (and backward with grad_fn); activations at the masked positions: rows d."""
+    """One forward pass (and backward with grad_fn); activations at the masked positions (rows d), or their mean per input."""
     seen: dict[str, torch.Tensor] = {}
 
     def grab(act: torch.Tensor, hook: Any) -> torch.Tensor:
@@ -213,6 +276,9 @@ def _run_batch(
             out = grad_fn(logits, batch).sum()
             raw = torch.autograd.grad(out, [seen[h] for h in names], allow_unused=True)
             grads = {h: (torch.zeros_like(seen[h]) if g is None else g)[mask] for h, g in zip(names, raw, strict=True)}
+    if mean:  # batch d: the average over each input's selected positions
+        weights = (mask / mask.sum(1, keepdim=True)).to(seen[names[0]].dtype)[..., None]  # batch pos 1
+        return {h: (seen[h].detach() * weights).sum(1) for h in names}, grads
     acts = {h: seen[h].detach()[mask] for h in names}  # rows d
     return acts, grads
 

@@ -111,7 +111,7 @@ def test_numeric_overrides_round_trip(lr, steps):
 
 def test_union_value_lists_every_accepted_form():
     message = _error(["locate.position=first"])
-    assert message.startswith("--set locate.position=first: locate.position: Input should be 'last' or 'all' or a valid integer")
+    assert message.startswith("--set locate.position=first: locate.position: Input should be 'last', 'all' or 'mean' or a valid integer")
 
 
 @pytest.mark.parametrize("name", ["foo", "\n["])

@@ -190,8 +190,9 @@ class LocateConfig(Section):
         None, description="saved model directory to locate in (`whitebox probe fit`); null: the run's planted model"
     )
     hooks: Literal["resid"] | list[str] = Field("resid", description="resid: every residual-stream hook; or hook names")
-    position: Literal["last", "all"] | int = Field(
-        "last", description="token position read: last (the answer position), all, or an index"
+    position: Literal["last", "all", "mean"] | int = Field(
+        "last", description="token position read: last (the answer position; each input's last real token), all, mean "
+        "(of every real token), or an index (negative: from the end)"
     )
     probe: str = Field(
         "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}

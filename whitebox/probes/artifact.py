@@ -54,7 +54,7 @@ class ArtifactMeta(_Strict):
 
     format_version: Literal[1]
     hook: str = Field(min_length=1)
-    position: Literal["last", "all", "mask"] | int
+    position: Literal["last", "all", "mean", "mask"] | int
     d_model: int = Field(ge=1)
     model: ModelIdentity | None
     training_data: TrainingData

@@ -72,5 +72,7 @@ def _select(act: torch.Tensor, position: Any) -> torch.Tensor | None:
         return act
     if position == "last":
         return act[:, -1]
+    if position == "mean":
+        return act.mean(1)  # every position of an unpadded pass
     seq = act.shape[1]
     return act[:, position] if -seq <= position < seq else None
