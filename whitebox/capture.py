@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
-from datasets import Dataset
 
 from whitebox.fingerprint import model_identity
 from whitebox.runtime.artifacts import ArtifactError, read_json, write_json
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 PositionRule = Literal["last", "all", "mean", "mask"] | int
 GradFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
@@ -100,7 +102,7 @@ def capture(
 ) -> Captured:
     """Activations at `hooks` for every example of `data`, batch by batch, keeping only `positions`.
 
-    data: a Dataset with a `tokens` column (and optionally `attention_mask`), a `[n, pos]` token
+    data: a Dataset with a `tokens` column (and optionally `attention_mask`) or a `text` column, a `[n, pos]` token
     tensor, a list of strings (tokenised with the model's tokenizer) or of token-id lists.
     positions: "last", "all", "mean", an index (negative: from each input's end), or a `[n, pos]`
     boolean mask. labels: a column name of `data` or `[n]` values. attention_mask: `[n, pos]`,
@@ -162,7 +164,9 @@ def _tokens(
     model: torch.nn.Module, data: Any, attention_mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens [n, pos], real [n, pos] bool) for any accepted input, padded on the right."""
-    if isinstance(data, Dataset):
+    if _is_dataset(data) and "tokens" not in data.column_names and "text" in data.column_names:
+        return tokenize(model, list(data["text"]))
+    if _is_dataset(data):
         tokens = _column(data, "tokens")
         if attention_mask is None and "attention_mask" in data.column_names:
             attention_mask = _column(data, "attention_mask")
@@ -232,7 +236,7 @@ def _labels(data: Any, labels: str | torch.Tensor | Sequence[int] | None, n: int
     if labels is None:
         return None
     if isinstance(labels, str):
-        if not isinstance(data, Dataset) or labels not in data.column_names:
+        if not _is_dataset(data) or labels not in data.column_names:
             raise ValueError(f"labels={labels!r}: not a column of the data")
         labels = _column(data, labels)
     labels = torch.as_tensor(labels)
@@ -241,17 +245,23 @@ def _labels(data: Any, labels: str | torch.Tensor | Sequence[int] | None, n: int
     return labels.cpu()
 
 
+def _is_dataset(data: Any) -> bool:
+    """A `datasets.Dataset` (by its interface: loading probes and capturing never import `datasets`)."""
+    return hasattr(data, "column_names") and hasattr(data, "select_columns")
+
+
 def _column(data: Dataset, name: str) -> torch.Tensor:
     """One whole column as a tensor (tokens and labels are small next to activations)."""
     return torch.as_tensor(data.select_columns([name]).with_format("torch")[:][name])
 
 
 def _batch(data: Any, tokens: torch.Tensor, start: int, stop: int, device: torch.device) -> dict:
-    """The columns of rows start:stop on `device` (just tokens for any input but a Dataset)."""
-    if not isinstance(data, Dataset):
-        return {"tokens": tokens[start:stop].to(device)}
-    rows = data.with_format("torch")[start:stop]
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in rows.items()}
+    """Rows start:stop on `device`: the (tokenised) tokens, and a Dataset's other columns for grad_fn."""
+    batch = {"tokens": tokens[start:stop].to(device)}
+    if _is_dataset(data):
+        rows = data.with_format("torch")[start:stop]
+        batch |= {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in rows.items() if k != "tokens"}
+    return batch
 
 
 def _run_batch(

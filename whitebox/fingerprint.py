@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -15,17 +16,41 @@ ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "Lla
 
 
 def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
-    """Architecture, dims and parameter shapes: two models load each other's weights iff equal."""
+    """Architecture, the config's dims (or checkpoint name) and parameter shapes: models load each other's weights iff equal."""
     dims = cfg.model_dump(mode="json")
     params = {name: list(t.shape) for name, t in model.state_dict().items()}
-    body = {"arch": cfg.arch, "dims": dims, "params": params}
+    body = {"arch": architecture(model, cfg), "dims": dims, "params": params}
     return {**body, "sha256": sha256_json(body)}
+
+
+def architecture(model: torch.nn.Module, cfg: Any = None) -> str:
+    """whitebox's arch name for a model built from config, else the architecture class (GPT2LMHeadModel, ...)."""
+    if cfg is not None and getattr(cfg, "source", "from_config") == "from_config":
+        return cfg.arch
+    raw = getattr(getattr(model, "cfg", None), "architecture", None) or type(model).__name__
+    return ARCH_NAMES.get(raw, raw) if cfg is None else raw
+
+
+def weights_digest(model: torch.nn.Module, per_tensor: int = 1024) -> str:
+    """sha256 over every tensor's name, shape, dtype and `per_tensor` evenly spaced values: tells checkpoints apart
+    (any retraining moves those values) at a cost that does not grow with the model's size."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // per_tensor)
+        sample = flat[::step][:per_tensor].to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}|{list(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
     """What a probe records about the model it was fitted on; cfg (a ModelConfig) adds the full fingerprint."""
     params = {name: list(t.shape) for name, t in model.state_dict().items()}
-    raw_arch = getattr(getattr(model, "cfg", None), "architecture", None) or type(model).__name__
-    arch = cfg.arch if cfg is not None else ARCH_NAMES.get(raw_arch, raw_arch)
-    full = fingerprint(model, cfg)["sha256"] if cfg is not None else None
-    return {"arch": arch, "fingerprint": full, "params_sha256": sha256_json(params)}
+    return {
+        "arch": architecture(model, cfg),
+        "fingerprint": fingerprint(model, cfg)["sha256"] if cfg is not None else None,
+        "params_sha256": sha256_json(params),
+        "weights_sha256": weights_digest(model),
+        "checkpoint": getattr(cfg, "name_or_path", None),
+    }

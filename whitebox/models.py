@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from whitebox import __version__
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
-from whitebox.runtime.artifacts import ArtifactError, atomic_write, read_json, sha256_file, write_json
+from whitebox.runtime.artifacts import ArtifactError, atomic_write, one_line, read_json, sha256_file, write_json
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -22,12 +22,19 @@ FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
 
 
-def build_model(cfg: ModelConfig, vocab: list[str], device: str | torch.device = "cpu") -> TransformerBridge:
-    """A freshly initialised bridge (seed with torch.manual_seed first); no hub access."""
+def build_model(
+    cfg: ModelConfig, vocab: list[str] | None = None, device: str | torch.device = "cpu", *, pretrained_weights: bool = True
+) -> TransformerBridge:
+    """A bridge: freshly initialised from the config (seed with torch.manual_seed first; no hub access), or the
+    pretrained checkpoint cfg.name_or_path (with pretrained_weights=False: its architecture, randomly initialised)."""
     # transformer-lens is imported here, not at the top: saving, loading checks and checkpoints do not need it
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
+    if cfg.source == "pretrained":
+        return load_pretrained(cfg, device, pretrained_weights=pretrained_weights)
+    if vocab is None:
+        raise ValueError("a model built from config needs the task's vocabulary")
     if cfg.d_vocab is None or cfg.n_ctx is None:
         raise ValueError("resolve model.d_vocab and model.n_ctx from the task before building")
     if cfg.d_vocab < len(vocab):
@@ -50,6 +57,26 @@ def build_model(cfg: ModelConfig, vocab: list[str], device: str | torch.device =
         hf_model = _hf_model(cfg)
         model = TransformerBridge.boot_transformers(cfg.arch, hf_model=hf_model, tokenizer=tokenizer, device="cpu")
     return model.to(device, print_details=False)
+
+
+def load_pretrained(
+    cfg: ModelConfig, device: str | torch.device = "cpu", *, pretrained_weights: bool = True
+) -> TransformerBridge:
+    """A Hugging Face checkpoint (local folder or hub id) as a bridge; with pretrained_weights=False its architecture
+    freshly initialised (the untrained control; seed with torch.manual_seed first). One-line ArtifactError on failure."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    name = cfg.name_or_path
+    try:
+        bridge = TransformerBridge.boot_transformers(name, device="cpu", dtype=getattr(torch, cfg.dtype or "float32"),
+                                                     revision=cfg.revision, load_weights=pretrained_weights)
+    except (OSError, ValueError, KeyError) as err:
+        raise ArtifactError(f"model.name_or_path: cannot load {name!r} ({one_line(err, 300)}); give a save_pretrained "
+                            "folder or a hub id (the hub needs network access)") from None
+    tokenizer = bridge.tokenizer
+    if tokenizer is not None and tokenizer.pad_token_id is None:  # padding is never read, but a batch needs an id there
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return bridge.eval().to(device, print_details=False)
 
 
 def _hf_model(cfg: ModelConfig) -> torch.nn.Module:
@@ -175,14 +202,21 @@ def load_weights(model: torch.nn.Module, cfg: ModelConfig, directory: str | Path
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[TransformerBridge, ModelConfig]:
-    """Rebuild a saved model from its own model.json and load its weights."""
+    """A saved model as a bridge and its ModelConfig: a whitebox model (model.json, checked) or a Hugging Face
+    save_pretrained folder (config.json)."""
+    directory = Path(directory)
+    if not (directory / META).is_file() and (directory / "config.json").is_file():
+        cfg = ModelConfig(source="pretrained", name_or_path=str(directory))
+        return load_pretrained(cfg, device), cfg
+    if not (directory / META).is_file():
+        raise ArtifactError(f"{directory}: no {META} (a whitebox model) and no config.json (a save_pretrained folder) here")
     meta = read_model_meta(directory)
     try:
         cfg = ModelConfig.model_validate(meta["model_config"])
     except ValidationError as err:
         raise ArtifactError(f"{Path(directory) / META}: field 'model_config' is invalid ({err.errors()[0]['msg']})") from None
     vocab = meta.get("vocab") or [str(i) for i in range(cfg.d_vocab or 0)]
-    model = build_model(cfg, vocab)
+    model = build_model(cfg, None if cfg.source == "pretrained" else vocab)
     return load_weights(model, cfg, directory).to(device, print_details=False), cfg
 
 

@@ -78,6 +78,10 @@ def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
     experiment = find_experiment(cfg.experiment)
     experiment.validate(cfg)
     check_workers(experiment, workers)
+    task = get_task(cfg.task)
+    if cfg.model.source == "pretrained" and not task.uses_model_tokenizer:
+        raise ConfigError(f"model.source: a pretrained model reads text with its own tokenizer, but task {task.name!r} "
+                          "makes token ids of its own vocabulary; use model.source: from_config (or a text task)")
     return experiment
 
 
@@ -115,8 +119,11 @@ def new_run_dir(cfg: ExperimentConfig, experiment: Experiment, out: str | Path |
 
 
 def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Fill the model's vocabulary and context size from the task, and check explicit values fit."""
+    """Fill the model's vocabulary and context size from the task, and check explicit values fit (a pretrained
+    model, or a task of texts, keeps the checkpoint's own)."""
     task = get_task(cfg.task)
+    if cfg.model.source == "pretrained" or task.uses_model_tokenizer:
+        return cfg
     vocab, length = len(task.vocabulary()), task.seq_len()
     model = cfg.model
     if model.d_vocab is not None and model.d_vocab < vocab:

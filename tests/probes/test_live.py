@@ -81,11 +81,17 @@ def test_missing_hook_and_wrong_width_are_clear_errors(native, backdoor_data, ma
 def test_refuses_a_model_with_another_fingerprint_unless_allowed(native, gpt2, backdoor_data, make_bridge, tmp_path):
     model, cfg = native
     probe = _fitted(model, cfg, backdoor_data, "blocks.1.hook_resid_post", tmp_path)
-    same_shape, same_cfg = make_bridge("native", seed=7)  # other weights, same architecture: accepted
-    with probe.attach(same_shape, cfg=same_cfg):
+    with probe.attach(model, cfg=cfg), probe.attach(model):  # its own model, with or without the config
         pass
-    with probe.attach(same_shape):  # without a cfg: architecture and parameter shapes are compared
-        pass
+    same_shape, same_cfg = make_bridge("native", seed=7)  # other weights, same architecture: refused, both named
+    for kwargs in ({"cfg": same_cfg}, {}):
+        with pytest.raises(ProbeError, match=r"other weights \(fitted on weights [0-9a-f]{12}, applied to weights "
+                                             r"[0-9a-f]{12}\).*allow_fingerprint_mismatch=True"):
+            with probe.attach(same_shape, **kwargs):
+                pass
+    with pytest.warns(UserWarning, match="other weights"):
+        with probe.attach(same_shape, allow_fingerprint_mismatch=True):
+            pass
     other, _ = gpt2
     with pytest.raises(ProbeError, match=r"fitted on a different model: arch 'native' vs this model's 'gpt2'.*allow_fingerprint_mismatch=True"):
         with probe.attach(other):

@@ -35,7 +35,7 @@ def _tables(title: str, prefix: str, model: type[BaseModel]) -> list[str]:
             nested += _tables(f"`{prefix}.{name}`", f"{prefix}.{name}", inner[0])
             continue
         default = sub.default_factory() if sub.default_factory else sub.default
-        shown = default if isinstance(default, str) else json.dumps(default)
+        shown = "(required)" if sub.is_required() else default if isinstance(default, str) else json.dumps(default)
         rows.append(f"| `{name}` | {_type_name(sub)} | `{shown}` | {sub.description or ''} |")
     return ["\n".join(rows), *nested]
 

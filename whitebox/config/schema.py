@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 from pydantic.fields import FieldInfo
 
 ALWAYS_READ = ("experiment", "run", "tracking")  # sections every experiment reads (the runner and the tracker)
@@ -49,7 +49,20 @@ class TaskSection(Section):
     name: str
 
 
+DIM_KEYS = ("arch", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn", "normalization", "n_ctx", "d_vocab")
+PRETRAINED_KEYS = ("name_or_path", "revision", "dtype")
+
+
 class ModelConfig(Section):
+    source: Literal["from_config", "pretrained"] = Field(
+        "from_config", description="from_config: built from arch and the dimensions below; pretrained: loaded from "
+        "name_or_path (its architecture and dimensions come from the checkpoint; leave those keys out)"
+    )
+    name_or_path: str | None = Field(None, description="pretrained: a local save_pretrained folder or a Hugging Face hub id")
+    revision: str | None = Field(None, description="pretrained: the hub revision (branch, tag or commit); null: the default")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="pretrained: dtype of the weights; null: float32"
+    )
     arch: Literal["native", "gpt2", "llama"] = Field(
         "native", description="native: transformer-lens built-in; gpt2/llama: HF architecture from an in-memory config"
     )
@@ -70,17 +83,39 @@ class ModelConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _arch_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            llama = data.get("arch") == "llama"
-            data = {**data}
-            if data.get("act_fn") is None:
-                data["act_fn"] = "silu" if llama else "gelu"
-            if data.get("normalization") is None:
-                data["normalization"] = "RMS" if llama else "LN"
+        if not isinstance(data, dict):
+            return data
+        if data.get("source") == "pretrained":
+            given = [key for key in DIM_KEYS if key in data]
+            if given:
+                raise ValueError(f"{', '.join(given)}: a pretrained model's architecture and dimensions come from its "
+                                 f"checkpoint; remove {'it' if len(given) == 1 else 'them'}")
+            if not data.get("name_or_path"):
+                raise ValueError("source pretrained needs name_or_path: a save_pretrained folder or a hub id")
+            return data
+        given = [key for key in PRETRAINED_KEYS if data.get(key) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: read only with source: pretrained; remove {'it' if len(given) == 1 else 'them'} "
+                             "or set source: pretrained")
+        llama = data.get("arch") == "llama"
+        data = {**data}
+        if data.get("act_fn") is None:
+            data["act_fn"] = "silu" if llama else "gelu"
+        if data.get("normalization") is None:
+            data["normalization"] = "RMS" if llama else "LN"
         return data
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_read(self, handler: Any) -> dict[str, Any]:
+        """A dump holds the keys this source reads (a from_config dump is what it was before sources existed)."""
+        data = handler(self)
+        drop = DIM_KEYS if self.source == "pretrained" else ("source", *PRETRAINED_KEYS)
+        return {key: value for key, value in data.items() if key not in drop}
 
     @model_validator(mode="after")
     def _arch_fits(self) -> ModelConfig:
+        if self.source == "pretrained":
+            return self
         norm = {"gpt2": "LN", "llama": "RMS"}.get(self.arch)
         if norm and self.normalization != norm:
             raise ValueError(f"arch {self.arch!r} uses normalization {norm!r}; leave normalization unset")

@@ -28,7 +28,7 @@ from whitebox.models import load_model
 from whitebox.protocol.treat import treat_cell
 from whitebox.runtime.artifacts import write_json, write_text
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.experiment import register_experiment
+from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.runtime.rundir import RunDir
 from whitebox.studies.deception import phase_config, require_flawed_rater
 from whitebox.studies.detection import best_summary, detection_rows, format_detection_table, lie_rows
@@ -113,5 +113,5 @@ def lie_models(ctx: RunContext, sub: ExperimentConfig, sub_dir: Path) -> tuple[d
 
 
 ANOMALY = register_experiment(
-    "anomaly", run, sections=("model", "task", "training", "locate", "treat", "deception"), check=check,
+    "anomaly", run, sections=("model", "task", "training", "locate", "treat", "deception"), check=check, unread=PLANTS_ITS_OWN,
 )

@@ -8,7 +8,7 @@ from whitebox.config import ConfigError, ExperimentConfig
 from whitebox.protocol.plant import plant
 from whitebox.report.plots import plot_training
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.experiment import register_experiment
+from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.studies.deception import deceive_and_fix, deception_measures, plot_deception, require_flawed_rater
 from whitebox.tasks import get_task, require
 
@@ -31,5 +31,5 @@ def check(cfg: ExperimentConfig) -> None:
 
 
 FLAWED_RATER = register_experiment(
-    "flawed_rater", run, sections=("model", "task", "training", "locate", "treat", "deception"), check=check,
+    "flawed_rater", run, sections=("model", "task", "training", "locate", "treat", "deception"), check=check, unread=PLANTS_ITS_OWN,
 )

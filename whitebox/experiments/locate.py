@@ -9,7 +9,7 @@ from whitebox.protocol.locate import locate
 from whitebox.protocol.plant import plant
 from whitebox.report.plots import plot_training
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.experiment import register_experiment
+from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.tasks import get_task, require
 
 
@@ -23,4 +23,4 @@ def check(cfg: ExperimentConfig) -> None:
     require(get_task(cfg.task), "sample", "the locate step (probes for the hidden label)")
 
 
-LOCATE = register_experiment("locate", run, sections=("model", "task", "training", "locate"), check=check)
+LOCATE = register_experiment("locate", run, sections=("model", "task", "training", "locate"), check=check, unread=PLANTS_ITS_OWN)

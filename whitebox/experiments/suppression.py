@@ -12,7 +12,7 @@ from whitebox.grid.cells import check_cells
 from whitebox.report.suppression import build_report
 from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.experiment import register_experiment
+from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.runtime.rundir import RunDir, cell_label
 
 
@@ -45,5 +45,5 @@ def rebuild_report(run_dir: Path) -> tuple[Path, list[str]]:
 
 SUPPRESSION = register_experiment(
     "suppression", run, sections=("grid", "model", "task", "training", "locate", "treat", "revive"),
-    check=check, cells="treat", report=rebuild_report,
+    check=check, cells="treat", report=rebuild_report, unread=PLANTS_ITS_OWN,
 )

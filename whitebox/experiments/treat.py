@@ -15,7 +15,7 @@ from whitebox.report.plots import plot_training
 from whitebox.report.suppression import build_report
 from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.experiment import register_experiment
+from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.runtime.rundir import RunDir
 from whitebox.tasks import get_task, require
 from whitebox.training import REGIMES
@@ -56,5 +56,5 @@ def rebuild_report(run_dir: Path) -> tuple[Path, list[str]]:
 
 
 TREAT = register_experiment(
-    "treat", run, sections=("model", "task", "training", "locate", "treat", "revive"), check=check, report=rebuild_report,
+    "treat", run, sections=("model", "task", "training", "locate", "treat", "revive"), check=check, report=rebuild_report, unread=PLANTS_ITS_OWN,
 )

@@ -40,6 +40,8 @@ class ModelIdentity(_Strict):
     arch: str = Field(min_length=1)
     fingerprint: str | None = Field(description="sha256 of whitebox.models.fingerprint; null when no ModelConfig was given")
     params_sha256: str = Field(min_length=64, max_length=64, description="sha256 of every parameter's name and shape")
+    weights_sha256: str | None = Field(None, min_length=64, max_length=64, description="whitebox.fingerprint.weights_digest")
+    checkpoint: str | None = Field(None, description="the pretrained checkpoint's name or folder; null: built from config")
 
 
 class TrainingData(_Strict):
@@ -165,12 +167,20 @@ def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mism
             problems.append("model fingerprint differs (config or parameter shapes)")
     elif saved["params_sha256"] != ours["params_sha256"]:
         problems.append("parameter names or shapes differ")
+    if not problems and saved.get("weights_sha256") and saved["weights_sha256"] != ours["weights_sha256"]:
+        problems.append(f"other weights (fitted on {_named(saved)}, applied to {_named(ours)})")
     if not problems:
         return
     message = f"{where}: fitted on a different model: {'; '.join(problems)}"
     if not allow_mismatch:
         raise ProbeError(f"{message}; pass allow_fingerprint_mismatch=True to use it anyway")
     warnings.warn(message, stacklevel=3)
+
+
+def _named(identity: dict[str, Any]) -> str:
+    """A checkpoint's name, or its weights digest when it was built from config."""
+    name = identity.get("checkpoint")
+    return f"{name!r} (weights {identity['weights_sha256'][:12]})" if name else f"weights {identity['weights_sha256'][:12]}"
 
 
 def data_sha256(acts: torch.Tensor, labels: torch.Tensor | None) -> str:

@@ -33,8 +33,8 @@ from whitebox.protocol.plant import Planted
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
-from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, seed_stream, step_keys
-from whitebox.tasks import Task, has, require
+from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, step_keys
+from whitebox.tasks import Task, has
 
 
 @dataclass
@@ -58,10 +58,7 @@ class Located:
 
 def probe_data(task: Task, cfg: LocateConfig, seed: int) -> tuple[Dataset, Dataset]:
     """Fit and test sets, half of them carrying the hidden label, from streams the model never trained on."""
-    require(task, "sample", "fitting probes")
-    fit = task.sample(cfg.n_fit, 0.5, seed=seed_stream("probe_fit", seed))
-    test = task.sample(cfg.n_test, 0.5, seed=seed_stream("probe_test", seed))
-    return fit, test
+    return task.probe_split(cfg.n_fit, cfg.n_test, seed)
 
 
 def hook_labels(model: torch.nn.Module, hooks: list[str]) -> dict[str, str]:
@@ -163,9 +160,10 @@ def plot_probe_auroc(rows: list[dict[str, Any]], out: str | Path, title: str) ->
 
 def fresh_model(model_cfg: ModelConfig, like: torch.nn.Module, task: Task) -> torch.nn.Module:
     """A randomly initialised model of the same architecture, seeded apart from the planted one."""
+    vocab = None if task.uses_model_tokenizer else task.vocabulary()
     with torch.random.fork_rng():
         torch.manual_seed(FRESH_MODEL_SEED)
-        fresh = build_model(model_cfg, task.vocabulary(), next(like.parameters()).device)
+        fresh = build_model(model_cfg, vocab, next(like.parameters()).device, pretrained_weights=False)
     return fresh.eval()
 
 

@@ -10,7 +10,7 @@ e.g. to require a task capability. A grid experiment names the experiment each o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,9 +30,10 @@ class Experiment:
     check: Callable[[ExperimentConfig], None] | None = None
     cells: str | None = None  # a grid experiment: the experiment each cell runs
     report: Callable[[Path], tuple[Path, list[str]]] | None = None  # rebuild report.md: (path, cells not finished)
+    unread: dict[str, str] = field(default_factory=dict)  # section.key it does not read -> what to do instead
 
     def validate(self, cfg: ExperimentConfig) -> None:
-        """Refuse sections this experiment does not read, then run its own config-time check."""
+        """Refuse sections (and keys) this experiment does not read, then run its own config-time check."""
         unread = [name for name in cfg.model_fields_set if name not in self.reads]
         if unread:
             raise ConfigError(
@@ -40,6 +41,10 @@ class Experiment:
                 f"{'this section' if len(unread) == 1 else 'these sections'} (it reads {', '.join(self.sections)}); "
                 "remove it from the config"
             )
+        for key, instead in self.unread.items():
+            section, _, name = key.partition(".")
+            if section in cfg.model_fields_set and name in getattr(cfg, section).model_fields_set:
+                raise ConfigError(f"{key}: experiment {self.name!r} does not read it; {instead}")
         if self.check is not None:
             self.check(cfg)
 
@@ -49,6 +54,9 @@ class Experiment:
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
+# what experiments that plant their own model say of a checkpoint to probe
+PLANTS_ITS_OWN = {"locate.checkpoint": "it plants its own model; to probe a saved one use experiment: probe or "
+                                       "`whitebox probe fit`, and remove it here"}
 
 
 def register_experiment(
@@ -59,8 +67,9 @@ def register_experiment(
     check: Callable[[ExperimentConfig], None] | None = None,
     cells: str | None = None,
     report: Callable[[Path], tuple[Path, list[str]]] | None = None,
+    unread: dict[str, str] | None = None,
 ) -> Experiment:
     """Make `experiment: <name>` run `run`."""
-    experiment = Experiment(name, run, tuple(sections), check, cells, report)
+    experiment = Experiment(name, run, tuple(sections), check, cells, report, dict(unread or {}))
     EXPERIMENTS[name] = experiment
     return experiment

@@ -26,7 +26,7 @@ from whitebox.tasks.pairs import ContrastPairs, Direction, honest_margin, logit_
 
 # isort: off
 # the built-in tasks register themselves on import, in the order the config reference lists them
-from whitebox.tasks import backdoor, modular, flawed_rater  # noqa: F401
+from whitebox.tasks import backdoor, modular, flawed_rater, text  # noqa: F401
 # isort: on
 
 __all__ = [

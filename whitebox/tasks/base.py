@@ -5,7 +5,11 @@ A task is one class with a config section. What every task supplies:
 - `train_set(seed)` and `eval_set(seed)`: seeded `datasets.Dataset`s (torch format) with at least
   `tokens` [n, seq_len] (int64) and `target` [n] (the answer token the model is trained towards);
 - `evaluate(model, data)`: named metrics of the model's answers on a split;
-- `hidden_label`: the boolean column a probe or detector looks for (None: the task hides nothing).
+- `hidden_label`: the boolean column a probe or detector looks for (None: the task hides nothing);
+- `probe_split(n_fit, n_test, seed)`: data to fit and score probes on (by default two labelled
+  samples; a finite dataset overrides it with disjoint subsets). A task whose inputs are texts
+  (`uses_model_tokenizer`, e.g. `text`) gives a `text` column instead of `tokens`: capture
+  tokenises it with the model's tokenizer, so it runs on a pretrained model.
 
 Optional capabilities, each a method a task overrides (generic steps check with `has` / `require`):
 - `sample(n, hidden_rate, seed)`: `n` labelled examples, a share `hidden_rate` of them carrying
@@ -30,6 +34,7 @@ import torch
 
 from whitebox.config.errors import ConfigError
 from whitebox.config.schema import TaskSection, add_task, task_config_class
+from whitebox.runtime.rundir import seed_stream
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -53,6 +58,7 @@ class Task:
 
     hidden_label: ClassVar[str | None] = None
     variant_key: ClassVar[str | None] = None  # the config key a grid varies across cells (the backdoor's `trigger`)
+    uses_model_tokenizer: ClassVar[bool] = False  # True: texts tokenised by a pretrained model (no vocabulary of its own)
 
     def __init__(self, config: TaskSection):
         self.config = config
@@ -83,6 +89,13 @@ class Task:
 
     def sample(self, n: int, hidden_rate: float, seed: int | list[int]) -> Dataset:
         raise NotImplementedError
+
+    def probe_split(self, n_fit: int, n_test: int, seed: int) -> tuple[Dataset, Dataset]:
+        """Data to fit and to score probes on, half of it carrying the hidden label: two independent labelled samples
+        (a task with a finite dataset overrides this with two disjoint subsets)."""
+        require(self, "sample", "fitting probes")
+        return (self.sample(n_fit, 0.5, seed=seed_stream("probe_fit", seed)),
+                self.sample(n_test, 0.5, seed=seed_stream("probe_test", seed)))
 
     def honest(self) -> Task:
         raise NotImplementedError
