@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from whitebox.fingerprint import model_identity
+from whitebox.hf_map import hf_location
 from whitebox.runtime.artifacts import ArtifactError, read_json, write_json
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class Captured:
     position: torch.Tensor  # rows: token position read (non-negative; -1 for a "mean" row)
     positions: PositionRule  # the rule the rows were selected by
     grads: dict[str, torch.Tensor] | None = None  # canonical hook -> rows d, same rows as acts
-    model: dict[str, Any] | None = None  # model identity, see whitebox.probes.artifact.model_identity
+    model: dict[str, Any] | None = None  # model identity, see whitebox.fingerprint.model_identity
+    locations: dict[str, dict[str, Any]] | None = None  # hook -> where it is in the HF model (whitebox.hf_map)
 
     @property
     def hooks(self) -> list[str]:
@@ -142,7 +144,9 @@ def capture(
         model.train(was_training)
     labels_out = None if label_rows is None else label_rows[example]
     identity = model_identity(model, cfg)
-    return store.finish(names, labels_out, example, position, rule, identity)
+    captured = store.finish(names, labels_out, example, position, rule, identity)
+    captured.locations = {h: loc for h in names if (loc := hf_location(model, h)) is not None} or None
+    return captured
 
 
 def load_capture(out_dir: str | Path) -> Captured:

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from whitebox.hf_map import identity_state
 from whitebox.runtime.artifacts import sha256_json
 
 if TYPE_CHECKING:
     from whitebox.config import ModelConfig
 
-ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
+ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}  # whitebox arch names
 
 
 def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def weights_digest(model: torch.nn.Module, per_tensor: int = 1024) -> str:
     """sha256 over every tensor's name, shape, dtype and `per_tensor` evenly spaced values: tells checkpoints apart
     (any retraining moves those values) at a cost that does not grow with the model's size."""
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in sorted(identity_state(model).items()):
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // per_tensor)
         sample = flat[::step][:per_tensor].to("cpu", torch.float32).contiguous()
@@ -46,7 +47,7 @@ def weights_digest(model: torch.nn.Module, per_tensor: int = 1024) -> str:
 
 def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
     """What a probe records about the model it was fitted on; cfg (a ModelConfig) adds the full fingerprint."""
-    params = {name: list(t.shape) for name, t in model.state_dict().items()}
+    params = {name: list(t.shape) for name, t in sorted(identity_state(model).items())}
     return {
         "arch": architecture(model, cfg),
         "fingerprint": fingerprint(model, cfg)["sha256"] if cfg is not None else None,

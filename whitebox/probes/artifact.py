@@ -25,8 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from whitebox import __version__
-from whitebox.fingerprint import model_identity
-from whitebox.probes.live import LiveScores, attach_scorer
+from whitebox.fingerprint import ARCH_NAMES, model_identity
+from whitebox.probes.live import LiveScores, attach_module, attach_scorer
 from whitebox.runtime.artifacts import ArtifactError, ProbeError, atomic_write, read_json, sha256_file, write_json
 
 FORMAT_VERSION = 1
@@ -44,6 +44,13 @@ class ModelIdentity(_Strict):
     checkpoint: str | None = Field(None, description="the pretrained checkpoint's name or folder; null: built from config")
 
 
+class HFLocation(_Strict):
+    module: str = Field(min_length=1, description="the Hugging Face module whose input or output the hook is")
+    io: Literal["input", "output"]
+    hidden_states_index: int | None = Field(ge=0, description="index in HF's hidden_states; null: none matches")
+    final_norm: bool
+
+
 class TrainingData(_Strict):
     description: str
     sha256: str = Field(min_length=64, max_length=64)
@@ -59,6 +66,7 @@ class ArtifactMeta(_Strict):
     position: Literal["last", "all", "mean", "mask"] | int
     d_model: int = Field(ge=1)
     model: ModelIdentity | None
+    hf_location: HFLocation | None = None
     training_data: TrainingData
     hyperparameters: dict[str, Any]
     metrics: dict[str, float | int | str | bool | None]
@@ -81,6 +89,7 @@ class HookArtifact:
     hook: str  # canonical hook name
     position: Any  # "last" | "all" | "mask" | int
     model: dict[str, Any] | None = None  # see model_identity; None when fitted on raw arrays
+    hf_location: dict[str, Any] | None = None  # where `hook` is in the Hugging Face model (whitebox.hf_map); None: native
     training_data: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -120,12 +129,19 @@ class HookArtifact:
         where = f"{self.STEM} at {self.hook}"
         check_model(self.model, model, cfg, allow_fingerprint_mismatch, where)
         rule = self.position if positions is None else positions
-        return attach_scorer(model, self.hook, self.d_model, rule, self.score, where, detach)
+        if hasattr(model, "hook_dict"):
+            return attach_scorer(model, self.hook, self.d_model, rule, self.score, where, detach)
+        if self.hf_location is None:
+            raise ProbeError(f"{where}: this model is not a TransformerBridge and the {self.STEM} records no Hugging Face "
+                             "module for its hook (it was fitted on a model built from config); attach it to a bridge")
+        return attach_module(model, self.hf_location, self.d_model, rule, self.score, where, detach)
 
     def save(self, directory: str | Path) -> Path:
         """Write `<STEM>.safetensors` (self.tensors()) and `<STEM>.json` into `directory`."""
         meta = base_meta(self.hook, self.position, self.d_model, self.model, self.training_data,
                          self.hyperparameters, json_metrics(self.metrics))
+        if self.hf_location is not None:
+            meta["hf_location"] = self.hf_location
         if self.created:
             meta["created"] = self.created
         meta = {"format_version": meta.pop("format_version"), self.TYPE_KEY: self.type_name, **meta}
@@ -140,6 +156,7 @@ def loaded_fields(meta: ArtifactMeta) -> dict[str, Any]:
     """HookArtifact's fields from validated metadata, as keyword arguments of a subclass's constructor."""
     return {
         "hook": meta.hook, "position": meta.position, "model": None if meta.model is None else meta.model.model_dump(),
+        "hf_location": None if meta.hf_location is None else meta.hf_location.model_dump(),
         "training_data": meta.training_data.model_dump(), "hyperparameters": meta.hyperparameters,
         "metrics": meta.metrics, "created": meta.created, "whitebox_version": meta.whitebox_version,
     }
@@ -160,7 +177,7 @@ def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mism
         return  # fitted on raw arrays: only the width can be checked
     ours = model_identity(model, cfg)
     problems = []
-    if saved["arch"] != ours["arch"]:
+    if ARCH_NAMES.get(saved["arch"], saved["arch"]) != ARCH_NAMES.get(ours["arch"], ours["arch"]):
         problems.append(f"arch {saved['arch']!r} vs this model's {ours['arch']!r}")
     if saved.get("fingerprint") and ours["fingerprint"]:
         if saved["fingerprint"] != ours["fingerprint"]:

@@ -51,6 +51,7 @@ def fit_probes(
     fitter = probe_kind(kind).fit
     if fitter is None:
         raise ValueError(f"probe kind {kind!r} is not fitted per hook from binary labels")
+    locations = acts.locations if isinstance(acts, Captured) else None
     acts, labels, position, model = _unpack(acts, labels, position, model)
     y = _binary(labels, _rows(acts))
     eval_acts, eval_y = _unpack_held_out(held_out)
@@ -73,6 +74,7 @@ def fit_probes(
         for i, hook in enumerate(group):
             probes[hook] = _probe(kind, hook, position, fit, i, model, acts[hook], y, data_description,
                                   hyper, metrics[i])
+            probes[hook].hf_location = (locations or {}).get(hook)
     return {h: probes[h] for h in acts}
 
 

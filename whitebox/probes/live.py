@@ -66,6 +66,46 @@ def attach_scorer(
         yield live
 
 
+@contextmanager
+def attach_module(
+    model: torch.nn.Module,
+    location: dict[str, Any],
+    d_model: int,
+    position: Any,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    where: str,
+    detach: bool = True,
+) -> Iterator[LiveScores]:
+    """The same live scoring on a plain Hugging Face model, at the input or output of the module the hook is."""
+    if position == "mask":
+        raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
+    try:
+        module = model.get_submodule(location["module"])
+    except AttributeError:
+        raise ProbeError(f"{where}: this model has no module {location['module']!r}; it is not the architecture the "
+                         "probe was fitted on") from None
+    live = LiveScores(location["module"])
+
+    def read(act: Any) -> None:
+        act = act[0] if isinstance(act, (tuple, list)) else act  # a decoder layer returns (hidden, ...)
+        if act.shape[-1] != d_model:
+            raise ProbeError(f"{where}: field 'd_model' is {d_model} but {location['module']} has width {act.shape[-1]}")
+        x = _select(act, position)
+        if x is not None:
+            s = score(x.detach() if detach else x)
+            live.scores.append(s.detach() if detach else s)
+
+    if location["io"] == "input":
+        handle = module.register_forward_pre_hook(
+            lambda _m, args, kwargs: read(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    else:
+        handle = module.register_forward_hook(lambda _m, _args, out: read(out))
+    try:
+        yield live
+    finally:
+        handle.remove()
+
+
 def _select(act: torch.Tensor, position: Any) -> torch.Tensor | None:
     """The activation rows a position rule reads from one pass; None when an index is out of range."""
     if position == "all":

@@ -71,6 +71,7 @@ def fit_detectors(
     held_out: Captured | tuple[Mapping[str, Any], Any] | None = None,
     position: Any = None,
     model: dict[str, Any] | None = None,
+    locations: dict[str, dict[str, Any]] | None = None,
     data_description: str = "",
 ) -> dict[str, MahalanobisDetector]:
     """One Mahalanobis detector per hook from trusted clean activations {hook: [n, d]}, keyed by hook.
@@ -79,6 +80,7 @@ def fit_detectors(
     rates at the clean 99th percentile to each detector's metrics; it never influences the fit.
     """
     if isinstance(clean, Captured):
+        locations = clean.locations if locations is None else locations
         position = clean.positions if position is None else position
         model = clean.model if model is None else model
         clean = clean.acts
@@ -95,7 +97,7 @@ def fit_detectors(
         precision = spd_inverse(cov)[0]
         det = MahalanobisDetector(
             hook=hook, position=position if position is not None else "last", mean=mean, precision=precision,
-            model=model,
+            model=model, hf_location=(locations or {}).get(hook),
             training_data={"description": data_description, "sha256": data_sha256(x, None), "n": int(x.shape[0]),
                            "n_positive": None},
             hyperparameters={"shrinkage": float(shrinkage[0]), "covariance": "ledoit_wolf_standardised", "ridge": RIDGE},

@@ -96,7 +96,8 @@ def locate_probes(
                               seed=seed, control=False)
 
     clean = fit_acts.labels == 0
-    detectors = fit_detectors({h: a[clean] for h, a in fit_acts.acts.items()},
+    detectors = fit_detectors({h: a[clean] for h, a in fit_acts.acts.items()}, position=fit_acts.positions,
+                              model=fit_acts.model, locations=fit_acts.locations,
                               data_description=f"clean inputs only: {description}")
     detected = {h: evaluate_detector(d, test_acts.acts[h], test_acts.labels) for h, d in detectors.items()}
     for hook, detector in detectors.items():
