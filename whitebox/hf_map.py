@@ -22,7 +22,7 @@ def hf_location(model: torch.nn.Module, hook: str) -> dict[str, Any] | None:
     """{module, io, hidden_states_index, final_norm} of a canonical bridge hook; None when there is no HF model."""
     original = getattr(model, "original_model", None)
     component_name, _, point = hook.rpartition(".")
-    if original is None or point not in ("hook_in", "hook_out"):
+    if not _is_hf(original) or point not in ("hook_in", "hook_out"):
         return None
     try:
         component = model.get_submodule(component_name)
@@ -46,11 +46,11 @@ def identity_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that identify a model, named as in Hugging Face when there is an HF model (bridge or raw),
     so a probe fitted through a bridge recognises the same checkpoint loaded as a plain HF model."""
     original = getattr(model, "original_model", None)
-    if original is None and not hasattr(model, "config"):  # built by whitebox or transformer-lens natively
-        return model.state_dict()
+    if not _is_hf(original):
+        if not _is_hf(model):  # built natively by transformer-lens
+            return model.state_dict()
+        original = model  # a plain Hugging Face model
     out: dict[str, torch.Tensor] = {}
-    if original is None:  # a plain Hugging Face model
-        original = model
     _collect(original, "", out)
     return out
 
@@ -71,3 +71,8 @@ def _collect(module: torch.nn.Module, prefix: str, out: dict[str, torch.Tensor])
 def _added_zeros(tensor: torch.Tensor) -> bool:
     """A small all-zero tensor (a bias the bridge adds where HF has none) says nothing about the checkpoint."""
     return tensor.numel() <= 65_536 and not bool(tensor.detach().any())
+
+
+def _is_hf(module: Any) -> bool:
+    """A Hugging Face transformers model (by its class's module, so that transformers is never imported here)."""
+    return module is not None and type(module).__module__.startswith("transformers.")
