@@ -158,3 +158,15 @@ def test_config_errors_for_models_and_text_are_one_line(workdir, tmp_path):
         with pytest.raises(ConfigError) as err:
             whitebox.run(whitebox.parse_config(cfg), out=tmp_path / f"run{i}")
         assert message in str(err.value) and "\n" not in str(err.value), (message, str(err.value))
+
+
+def test_probe_fit_on_the_command_line_takes_a_pretrained_model_and_a_text_task(workdir, capsys):
+    from whitebox.cli.main import main
+
+    (workdir / "probe.yaml").write_text("model: {source: pretrained, name_or_path: my_model}\n"
+                                        "task: {name: text, path: secret.jsonl}\nlocate: {n_fit: 100, n_test: 100}\n")
+    with one_thread():
+        assert main(["probe", "fit", str(workdir / "probe.yaml"), "--out", str(workdir / "fitted")]) == 0
+    assert "probe_auroc_best" in capsys.readouterr().out
+    probe = load_probe(workdir / "fitted" / "probes" / "blocks.0.hook_out")
+    assert probe.model["checkpoint"] == "my_model" and probe.hf_location["io"] == "output"

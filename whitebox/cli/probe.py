@@ -33,15 +33,20 @@ def add_commands(commands: Any) -> None:
 
 
 def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
-    """Load locate.checkpoint, fit probes and detectors for cfg.task, save and print them."""
-    from whitebox.models import load_model, read_model_meta
+    """Fit probes and detectors for cfg.task on locate.checkpoint (or the pretrained model.name_or_path); save, print."""
+    from whitebox.experiments.probe import subject
+    from whitebox.models import META, read_model_meta
     from whitebox.protocol.locate import format_probe_table, locate_probes
     from whitebox.runtime.rundir import RunDir
+    from whitebox.tasks import get_task
 
-    if cfg.locate.checkpoint is None:
-        raise ConfigError("locate.checkpoint: set it to a saved model directory, e.g. --set locate.checkpoint=runs/quickstart/models/planted")
-    model, model_cfg = load_model(cfg.locate.checkpoint)
-    task = _task_of(read_model_meta(cfg.locate.checkpoint), cfg.locate.checkpoint, cfg.task)
+    checkpoint = cfg.locate.checkpoint
+    if checkpoint is None and cfg.model.source != "pretrained":
+        raise ConfigError("locate.checkpoint: set it to a saved model directory, e.g. --set locate.checkpoint="
+                          "runs/quickstart/models/planted (or set model.source: pretrained with model.name_or_path)")
+    model, model_cfg = subject(cfg)
+    whitebox_model = checkpoint is not None and (Path(checkpoint) / META).is_file()  # it records its own task
+    task = _task_of(read_model_meta(checkpoint), checkpoint, cfg.task) if whitebox_model else get_task(cfg.task)
     out_dir = RunDir(Path(out) if out else Path(cfg.run.out_dir) / cfg.run.name)
     _, metrics, rows = locate_probes(model.eval(), model_cfg, task, cfg.locate, cfg.run.seed, out_dir)
     print(format_probe_table(rows))
