@@ -43,7 +43,8 @@ class Experiment:
             )
         for key, instead in self.unread.items():
             section, _, name = key.partition(".")
-            if section in cfg.model_fields_set and name in getattr(cfg, section).model_fields_set:
+            part = getattr(cfg, section)
+            if getattr(part, name) != type(part).model_fields[name].default:  # a saved config.yaml spells out defaults
                 raise ConfigError(f"{key}: experiment {self.name!r} does not read it; {instead}")
         if self.check is not None:
             self.check(cfg)
