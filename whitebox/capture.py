@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from whitebox.fingerprint import model_identity
 from whitebox.hf_map import hf_location
+from whitebox.inputs import PositionRule, as_tokens, column, is_dataset, position_mask
 from whitebox.runtime.artifacts import ArtifactError, read_json, write_json
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-PositionRule = Literal["last", "all", "mean", "mask"] | int
 GradFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 """(logits [batch, pos, vocab], batch columns) -> one scalar per example [batch]."""
 
@@ -114,12 +114,12 @@ def capture(
     model's ModelConfig, recorded in the model identity so probes can check the full fingerprint.
     """
     names = resolve_hooks(model, hooks)
-    tokens, real = _tokens(model, data, attention_mask)  # n pos, n pos (bool: real tokens)
+    tokens, real = as_tokens(model, data, attention_mask)  # n pos, n pos (bool: real tokens)
     n, seq = tokens.shape
     mean = positions == "mean"
     if mean and grad_fn is not None:
         raise ValueError("positions='mean' averages activations; capture gradients at 'all' and average those")
-    mask = _position_mask("all" if mean else positions, real)  # n pos, bool
+    mask = position_mask("all" if mean else positions, real)  # n pos, bool
     rows_per_example = torch.ones(n, dtype=torch.long) if mean else mask.sum(1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), rows_per_example.cumsum(0)])
     example, position = (torch.arange(n), torch.full((n,), -1)) if mean else mask.nonzero(as_tuple=True)  # rows
@@ -164,105 +164,23 @@ def load_capture(out_dir: str | Path) -> Captured:
                     manifest["positions"], grads, manifest.get("model"))
 
 
-def _tokens(
-    model: torch.nn.Module, data: Any, attention_mask: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens [n, pos], real [n, pos] bool) for any accepted input, padded on the right."""
-    if _is_dataset(data) and "tokens" not in data.column_names and "text" in data.column_names:
-        return tokenize(model, list(data["text"]))
-    if _is_dataset(data):
-        tokens = _column(data, "tokens")
-        if attention_mask is None and "attention_mask" in data.column_names:
-            attention_mask = _column(data, "attention_mask")
-    elif isinstance(data, torch.Tensor):
-        tokens = data
-    elif isinstance(data, Sequence) and len(data) and all(isinstance(x, str) for x in data):
-        return tokenize(model, list(data))
-    elif isinstance(data, Sequence) and len(data) and all(isinstance(x, Sequence) and len(x) for x in data):
-        return _pad([torch.as_tensor(list(x), dtype=torch.long) for x in data], 0)
-    else:
-        raise ValueError("data must be a Dataset with a tokens column, a [n, pos] token tensor, or a non-empty list "
-                         "of strings or of non-empty token-id lists")
-    if tokens.ndim != 2:
-        raise ValueError(f"tokens must be [n, pos], got shape {list(tokens.shape)}")
-    if attention_mask is None:
-        return tokens, torch.ones(tokens.shape, dtype=torch.bool)
-    real = torch.as_tensor(attention_mask).bool().cpu()
-    if real.shape != tokens.shape:
-        raise ValueError(f"attention_mask must have the tokens' shape {list(tokens.shape)}, got {list(real.shape)}")
-    if bool((real[:, 1:] & ~real[:, :-1]).any()) or not bool(real[:, 0].all()):
-        raise ValueError("attention_mask must mark a prefix of each row (padding on the right, at least one real token)")
-    return tokens, real
-
-
-def tokenize(model: torch.nn.Module, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [n, pos] and real-token mask [n, pos] of `texts`, with the model's tokenizer, padded on the right."""
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None:
-        raise ValueError("this model has no tokenizer to turn strings into tokens; pass token ids instead")
-    ids = [tokenizer(text)["input_ids"] for text in texts]
-    if any(len(x) == 0 for x in ids):
-        raise ValueError("a string tokenised to no tokens at all; every input needs at least one")
-    return _pad([torch.as_tensor(x, dtype=torch.long) for x in ids], tokenizer.pad_token_id or 0)
-
-
-def _pad(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)  # n pos
-    real = torch.arange(tokens.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]
-    return tokens, real
-
-
-def _position_mask(positions: PositionRule | torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """The `[n, pos]` boolean mask of the real token positions a rule selects."""
-    n, seq = real.shape
-    lengths = real.sum(1)  # n
-    if isinstance(positions, torch.Tensor):
-        if positions.shape != (n, seq) or positions.dtype != torch.bool:
-            got = f"{positions.dtype} {list(positions.shape)}"
-            raise ValueError(f"a positions mask must be bool of shape [{n}, {seq}], got {got}")
-        return positions.cpu() & real
-    if positions == "all":
-        return real.clone()
-    if positions == "last":
-        index = lengths - 1
-    elif isinstance(positions, int) and not isinstance(positions, bool):
-        index = torch.full((n,), positions) if positions >= 0 else lengths + positions
-        if bool((index < 0).any() | (index >= lengths).any()):
-            raise ValueError(f"position {positions} lies outside some input (lengths {int(lengths.min())}-{int(lengths.max())})")
-    else:
-        raise ValueError(f"positions must be 'last', 'all', 'mean', an index or a bool mask, got {positions!r}")
-    mask = torch.zeros(n, seq, dtype=torch.bool)
-    mask[torch.arange(n), index] = True
-    return mask
-
-
 def _labels(data: Any, labels: str | torch.Tensor | Sequence[int] | None, n: int) -> torch.Tensor | None:
     if labels is None:
         return None
     if isinstance(labels, str):
-        if not _is_dataset(data) or labels not in data.column_names:
+        if not is_dataset(data) or labels not in data.column_names:
             raise ValueError(f"labels={labels!r}: not a column of the data")
-        labels = _column(data, labels)
+        labels = column(data, labels)
     labels = torch.as_tensor(labels)
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
     return labels.cpu()
 
 
-def _is_dataset(data: Any) -> bool:
-    """A `datasets.Dataset` (by its interface: loading probes and capturing never import `datasets`)."""
-    return hasattr(data, "column_names") and hasattr(data, "select_columns")
-
-
-def _column(data: Dataset, name: str) -> torch.Tensor:
-    """One whole column as a tensor (tokens and labels are small next to activations)."""
-    return torch.as_tensor(data.select_columns([name]).with_format("torch")[:][name])
-
-
 def _batch(data: Any, tokens: torch.Tensor, start: int, stop: int, device: torch.device) -> dict:
     """Rows start:stop on `device`: the (tokenised) tokens, and a Dataset's other columns for grad_fn."""
     batch = {"tokens": tokens[start:stop].to(device)}
-    if _is_dataset(data):
+    if is_dataset(data):
         rows = data.with_format("torch")[start:stop]
         batch |= {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in rows.items() if k != "tokens"}
     return batch
