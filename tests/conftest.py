@@ -55,13 +55,13 @@ def isolated_registries():
     The registries are module-level tables and the config models' open slots; both are restored,
     so a test that registers a variant leaves the schema and the config reference as they were.
     """
-    from whitebox.config import schema
+    from whitebox.config import schema, slots
     from whitebox.probes import kinds
     from whitebox.runtime import experiment
     from whitebox.tasks import base
     from whitebox.training import regimes
 
-    tables = [schema._TASKS, schema._REGIMES, schema._PROBE_KINDS, base._TASKS, regimes.REGIMES, kinds.PROBE_KINDS,
+    tables = [slots._TASKS, slots._REGIMES, slots._PROBE_KINDS, base._TASKS, regimes.REGIMES, kinds.PROBE_KINDS,
               experiment.EXPERIMENTS]
     saved = [dict(t) for t in tables]
     models = [schema.TreatConfig, schema.ExperimentConfig]  # inner first: the outer model embeds the inner's schema

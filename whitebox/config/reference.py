@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from whitebox.config.errors import section_models
-from whitebox.config.schema import ExperimentConfig, choices
+from whitebox.config.schema import ExperimentConfig
+from whitebox.config.slots import choices
 
 
 def config_reference() -> str:

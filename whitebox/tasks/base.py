@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import torch
 
 from whitebox.config.errors import ConfigError
-from whitebox.config.schema import TaskSection, add_task, task_config_class
+from whitebox.config.schema import TaskSection, add_task
+from whitebox.config.slots import task_config_class
 from whitebox.runtime.rundir import seed_stream
 
 if TYPE_CHECKING:
