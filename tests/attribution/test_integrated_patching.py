@@ -6,8 +6,9 @@ import torch
 from whitebox.attribution.attrib_patching import attribution_patching
 from whitebox.attribution.components import Component, model_components
 from whitebox.attribution.integrated_gradients import integrated_gradients
-from whitebox.attribution.integrated_patching import PATH_START, integrated_patching, path_points
+from whitebox.attribution.integrated_patching import DEFAULT_STEPS, PATH_START, integrated_patching, path_points
 from whitebox.attribution.patching import activation_patching
+from whitebox.config import LocateConfig
 from whitebox.tasks import get_task
 
 
@@ -126,3 +127,7 @@ def test_restores_training_mode(task_cfg, make_model):
     model.train()
     integrated_patching(model, get_task(task_cfg).contrast_pairs(4, seed=0), steps=2)
     assert model.training and torch.is_grad_enabled()
+
+
+def test_the_config_default_is_the_chosen_k():
+    assert LocateConfig().attribution_steps == DEFAULT_STEPS == 2

@@ -14,7 +14,7 @@ from whitebox.attribution.attrib_patching import attribution_patching
 from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.components import UNIT_KINDS, Component, eval_mode
 from whitebox.attribution.integrated_gradients import ig_component_scores
-from whitebox.attribution.integrated_patching import integrated_patching
+from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.attribution.patching import activation_patching
 from whitebox.attribution.scores import ComponentScores, agreement
 from whitebox.attribution.selection import select_circuit
@@ -35,7 +35,7 @@ def locate_circuit(
     direction: Direction = "noise",
     ablation: Ablation = "mean",
     ig_steps: int = 0,
-    attribution_steps: int = 1,
+    attribution_steps: int = DEFAULT_STEPS,
     eval_data: Dataset | None = None,
 ) -> tuple[Circuit, dict[str, float]]:
     """Patch, attribute, select and ablate; returns the circuit and flat metrics for a run summary.

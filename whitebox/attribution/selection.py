@@ -38,7 +38,7 @@ from transformer_lens.tools.analysis.attribution_patching import (
 from whitebox.attribution.ablation import Ablation, ablated, reference_activations, site
 from whitebox.attribution.circuit import Circuit, reference_tokens
 from whitebox.attribution.components import Component, canonical_hook, eval_mode
-from whitebox.attribution.integrated_patching import integrated_patching
+from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
 from whitebox.tasks import ContrastPairs, Direction, Task, honest_margin
@@ -70,7 +70,7 @@ def select_circuit(
     how: Ablation = "mean",
     direction: Direction = "noise",
     seed: int = 0,
-    steps: int = 1,
+    steps: int = DEFAULT_STEPS,
 ) -> Circuit:
     """The circuit by the module's documented rule; scores are the ranking key, the two shares go into details."""
     pairs = pairs.to(next(model.parameters()).device)
@@ -104,7 +104,7 @@ def unit_shares(
     neurons: bool = True,
     direction: Direction = "noise",
     seed: int = 0,
-    steps: int = 1,
+    steps: int = DEFAULT_STEPS,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(trigger share, clean share) of every unit: heads and MLPs at each position, and neurons (`steps` path points) when asked."""
     n_layers, n_heads, n_pos = int(model.cfg.n_layers), int(model.cfg.n_heads), pairs.seq_len
