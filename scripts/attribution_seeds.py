@@ -189,18 +189,20 @@ def choose(args: argparse.Namespace) -> int:
 
 def table(args: argparse.Namespace) -> None:
     """Median and minimum per trigger kind, role and k, against the targets; written to --json."""
-    summary: dict[str, Any] = {"rule": RULE, "budget": BUDGET, "groups": {}}
+    summary: dict[str, Any] = {"rule": RULE, "budget": BUDGET, "groups": {}, "models": {}}
     for role in ("tuning", "held-out", "random"):
         for kind in args.kinds:
             rows = [r for r in load_rows(args.out, role) if r["kind"] == kind]
             if not rows:
                 continue
+            summary["models"].update({r["model"]: {m: c["spearman"]["all"] for m, c in r["methods"].items()} for r in rows})
             group = {"seeds": [r["seed"] for r in rows], "activation_forward_equivalents": rows[0]["activation_patching"]
                      ["forward_equivalents"], "activation_wall_s_median": statistics.median(
                          r["activation_patching"]["wall_s"] for r in rows), "k": {}}
             for method in rows[0]["methods"]:
                 cells = [r["methods"][method] for r in rows]
                 group["k"][method] = {
+                    "steps": cells[0]["steps"],
                     "forward_equivalents": cells[0]["forward_equivalents"],
                     "wall_s_median": statistics.median(c["wall_s"] for c in cells),
                     **{f"spearman_{c}_{stat.__name__}": stat(x["spearman"][c] for x in cells)
@@ -216,7 +218,25 @@ def table(args: argparse.Namespace) -> None:
                       f"min {g['spearman_all_min']:.3f}  top-90% {g['top90_all_median']:.2f}  targets "
                       f"{'met' if g['targets_met'] else 'not met'}")
     write_json(args.json, summary)
-    print(f"\nwrote {args.json}")
+    print(f"\nwrote {args.json}\n\n" + markdown(summary))
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The table's rows for docs/BENCHMARKS.md, read from the summary written above."""
+    lines = ["| models | k | FE | wall | Spearman median | min | heads | MLPs | residual | neurons | top-90% overlap | "
+             "targets |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, group in summary["groups"].items():
+        lines.append(f"| {name} (activation patching) | | {group['activation_forward_equivalents']} | "
+                     f"{group['activation_wall_s_median']:.3f} s | | | | | | | | |")
+        for g in group["k"].values():
+            medians = " | ".join(f"{g[f'spearman_{c}_median']:.3f}" for c in ("head", "mlp", "resid", "neuron"))
+            lines.append(f"| {name} | {g['steps']} | {g['forward_equivalents']} | {g['wall_s_median']:.3f} s"
+                         f" | {g['spearman_all_median']:.3f} | {g['spearman_all_min']:.3f} | {medians} | "
+                         f"{g['top90_all_median']:.2f} | {'met' if g['targets_met'] else 'not met'} |")
+    steps = sorted({m for row in summary["models"].values() for m in row}, key=lambda m: int(m[1:]))
+    lines += ["", "| model | " + " | ".join(steps) + " |", "|---|" + "---|" * len(steps)]
+    lines += [f"| {name} | " + " | ".join(f"{row[m]:.3f}" for m in steps) + " |" for name, row in summary["models"].items()]
+    return "\n".join(lines)
 
 
 def main() -> None:

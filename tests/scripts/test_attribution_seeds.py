@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.attribution.conftest import TASK, tiny_model
-from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def test_compare_reports_every_class_and_cost_on_a_tiny_model(monkeypatch):
 
 
 def _fake(out: Path, name: str, role: str, kind: str, by_k: dict[int, float]) -> None:
-    methods = {f"k{k}": {"forward_equivalents": 1 + 3 * k, "wall_s": 0.1, "spearman": {c: s for c in seeds.CLASSES},
+    methods = {f"k{k}": {"steps": k, "forward_equivalents": 1 + 3 * k, "wall_s": 0.1, "spearman": {c: s for c in seeds.CLASSES},
                          "top90_overlap": {c: 1.0 for c in seeds.CLASSES}} for k, s in by_k.items()}
     write_json(out / f"{name}.json", {"model": name, "kind": kind, "seed": 0, "role": role,
                                       "activation_patching": {"forward_equivalents": 72, "wall_s": 1.0}, "methods": methods})
@@ -53,3 +53,15 @@ def test_choose_refuses_an_incomplete_tuning_set(tmp_path):
     _fake(tmp_path, "t0", "tuning", "token", {1: 0.7})
     with pytest.raises(AssertionError, match="tuning models measured"):
         seeds.choose(argparse.Namespace(out=tmp_path, steps=[1]))
+
+
+def test_table_reads_targets_off_the_held_out_models(tmp_path):
+    for i, worst in enumerate((0.95, 0.92, 0.84)):
+        _fake(tmp_path, f"h{i}", "held-out", "token", {1: 0.8, 2: worst, 4: 0.99})
+    out = tmp_path / "table.json"
+    seeds.table(argparse.Namespace(out=tmp_path, kinds=["token"], json=out))
+    group = read_json(out)["groups"]["held-out/token"]["k"]
+    assert group["k2"]["spearman_all_median"] == 0.92 and group["k2"]["spearman_all_min"] == 0.84
+    assert not group["k2"]["targets_met"]  # one model below 0.85
+    assert not group["k4"]["targets_met"]  # 13 forward-equivalents: over budget
+    assert read_json(out)["models"]["h2"]["k2"] == 0.84
