@@ -34,7 +34,7 @@ from whitebox.attribution.components import Component, model_components
 from whitebox.attribution.scores import ComponentScores
 from whitebox.config.load import parse_config, read_yaml
 from whitebox.models import build_model, load_model, read_model_meta
-from whitebox.runner import run_or_resume
+from whitebox.runner import resolve_config, run_or_resume
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.tasks import Task, get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
@@ -75,7 +75,7 @@ def planted_model(config: Path, seed: int, kind: str, runs: Path) -> tuple[torch
 
 def random_model(config: Path, kind: str) -> tuple[torch.nn.Module, Task]:
     """The config's architecture at random init (torch seed 0) beside the task of one trigger kind."""
-    cfg = plant_config(config, 0, kind)
+    cfg = resolve_config(plant_config(config, 0, kind))
     task = get_task(cfg.task)
     torch.manual_seed(0)
     return build_model(cfg.model, task.vocabulary()).eval(), task

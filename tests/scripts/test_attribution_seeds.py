@@ -65,3 +65,8 @@ def test_table_reads_targets_off_the_held_out_models(tmp_path):
     assert not group["k2"]["targets_met"]  # one model below 0.85
     assert not group["k4"]["targets_met"]  # 13 forward-equivalents: over budget
     assert read_json(out)["models"]["h2"]["k2"] == 0.84
+
+
+def test_random_model_has_the_config_architecture():
+    model, task = seeds.random_model(ROOT / "configs" / "locate.yaml", "computed")
+    assert (model.cfg.n_layers, model.cfg.d_model, model.cfg.d_vocab) == (2, 64, len(task.vocabulary()))
