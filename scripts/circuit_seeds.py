@@ -3,7 +3,7 @@
 Runs configs/locate.yaml (the quickstart's plant + locate; integrated gradients off, as in the quickstart) for every
 seed and trigger kind into OUT/s<seed>_<kind> (a finished run is reused, an interrupted one resumed) and records the
 attribution agreement and the circuit's faithfulness from each summary.json: one JSON per run in --per-run as it
-finishes (a run whose JSON is there is not run again), then the table and medians in --json. The selection rule was
+finishes, with the circuit's components (a run whose JSON is there is not run again), then the table and medians in --json. The selection rule was
 developed on seeds 0-2; seeds 3 and above are the held-out check. `--note` is stored with every record (e.g. the
 commit whose code made the runs, when OUT holds runs made by other code).
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from whitebox.config import load_config
 from whitebox.runner import run_or_resume
 from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.rundir import RunDir
 
 COLUMNS = {
     "patching_spearman": "spearman",
@@ -47,7 +48,9 @@ def record(args: argparse.Namespace, seed: int, kind: str) -> dict[str, float | 
     if path.is_file():
         return read_json(path)["located"]
     row = located(args.config, seed, kind, args.out)
-    write_json(path, {"config": args.config, "seed": seed, "kind": kind, "note": args.note, "located": row})
+    circuit = read_json(RunDir(args.out / f"s{seed}_{kind}").circuit)["components"]
+    write_json(path, {"config": args.config, "seed": seed, "kind": kind, "note": args.note, "located": row,
+                      "circuit": circuit})
     return row
 
 
