@@ -131,3 +131,10 @@ def test_an_unknown_task_name_is_named_with_the_known_ones(name):
 ])
 def test_an_unknown_registered_name_is_one_line_listing_the_registered_ones(override, message):
     assert _error([override]) == f"--set {override}: {message}"
+
+
+def test_attribution_steps_is_a_whole_number_from_1_to_64():
+    assert parse_config(TINY, ["locate.attribution_steps=3"]).locate.attribution_steps == 3
+    for bad in ("0", "65", "2.5", "two"):
+        message = _error([f"locate.attribution_steps={bad}"])
+        assert message.startswith(f"--set locate.attribution_steps={bad}: locate.attribution_steps"), message

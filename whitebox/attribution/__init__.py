@@ -1,8 +1,9 @@
-"""Where a behaviour lives: activation patching, attribution patching, integrated gradients, circuits.
+"""Where a behaviour lives: activation patching, attribution patching (plain and path-integrated), integrated gradients, circuits.
 
     pairs = task.contrast_pairs(n=256, seed=0)               # the task's pairs: triggered vs untriggered
     exact = activation_patching(model, pairs)                # one forward per component
     fast = attribution_patching(model, pairs)                # one forward + backward per batch
+    better = integrated_patching(model, pairs, steps=2)      # gradient averaged over k=2 path points: 1 + 3k forward-equivalents
     agreement(exact, fast)["spearman"]
     circuit, metrics = locate_circuit(model, model_cfg, task)  # rule: whitebox.attribution.selection
     with circuit.ablate(model, how="mean"):
@@ -24,6 +25,7 @@ from whitebox.attribution.integrated_gradients import (
     input_attributions,
     integrated_gradients,
 )
+from whitebox.attribution.integrated_patching import integrated_patching
 from whitebox.attribution.locate import (
     faithfulness,
     locate_circuit,
@@ -38,7 +40,7 @@ from whitebox.attribution.params import (
     parameter_masks,
 )
 from whitebox.attribution.patching import activation_patching, patch_metric
-from whitebox.attribution.scores import ComponentScores, agreement, spearman
+from whitebox.attribution.scores import ComponentScores, agreement, forward_equivalents, spearman
 from whitebox.attribution.selection import select_circuit, unit_shares
 
 __all__ = [
@@ -58,9 +60,11 @@ __all__ = [
     "component_parameters",
     "enumerate_components",
     "faithfulness",
+    "forward_equivalents",
     "ig_component_scores",
     "input_attributions",
     "integrated_gradients",
+    "integrated_patching",
     "locate_circuit",
     "model_components",
     "parameter_masks",

@@ -25,7 +25,7 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
-from whitebox.attribution.scores import ComponentScores
+from whitebox.attribution.scores import ComponentScores, forward_equivalents
 from whitebox.tasks.pairs import ContrastPairs, Direction
 
 
@@ -64,5 +64,5 @@ def attribution_patching(
         ordered,
         float(base_cache.metric),
         float(source_cache.metric),
-        {"forwards": 2, "backwards": 1},
+        {"forwards": 2, "backwards": 1, "forward_equivalents": forward_equivalents(2, 1)},
     )

@@ -48,7 +48,7 @@ def activation_patching(
             )  # [len(comps)], one forward each
             scores.update({c.id: float(v) - base_metric for c, v in zip(comps, patched.tolist(), strict=True)})
     ordered = {c.id: scores[c.id] for c in components}
-    extra = {"forwards": len(components) + 2}
+    extra = {"forwards": len(components) + 2, "backwards": 0, "forward_equivalents": len(components) + 2}
     return ComponentScores("activation_patching", direction, ordered, base_metric, source_metric, extra)
 
 

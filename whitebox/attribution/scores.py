@@ -9,6 +9,13 @@ import torch
 
 from whitebox.attribution.components import Component
 
+BACKWARD_COST = 2  # a backward pass costs two forwards (the convention of training budgets, whitebox.training.loop)
+
+
+def forward_equivalents(forwards: int, backwards: int) -> int:
+    """Cost of a method in batched forwards over its pairs, a backward counting BACKWARD_COST."""
+    return forwards + BACKWARD_COST * backwards
+
 
 @dataclass
 class ComponentScores:

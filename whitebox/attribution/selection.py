@@ -8,8 +8,11 @@ narrowed to a position tell these roles apart. Each unit gets two shares:
   share of the whole effect of removing the trigger;
 - clean share: the share of the honest margin (honest logit minus the best other logit, mean over
   the untriggered inputs) that ablating it destroys.
-Both are exact for heads and MLPs (batched, one forward row block per unit) and first-order
-estimates for neurons (attribution; Spearman ~0.99 against exact single-neuron patching here).
+Both are exact for heads and MLPs (batched, one forward row block per unit) and estimates for
+neurons: the trigger share by path-integrated attribution patching with `steps` gradient points
+(whitebox.attribution.integrated_patching; 1: first-order attribution patching), the clean share
+first-order (an ablation to the mean has no input-space path to integrate along: moving a whole
+layer's neurons to their means together would measure ablating the layer, not one neuron).
 
 Rule (`select_circuit`): rank the units by trigger share minus clean share and walk down the
 ranking, adding each unit unless ablating the circuit with it would keep less than `threshold` of
@@ -33,21 +36,27 @@ from transformer_lens.tools.analysis.attribution_patching import (
 )
 
 from whitebox.attribution.ablation import Ablation, ablated, reference_activations, site
-from whitebox.attribution.attrib_patching import attribution_patching
 from whitebox.attribution.circuit import Circuit, reference_tokens
 from whitebox.attribution.components import Component, canonical_hook, eval_mode
+from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
 from whitebox.tasks import ContrastPairs, Direction, Task, honest_margin
 
 Z = 1.645  # one-sided 95% normal quantile for the Wilson bounds
-RULE = (
-    "units: heads and MLP layers at each position, and MLP neurons; ranked by trigger share (noising effect / whole "
-    "trigger effect) minus clean share (share of the honest margin on untriggered inputs that ablating the unit "
-    "destroys); walked in order, skipping a unit that would drop clean accuracy on the untriggered pairs below "
-    "threshold of unablated, until ablating the circuit leaves ASR <= (1 - threshold) and ablating everything else "
-    "keeps ASR >= threshold of unablated on the triggered pairs (one-sided 95% Wilson bounds)"
-)
+
+
+def rule_text(threshold: float, neurons: bool, steps: int) -> str:
+    """The rule as a circuit artifact records it, with this selection's settings filled in."""
+    units = (f", and MLP neurons (their trigger share by path-integrated attribution with {steps} gradient points)"
+             if neurons else "")
+    return (
+        f"units: heads and MLP layers at each position{units}; ranked by trigger share (noising effect / whole "
+        "trigger effect) minus clean share (share of the honest margin on untriggered inputs that ablating the unit "
+        "destroys); walked in order, skipping a unit that would drop clean accuracy on the untriggered pairs below "
+        f"threshold={threshold} of unablated, until ablating the circuit leaves ASR <= (1 - threshold) and ablating "
+        "everything else keeps ASR >= threshold of unablated on the triggered pairs (one-sided 95% Wilson bounds)"
+    )
 
 
 def select_circuit(
@@ -61,16 +70,16 @@ def select_circuit(
     how: Ablation = "mean",
     direction: Direction = "noise",
     seed: int = 0,
+    steps: int = DEFAULT_STEPS,
 ) -> Circuit:
     """The circuit by the module's documented rule; scores are the ranking key, the two shares go into details."""
     pairs = pairs.to(next(model.parameters()).device)
     refs = reference_activations(model, reference_tokens(task))
-    trigger, clean = unit_shares(model, pairs, how, refs, neurons=neurons, direction=direction, seed=seed)
+    trigger, clean = unit_shares(model, pairs, how, refs, neurons=neurons, direction=direction, seed=seed, steps=steps)
     net = {c: trigger[c] - clean[c] for c in trigger}
     ranked = [Component.parse(c) for c in sorted(net, key=lambda c: -net[c])]
     chosen, walk = _walk(model, pairs, ranked, how, refs, threshold, seed)
     n_layers = int(model.cfg.n_layers)
-    rule = RULE.replace("below threshold", f"below threshold={threshold}")
     return Circuit(
         components=[c.id for c in chosen],
         scores=net,
@@ -79,7 +88,7 @@ def select_circuit(
         task=task.config.model_dump(mode="json"),
         model_fingerprint=fingerprint(model, model_cfg),
         threshold=threshold,
-        rule=rule if neurons else rule.replace(", and MLP neurons", ""),
+        rule=rule_text(threshold, neurons, steps),
         hooks={c.id: canonical_hook(model, site(c, n_layers)) for c in chosen},
         metrics=walk,
         details={"trigger_share": trigger, "clean_share": clean},
@@ -95,8 +104,9 @@ def unit_shares(
     neurons: bool = True,
     direction: Direction = "noise",
     seed: int = 0,
+    steps: int = DEFAULT_STEPS,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(trigger share, clean share) of every unit: heads and MLPs at each position, and neurons when asked."""
+    """(trigger share, clean share) of every unit: heads and MLPs at each position, and neurons (`steps` path points) when asked."""
     n_layers, n_heads, n_pos = int(model.cfg.n_layers), int(model.cfg.n_heads), pairs.seq_len
     units = [Component("head", layer, h, p) for layer in range(n_layers) for h in range(n_heads) for p in range(n_pos)]
     units += [Component("mlp", layer, None, p) for layer in range(n_layers) for p in range(n_pos)]
@@ -113,8 +123,8 @@ def unit_shares(
     if neurons:
         d_mlp = int(model.cfg.d_mlp)
         every = [Component("neuron", layer, i) for layer in range(n_layers) for i in range(d_mlp)]
-        linear = attribution_patching(model, pairs, every, direction=direction)
-        trigger.update({c: v / total for c, v in linear.scores.items()})
+        integrated = integrated_patching(model, pairs, every, direction=direction, steps=steps)
+        trigger.update({c: v / total for c, v in integrated.scores.items()})
         clean.update({c: -v / clean_margin for c, v in _clean_attribution(model, pairs, every, ablation).items()})
     return trigger, clean
 

@@ -187,6 +187,11 @@ class LocateConfig(Section):
     circuit_neurons: bool = Field(True, description="single MLP neurons are circuit candidates (else whole MLPs at a position)")
     ablation: Literal["mean", "zero", "resample"] = Field("mean", description="how circuit components are ablated")
     ig_steps: int = Field(32, ge=0, description="integrated-gradients path steps (0: skip)")
+    attribution_steps: int = Field(
+        2, ge=1, le=64,
+        description="gradient points on the path from the triggered to the untriggered run for the circuit's fast attribution "
+        "(1: attribution patching; k points cost 1 + 3k forward-equivalents; 2: chosen by the rule in docs/BENCHMARKS.md)",
+    )
 
 
 Condition = Literal["present", "absent"]

@@ -195,11 +195,13 @@ def _locate_circuit(run: RunContext, planted: Planted) -> dict[str, float]:
     circuit, found = locate_circuit(
         planted.model, planted.model_cfg, planted.task, n_pairs=loc.circuit_pairs, seed=run.cfg.run.seed,
         threshold=loc.circuit_threshold, neurons=loc.circuit_neurons, ablation=loc.ablation, ig_steps=loc.ig_steps,
+        attribution_steps=loc.attribution_steps,
     )
     circuit.save(run.dir.circuit)
     plot_component_scores(circuit, run.dir.plot("circuit_scores"))
     tqdm.write(
-        f"circuit: {int(found['circuit_size'])} components; attribution vs activation patching Spearman "
+        f"circuit: {int(found['circuit_size'])} components; attribution ({loc.attribution_steps} gradient points) vs "
+        f"activation patching Spearman "
         f"{found['patching_spearman']:.3f}; ablating it: ASR {found['ablation_asr']:.3f}, clean acc "
         f"{found['ablation_clean_acc']:.3f}; ablating the rest: ASR {found['complement_ablation_asr']:.3f}"
     )
