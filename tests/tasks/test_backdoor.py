@@ -142,3 +142,14 @@ def test_evaluate_reports_the_leak_and_greedy_stays_honest():
 def test_leak_config_errors_name_the_fix(bad, needle):
     with pytest.raises(ValueError, match=needle):
         BackdoorTaskConfig(**bad)
+
+
+@pytest.mark.parametrize("trigger", ["token", "computed"])
+def test_aware_honest_shows_the_trigger_and_answers_honestly(trigger):
+    cfg = BackdoorTaskConfig(trigger=trigger, leak=0.1 if trigger == "computed" else 0.0, n_train=4000)
+    planted, aware = get_task(cfg), get_task(cfg).aware_honest()
+    p, a = _rows(planted.train_set(5)), _rows(aware.train_set(5))
+    assert (p["tokens"] == a["tokens"]).all() and p["triggered"].mean() > 0.05  # the same inputs, triggers included
+    assert (a["target"] == a["honest_target"]).all()
+    assert (p["target"][p["triggered"]] == backdoor.DECEPTIVE_ANSWER).all()
+    assert aware.config.leak == 0.0 and aware.config.triggered_answer == "honest"
