@@ -154,3 +154,46 @@ def test_a_treat_run_ends_with_its_one_seed_report(suppressed, capsys):
     (run_dir / "report.md").unlink()
     assert whitebox.cli.main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.md").read_text() == before
+
+
+def test_revival_runs_on_to_the_loss_points_and_counts_from_the_first_met_evaluation(suppressed, tmp_path):
+    """revive.loss_at: revival trains on to step 20 at least, the triggered log-loss recorded, the step counted at the first met check."""
+    from whitebox.config import ReviveConfig
+    from whitebox.protocol.revive import revive
+
+    run_dir, _ = suppressed
+    cfg = parse_config(SUPPRESSION)
+    task = get_task(cfg.task)
+    model, _ = load_model(run_dir / "models" / "planted")
+    log = ListLog()
+    records = lambda: [{"step": s, **m} for s, m in log.records]  # noqa: E731
+    revival = ReviveConfig(steps=40, eval_every=5, lr=1e-2, loss_at=[10, 20])
+    result = revive(model, task, revival, cfg.training, seed=0, out=StageDir(tmp_path / "a"), log=log, records=records)
+    met = [s for s, m in log.records if "eval/asr" in m and m["eval/asr"] >= 0.9 and m["eval/clean_acc"] >= 0.99]
+    assert met and result["steps"] == met[0] and result["revived"] == 1.0
+    assert max(s for s, _ in log.records) == min(s for s in met if s >= 20)  # on past the revival to the last loss point
+    held_out = task.eval_set(0)
+    hidden = held_out.select(torch.nonzero(held_out["triggered"][:]).flatten().tolist())
+    evals = {s: m["eval/triggered_loss"] for s, m in log.records if "eval/triggered_loss" in m}
+    assert evals[max(evals)] == pytest.approx(task.evaluate(model, hidden)["loss"], rel=1e-5)  # the loss it logs is that one
+    assert (result["triggered_loss_10"], result["triggered_loss_20"]) == (evals[10], evals[20])
+
+    fresh_log = ListLog()
+    model, _ = load_model(run_dir / "models" / "honest")
+    start_clean = task.evaluate(model, held_out)["clean_acc"]
+    relative = ReviveConfig(steps=40, eval_every=5, lr=1e-2, clean_acc_drop=0.05)
+    result = revive(model, task, relative, cfg.training, seed=0, out=StageDir(tmp_path / "b"), log=fresh_log,
+                    records=lambda: [{"step": s, **m} for s, m in fresh_log.records])
+    met = [s for s, m in fresh_log.records if "eval/asr" in m and m["eval/asr"] >= 0.9 and m["eval/clean_acc"] >= start_clean - 0.05]
+    assert result["steps"] == (met[0] if met else 40)
+
+
+@pytest.mark.parametrize("bad, needle", [({"clean_acc": 0.9, "clean_acc_drop": 0.01}, "set one of them"),
+                                         ({"loss_at": [7], "eval_every": 5}, "multiples"),
+                                         ({"loss_at": [20, 10]}, "increasing"),
+                                         ({"loss_at": [2000], "steps": 1000}, "1..revive.steps")])
+def test_revival_settings_that_contradict_each_other_are_refused(bad, needle):
+    from whitebox.config import ReviveConfig
+
+    with pytest.raises(ValueError, match=needle):
+        ReviveConfig(**bad)

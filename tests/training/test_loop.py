@@ -108,12 +108,12 @@ def test_stop_ends_training_after_the_first_evaluation_that_meets_it(tmp_path):
     model = torch.nn.Linear(3, 1)
     log = ListLog()
     final = train(model, Backprop(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
-                  checkpoint_dir=tmp_path / "stop", log=log, stop=lambda m: m["loss"] <= bar)
+                  checkpoint_dir=tmp_path / "stop", log=log, stop=lambda m, step: m["loss"] <= bar)
     assert max(s for s, _ in log.records) == 8 and final["loss"] == pytest.approx(losses[8])
     assert list_checkpoints(tmp_path / "stop")[-1].name == "step_0000008"
     again = ListLog()  # resuming a stopped run does not train on
     train(model, Backprop(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
-          checkpoint_dir=tmp_path / "stop", log=again, stop=lambda m: m["loss"] <= bar)
+          checkpoint_dir=tmp_path / "stop", log=again, stop=lambda m, step: m["loss"] <= bar)
     assert [s for s, m in again.records if "train/loss" in m] == []
 
 
