@@ -9,6 +9,7 @@ import whitebox.cli.main
 from tests.conftest import TINY
 from tests.training.conftest import ListLog
 from whitebox.attribution import Circuit, attribution_patching
+from whitebox.attribution.integrated_patching import integrated_patching
 from whitebox.config import TreatConfig, parse_config
 from whitebox.models import load_model, state_tensors
 from whitebox.protocol.measures import circuit_measures
@@ -116,10 +117,12 @@ def test_circuit_ablation_effect_matches_the_locate_steps_faithfulness(suppresse
     model, model_cfg = load_model(run_dir / "models" / "planted")
     circuit = Circuit.load(run_dir / "circuit" / "circuit.json")
     pairs = get_task(cfg.task).contrast_pairs(cfg.locate.circuit_pairs, seed=cfg.run.seed)  # the pairs locate used
-    found = circuit_measures(model, circuit, pairs, model_cfg)
+    found = circuit_measures(model, circuit, pairs, model_cfg, steps=2)
     expected = summary["locate.base_logit_diff"] - summary["locate.ablation_logit_diff"]
     assert found["circuit_ablation_effect"] == pytest.approx(expected, rel=1e-4)
-    assert found["circuit_mass"] == pytest.approx(sum(attribution_patching(model, pairs, circuit.units).scores.values()))
+    assert found["circuit_mass"] == pytest.approx(sum(integrated_patching(model, pairs, circuit.units, steps=2).scores.values()))
+    k1 = circuit_measures(model, circuit, pairs, model_cfg, steps=1)["circuit_mass"]  # k = 1 is plain attribution patching
+    assert k1 == pytest.approx(sum(attribution_patching(model, pairs, circuit.units).scores.values()), rel=1e-4)
 
 
 def test_revival_counts_the_steps_to_the_first_evaluation_that_meets_the_criterion(suppressed):
