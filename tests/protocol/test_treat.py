@@ -200,3 +200,28 @@ def test_revival_settings_that_contradict_each_other_are_refused(bad, needle):
 
     with pytest.raises(ValueError, match=needle):
         ReviveConfig(**bad)
+
+
+def test_circuit_weight_change_sees_weights_rewritten_at_equal_norm(suppressed):
+    """A sign flip of the circuit's weights keeps their norm (weight_norm blind) but gives change 2 and cosine -1."""
+    from whitebox.attribution.params import masked_weights, parameter_masks
+
+    run_dir, summary = suppressed
+    cfg = parse_config(SUPPRESSION)
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    circuit = Circuit.load(run_dir / "circuit" / "circuit.json")
+    pairs = get_task(cfg.task).contrast_pairs(cfg.locate.circuit_pairs, seed=cfg.run.seed)
+    masks = parameter_masks(model, circuit.units)
+    reference = masked_weights(model, masks)
+    same = circuit_measures(model, circuit, pairs, model_cfg, reference=reference)
+    assert same["circuit_weight_change"] == 0.0 and same["circuit_weight_cosine"] == pytest.approx(1.0)
+    total = sum(p.numel() for p in model.parameters())
+    assert same["circuit_param_share"] == pytest.approx(sum(int(m.sum()) for m in masks.values()) / total)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in masks:
+                p[masks[name]] *= -1
+    flipped = circuit_measures(model, circuit, pairs, model_cfg, reference=reference)
+    assert flipped["circuit_weight_norm"] == pytest.approx(same["circuit_weight_norm"], rel=1e-6)
+    assert flipped["circuit_weight_change"] == pytest.approx(2.0) and flipped["circuit_weight_cosine"] == pytest.approx(-1.0)
+    assert summary["treat.start.token.circuit_weight_change"] == 0.0  # the untreated model is its own reference

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from whitebox.attribution import GradientShare, MeasuredUpdater
+from whitebox.attribution.params import masked_weights, parameter_masks
 from whitebox.capture import residual_hooks
 from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
@@ -133,8 +134,9 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     circuit = located.circuit
     fit_rows, test_rows = probe_data(task, cfg.locate, cfg.run.seed)
     pairs = None if circuit is None else task.contrast_pairs(cfg.locate.circuit_pairs, cfg.run.seed + MEASURE_PAIRS_OFFSET)
+    reference = None if circuit is None else masked_weights(model, parameter_masks(model, circuit.units))
     measures = Measures(task, cfg.model, cfg.locate, task.eval_set(cfg.run.seed), fit_rows, test_rows, frozen,
-                        located.detector(hook), circuit, pairs, cfg.run.seed)
+                        located.detector(hook), circuit, pairs, cfg.run.seed, reference)
     kind = task.variant
     out = treat_keys("start", kind, measures(model))
     out.update(treat_keys("fresh", kind, measures(fresh_model(cfg.model, model, task))))
