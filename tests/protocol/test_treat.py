@@ -26,7 +26,7 @@ SUPPRESSION = {
     "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 16, "ig_steps": 0},
     "treat": {"regimes": ["sft", "es", "zo"], "conditions": ["present", "absent"], "budget": BUDGET, "eval_points": POINTS,
               "n_train": 512, "batch_size": 32, "lr": 1e-2, "es": {"population": 4}},
-    "revive": {"steps": 40, "eval_every": 5, "lr": 1e-2},
+    "revive": {"steps": 40, "eval_every": 5, "lr": 1e-2, "noise_control": True},
 }
 
 
@@ -225,3 +225,30 @@ def test_circuit_weight_change_sees_weights_rewritten_at_equal_norm(suppressed):
     assert flipped["circuit_weight_norm"] == pytest.approx(same["circuit_weight_norm"], rel=1e-6)
     assert flipped["circuit_weight_change"] == pytest.approx(2.0) and flipped["circuit_weight_cosine"] == pytest.approx(-1.0)
     assert summary["treat.start.token.circuit_weight_change"] == 0.0  # the untreated model is its own reference
+
+
+def test_the_noise_matched_control_moves_the_planted_weights_as_far_as_treatment_did(suppressed, tmp_path):
+    from whitebox.protocol.revive import noise_matched
+
+    run_dir, _ = suppressed
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    planted = [p.detach().clone() for p in model.parameters()]
+    treated_dir = run_dir / "treat" / "sft-present" / "model"
+    treated = [p.detach().clone() for p in load_model(treated_dir)[0].parameters()]
+    moved = torch.cat([(t - p).flatten() for t, p in zip(treated, planted)]).norm()
+    out = noise_matched(model, model_cfg, run_dir / "models" / "planted", treated_dir, tmp_path / "noise", seed=7)
+    noisy = [p.detach().clone() for p in load_model(out)[0].parameters()]
+    delta = torch.cat([(n - p).flatten() for n, p in zip(noisy, planted)])
+    assert float(delta.norm()) == pytest.approx(float(moved), rel=1e-4)
+    sft_delta = torch.cat([(t - p).flatten() for t, p in zip(treated, planted)])
+    assert abs(float(torch.nn.functional.cosine_similarity(delta, sft_delta, dim=0))) < 0.05  # isotropic, not the regime's direction
+    again = noise_matched(model, model_cfg, run_dir / "models" / "planted", treated_dir, tmp_path / "again", seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(load_model(again)[0].parameters(), noisy))
+
+
+def test_every_treated_row_has_its_noise_matched_revival(suppressed):
+    run_dir, summary = suppressed
+    for row in ("sft.present", "es.absent", "zo.present"):
+        regime, condition = row.split(".")
+        assert f"treat.{regime}_noise.{condition}.token.revival_steps" in summary
+        assert (run_dir / "models" / f"noise-{regime}-{condition}" / "model.json").is_file()

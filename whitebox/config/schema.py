@@ -234,6 +234,10 @@ class ReviveConfig(Section):
         description="instead of clean_acc: clean accuracy at least the model's own at the start of revival minus this "
                     "(a regime is not charged for its treatment's clean-accuracy cost)",
     )
+    noise_control: bool = Field(
+        False, description="also revive, per treated row, the planted model plus isotropic noise of the norm that "
+                           "treatment moved it by (rows <regime>_noise.<condition>)",
+    )
     loss_at: list[int] = Field(
         default_factory=list,
         description="revival steps at which the log-loss of the planted answer on held-out triggered inputs is recorded "

@@ -17,18 +17,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from whitebox.config import ReviveConfig, TrainingConfig
-from whitebox.models import META, load_weights
+from whitebox.config import ModelConfig, ReviveConfig, TrainingConfig
+from whitebox.models import META, load_weights, save_model
 from whitebox.protocol.locate import fresh_model
 from whitebox.protocol.plant import Planted, plant_honest
 from whitebox.protocol.treat import Treated, fine_tuning
 from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.rundir import StageDir, seed_stream, treat_key
+from whitebox.runtime.rundir import NOISE_CONTROL_SALT, StageDir, cell_name, seed_stream, split_row, treat_key, treat_row
 from whitebox.tasks import Task, require
 from whitebox.training import Backprop, supervised, train
 from whitebox.training.loop import StageLog
@@ -94,6 +95,27 @@ def revive(
     return result
 
 
+@torch.no_grad()
+def noise_matched(model: torch.nn.Module, model_cfg: ModelConfig, planted: Path, treated: Path, out: Path, seed: int) -> Path:
+    """The planted weights plus isotropic Gaussian noise with the norm ||theta_treated - theta_planted||, saved to `out`.
+
+    The control for "did the regime do more than move the weights this far?": it revives like the
+    treated model if the treatment's effect on the circuit is what any step of that size does.
+    """
+    if (out / META).is_file():  # meta is written last
+        return out
+    moved = [p.detach().clone() for p in load_weights(model, model_cfg, treated).parameters()]
+    params = list(load_weights(model, model_cfg, planted).parameters())
+    delta = torch.sqrt(sum(((m - p).float().square().sum() for m, p in zip(moved, params)), torch.tensor(0.0)))
+    gen = torch.Generator().manual_seed(seed)
+    noise = [torch.randn(p.shape, generator=gen) for p in params]
+    scale = delta / torch.sqrt(sum((n.square().sum() for n in noise), torch.tensor(0.0)))
+    for p, n in zip(params, noise):
+        p.add_((scale * n).to(p))
+    save_model(model, model_cfg, out, extra={"control": "noise", "matched_to": str(treated), "delta_norm": float(delta)})
+    return out
+
+
 @dataclass
 class Revived:
     """Steps to revival per model: the treated rows (sft.present, ...) and the yardsticks start, fresh, honest."""
@@ -107,7 +129,8 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
 
     Summary keys: treat.<row>.<variant>.revival_steps (and .revived) for every treated row and the
     yardsticks treat.fresh.*, treat.honest.* (the honest model is planted here first, into
-    models/honest) and treat.start.*.
+    models/honest) and treat.start.*; with revive.noise_control also treat.<regime>_noise.<condition>.*
+    (noise_matched, saved to models/noise-<cell>), with triggered_loss_<k> for revive.loss_at.
     """
     cfg, model, task = run.cfg, planted.model, planted.task
     kind = task.variant
@@ -115,6 +138,13 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
     if not (honest / META).is_file():  # meta is written last
         plant_honest(run, task)
     starts: dict[str, Path | None] = {"start": planted.path, "fresh": None, "honest": honest, **treated.models}
+    if cfg.revive.noise_control:
+        for i, (row, weights) in enumerate(treated.models.items()):
+            regime, condition = split_row(row)
+            name = treat_row(f"{regime}_noise", condition)
+            seed = int(np.random.SeedSequence([cfg.run.seed, NOISE_CONTROL_SALT, i]).generate_state(1)[0])
+            out_dir = run.dir.model(f"noise-{cell_name(regime, condition)}")
+            starts[name] = noise_matched(model, cfg.model, planted.path, weights, out_dir, seed)
     results, out = {}, {}
     for name, weights in starts.items():
         subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
