@@ -252,3 +252,19 @@ def test_every_treated_row_has_its_noise_matched_revival(suppressed):
         regime, condition = row.split(".")
         assert f"treat.{regime}_noise.{condition}.token.revival_steps" in summary
         assert (run_dir / "models" / f"noise-{regime}-{condition}" / "model.json").is_file()
+
+
+def test_the_trigger_aware_yardstick_is_planted_treated_and_revived_like_the_planted_model(tmp_path):
+    cfg = {**SUPPRESSION, "treat": {**SUPPRESSION["treat"], "regimes": ["sft"], "conditions": ["absent"]},
+           "revive": {**SUPPRESSION["revive"], "noise_control": False, "aware_control": True}}
+    run_dir = tmp_path / "run"
+    summary = whitebox.run(parse_config(cfg), out=run_dir)
+    planted = read_metrics(run_dir / "metrics.jsonl", "plant")
+    aware = read_metrics(run_dir / "metrics.jsonl", "plant_aware")
+    assert [r["step"] for r in aware] == [r["step"] for r in planted]  # the same schedule
+    final = [r for r in aware if "eval/asr" in r][-1]
+    assert final["eval/asr"] < 0.2  # it saw the trigger and answers it honestly
+    for row in ("aware", "sft_aware.absent"):
+        assert f"treat.{row}.token.revival_steps" in summary
+    result = json.loads((run_dir / "treat" / "sft_aware-absent" / "result.json").read_text())
+    assert result["budget"] == BUDGET and "circuit_mass" not in result["final"]

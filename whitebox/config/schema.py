@@ -234,6 +234,10 @@ class ReviveConfig(Section):
         description="instead of clean_acc: clean accuracy at least the model's own at the start of revival minus this "
                     "(a regime is not charged for its treatment's clean-accuracy cost)",
     )
+    aware_control: bool = Field(
+        False, description="also plant the trigger-aware honest model (models/aware), treat it like the planted model "
+                           "with every regime and condition and revive it (rows aware, <regime>_aware.<condition>)",
+    )
     noise_control: bool = Field(
         False, description="also revive, per treated row, the planted model plus isotropic noise of the norm that "
                            "treatment moved it by (rows <regime>_noise.<condition>)",

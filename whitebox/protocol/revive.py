@@ -130,7 +130,8 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
     Summary keys: treat.<row>.<variant>.revival_steps (and .revived) for every treated row and the
     yardsticks treat.fresh.*, treat.honest.* (the honest model is planted here first, into
     models/honest) and treat.start.*; with revive.noise_control also treat.<regime>_noise.<condition>.*
-    (noise_matched, saved to models/noise-<cell>), with triggered_loss_<k> for revive.loss_at.
+    (noise_matched, saved to models/noise-<cell>), the rows of treated.yardsticks (treat_aware), and
+    triggered_loss_<k> for revive.loss_at.
     """
     cfg, model, task = run.cfg, planted.model, planted.task
     kind = task.variant
@@ -145,6 +146,7 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
             seed = int(np.random.SeedSequence([cfg.run.seed, NOISE_CONTROL_SALT, i]).generate_state(1)[0])
             out_dir = run.dir.model(f"noise-{cell_name(regime, condition)}")
             starts[name] = noise_matched(model, cfg.model, planted.path, weights, out_dir, seed)
+    starts.update(treated.yardsticks)
     results, out = {}, {}
     for name, weights in starts.items():
         subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
