@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from whitebox import __version__
-from whitebox.cli.probe import add_commands as add_probe_commands
-from whitebox.config import ConfigError
+from whitebox.runtime import signals
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, signals.EXIT_INTERRUPTED
 SUMMARY_LINES = 30  # a longer summary (a treatment run has hundreds of keys) is cut; summary.json has it all
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from whitebox.cli.probe import add_commands as add_probe_commands
+
     parser = argparse.ArgumentParser(
         prog="whitebox",
         description="Plant hidden behaviours in small transformers, locate them, and test whether training removes them.",
@@ -62,10 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -75,9 +71,15 @@ def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with signals.starting():  # first: a Ctrl-C or SIGTERM while pydantic and torch load is one line and exit 130
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from whitebox.config import ConfigError  # pydantic: after the signal handlers are in place
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)  # outside a training step too, SIGTERM ends the way Ctrl-C does
     try:
         commands = {"report": _report, "sweep": _sweep, "cell": _cell, "probe": _probe}
         return commands[args.command](args) if args.command in commands else _run(args, parser)
@@ -136,7 +138,8 @@ def _guarded(
     from whitebox.training import TrainingDiverged
 
     try:
-        summary = call()
+        with signals.working():
+            summary = call()
         return (summary if distributed.is_main() else None), 0  # rank 0 prints for everyone
     except WriteFailed as err:
         print(f"whitebox: error: {err}, then run {f'`{again}`' if again and started() else 'the same command again'}",
@@ -182,6 +185,8 @@ def _cell(args: argparse.Namespace) -> int:
     from whitebox.grid.cells import cell_dir, find_cell, run_cell
     from whitebox.runner import find_experiment, grid_experiment, load_config, run_or_resume
     from whitebox.runtime.rundir import RunDir
+
+    from whitebox.config import ConfigError
 
     run_dir = Path(args.run_dir)
     if not RunDir(run_dir).config.is_file():
