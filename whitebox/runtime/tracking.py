@@ -107,13 +107,13 @@ class Tracker:
             except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
                 failure = err
         if mode == "online":
+            reason = one_line(failure) if failure is not None else os.environ[ONLINE_FAILED]
+            os.environ[ONLINE_FAILED] = reason
             try:
                 import wandb
 
                 wandb.teardown()  # the failed online attempt still holds the run id
                 self._wandb = self._init_wandb(run_id, "offline")
-                reason = one_line(failure) if failure is not None else os.environ[ONLINE_FAILED]
-                os.environ[ONLINE_FAILED] = reason
                 warnings.warn(f"W&B online could not start ({reason}); logging offline under "
                               f"{self.dir.wandb} instead: upload it later with `wandb sync`")
                 return
