@@ -94,7 +94,10 @@ def _empty(root: Path) -> bool:
     if not root.is_dir():
         return False
     lock = RunDir(root).lock.name
-    return all(p.name == lock or (LEFTOVER.fullmatch(p.name) and p.is_file()) for p in root.iterdir())
+    try:
+        return all(p.name == lock or (LEFTOVER.fullmatch(p.name) and p.is_file()) for p in root.iterdir())
+    except OSError as err:
+        raise ConfigError(f"{root}: cannot look inside ({err.strerror or err}); give --out a directory you can read") from None
 
 
 def _command() -> str:
