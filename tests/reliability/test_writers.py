@@ -162,6 +162,39 @@ def test_a_dead_writers_lock_is_taken_over_and_another_hosts_is_not(done, tmp_pa
         lock.unlink()
 
 
+@pytest.mark.parametrize("content", ['{"pid": 1000000000000000000000000000000, "host": "HOST"}', '{"pid": true, "host": "HOST"}',
+                                     '{"pid": -1, "host": "HOST"}', '{"pid": 0, "host": "HOST"}', '{"pid": 5}', "[]", '"x"',
+                                     "", "\xff\xfe", "a directory"])
+def test_a_lock_that_is_not_ours_is_one_line_and_left_alone(done, tiny_yaml, tmp_path, capsys, content):
+    """run.lock holding no pid a process can have (huge, boolean, negative, zero), no host, not JSON, not text, or a
+    directory: every writer refused in one line naming the file, which stays as it was."""
+    for run_dir, argv in ((done, ["run", "--resume", str(done)]), (tmp_path / "new", ["run", str(tiny_yaml), "--out", str(tmp_path / "new")])):
+        run_dir.mkdir(exist_ok=True)
+        lock = run_dir / "run.lock"
+        if content == "a directory":
+            lock.mkdir()
+        else:
+            lock.write_bytes(content.replace("HOST", socket.gethostname()).encode("latin-1"))
+        try:
+            err = _refused(capsys, argv)
+            assert f"locked by {lock}, which names no owner" in err, err
+            assert lock.is_dir() if content == "a directory" else lock.read_bytes() == content.replace(
+                "HOST", socket.gethostname()).encode("latin-1")
+        finally:
+            shutil.rmtree(lock) if lock.is_dir() else lock.unlink()
+
+
+def test_probe_fit_never_writes_into_the_grid_holding_a_cells_checkpoint(done, tiny_yaml, tmp_path, capsys):
+    """A cell's model as locate.checkpoint: --out inside the cell, or inside the grid around it, is refused."""
+    grid = tmp_path / "grid"
+    shutil.copytree(done, grid / "cells" / "token-s0")
+    (grid / "config.yaml").write_text("experiment: suppression\n")
+    planted = grid / "cells" / "token-s0" / "models" / "planted"
+    for out in (grid / "probes", grid / "cells" / "token-s0" / "probes2"):
+        err = _refused(capsys, _probe_fit(tiny_yaml, planted, "--out", str(out)))
+        assert "a run holding locate.checkpoint" in err and not out.exists(), err
+
+
 def test_a_folder_holding_anything_is_never_used_as_a_run_or_probe_directory(tiny_yaml, tmp_path, done, capsys, figures):
     """--out to a folder holding any files or folders (hypothesis), hidden ones (.bashrc, .git) included: run, sweep
     and probe fit refuse it in one line naming the folder, and it is left byte for byte as it was."""

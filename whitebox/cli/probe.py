@@ -90,16 +90,17 @@ def _taken(root: Path, option: str) -> str:
 
 
 def _outside(root: Path, checkpoint: str | None, option: str) -> None:
-    """The output must not lie in the checkpoint's directory or the run that holds it (their files stay as saved)."""
+    """The output must not lie in the checkpoint's directory or any run that holds it (a grid's cell, the grid):
+    their files stay as saved."""
     if checkpoint is None:
         return
     source = Path(checkpoint).resolve()
-    run = next((d for d in (source, *source.parents) if RunDir(d).config.is_file()), source)
     target = root.resolve()
-    if target == run or run in target.parents:
-        holder = "the run holding locate.checkpoint" if run != source else "locate.checkpoint's model directory"
-        raise ConfigError(f"{option}: {root} lies inside {run}, {holder}; `probe fit` never writes into a saved run "
-                          "or model: give --out a new DIR outside it")
+    for saved in (source, *(d for d in source.parents if RunDir(d).config.is_file())):
+        if target == saved or saved in target.parents:
+            holder = "locate.checkpoint's model directory" if saved == source else "a run holding locate.checkpoint"
+            raise ConfigError(f"{option}: {root} lies inside {saved}, {holder}; `probe fit` never writes into a saved "
+                              "run or model: give --out a new DIR outside it")
 
 
 def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_mismatch: bool) -> dict[str, Any]:

@@ -142,14 +142,18 @@ def _held_message(path: Path, what: str, owner: dict[str, Any] | None) -> str:
 
 
 def _owner(path: Path) -> dict[str, Any] | None:
-    """The lock's {pid, host}; None when it is unreadable (half-written) and {} when it has gone."""
+    """The lock's {pid, host, ...}; None when it is unreadable (half-written, or not a lock of ours: no pid a
+    process can have, no host name) and {} when it has gone."""
     try:
         owner = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
         return None
-    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+    if not isinstance(owner, dict) or not isinstance(owner.get("host"), str):
+        return None
+    pid = owner.get("pid")
+    return owner if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 else None
 
 
 def _alive(owner: dict[str, Any]) -> bool:
