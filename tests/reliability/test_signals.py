@@ -4,14 +4,17 @@ importing. The job must stop promptly with exit 130 and one line (a SIGKILLed pa
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import yaml
 
 from tests.conftest import TINY
-from tests.reliability.jobs import LABELS, gone, grid_config, stderr_of, training_workers, whitebox_process
+from tests.reliability.jobs import LABELS, env, gone, grid_config, stderr_of, training_workers, whitebox_process
 from whitebox.grid.workers import _failure
+from whitebox.runtime.signals import PARENT
 
 
 
@@ -71,3 +74,12 @@ def test_a_signal_while_starting_is_one_line_and_exit_130(tmp_path, delay, signu
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert len([line for line in err.splitlines() if line.startswith("whitebox:")]) == 1, err[-2000:]
     figures(trials=1, signal=signal.Signals(signum).name, delay_s=delay, tracebacks=0)
+
+
+def test_a_worker_whose_parent_is_already_gone_stops_at_once(tmp_path):
+    """A worker started by a parent that died before the worker asked to die with it: exit 130 in one line, at once."""
+    proc = subprocess.run([sys.executable, "-m", "whitebox", "--version"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env(), PARENT: "1"}, timeout=60)  # pid 1 is not its parent
+    assert proc.returncode == 130 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.strip().splitlines() == ["whitebox: interrupted (SIGTERM) while starting, before any file was "
+                                                "written; run the same command again"]
