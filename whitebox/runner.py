@@ -116,7 +116,8 @@ def new_run_dir(cfg: ExperimentConfig, experiment: Experiment, out: str | Path |
 
 
 def _taken(root: Path) -> str:
-    if (RunDir(root).config).is_file():
+    """Why `root` cannot be a new run's directory, and the way on."""
+    if RunDir(root).config.is_file():
         return (f"{root} already exists and holds a run; continue it with `whitebox run --resume {root}`, "
                 "or start a new one with --out DIR or --set run.name=NEW_NAME")
     what = "is a file" if root.exists() and not root.is_dir() else "already exists and is not empty"
