@@ -182,9 +182,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _cell(args: argparse.Namespace) -> int:
+    from whitebox.config import ConfigError
     from whitebox.grid.cells import cell_dir, find_cell, run_cell
     from whitebox.runner import find_experiment, grid_experiment, load_config, run_or_resume
-    from whitebox.config import ConfigError
     from whitebox.runtime.rundir import RunDir
 
     run_dir = Path(args.run_dir)
