@@ -66,6 +66,7 @@ class RunDir:
 
     # records every run keeps
     config = property(lambda self: self.root / "config.yaml")
+    lock = property(lambda self: self.root / "run.lock")  # held by the one process writing here (runtime/locks.py)
     summary = property(lambda self: self.root / "summary.json")
     metrics = property(lambda self: self.root / "metrics.jsonl")
     env = property(lambda self: self.root / "env.json")

@@ -11,6 +11,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
@@ -153,20 +154,24 @@ def train(
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a scheduler's preemption or torchrun's shutdown
+REPEAT_SECONDS = 1.0
 
 
 @contextlib.contextmanager
 def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
-    """Defer the first Ctrl-C or SIGTERM to the end of the current step (a second one stops at once)."""
+    """Defer the first Ctrl-C or SIGTERM to the end of the current step (a second one stops at once, unless it
+    is the same request arriving twice: a job's signal and its --workers parent's copy, within REPEAT_SECONDS)."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
-    hits: list[int] = []
+    hits: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
-        if hits:
+        if hits and time.monotonic() - hits[0] > REPEAT_SECONDS:
             raise KeyboardInterrupt
-        hits.append(signum)
+        if hits:
+            return
+        hits.append(time.monotonic())
         tqdm.write(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (send it again to stop now)")
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
