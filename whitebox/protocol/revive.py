@@ -24,7 +24,8 @@ from whitebox.models import META, load_weights
 from whitebox.protocol.locate import fresh_model
 from whitebox.protocol.plant import Planted, plant_honest
 from whitebox.protocol.treat import Treated, fine_tuning
-from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.records import read_numbers
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.rundir import StageDir, seed_stream, treat_key
 from whitebox.tasks import Task, require
@@ -56,7 +57,7 @@ def revive(
     Resumable: a finished revival returns its saved result, an interrupted one continues.
     """
     if out.result.is_file():
-        return read_json(out.result)
+        return read_numbers(out.result, ("steps", "revived", "asr", "clean_acc"))
     held_out = task.eval_set(seed)
     loop_cfg = fine_tuning(training, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
     n = len(task.train_set(seed))  # as many examples as the model was planted with
@@ -68,7 +69,7 @@ def revive(
     final = train(
         model, Backprop(model, loop_cfg, torch.device(device)), supervised, data, loop_cfg, seed=seed,
         evaluate=lambda m: task.evaluate(m, held_out), checkpoint_dir=out.checkpoints, log=log,
-        desc=f"revive {out.path.name}", stop=revived,
+        desc=f"revive {out.path.name}", stop=revived, lr_key="revive.lr",
     )
     done = list_checkpoints(out.checkpoints)
     steps = int(done[-1].name.removeprefix("step_")) if done else 0

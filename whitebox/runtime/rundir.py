@@ -67,6 +67,7 @@ class RunDir:
     config = property(lambda self: self.root / "config.yaml")
     summary = property(lambda self: self.root / "summary.json")
     metrics = property(lambda self: self.root / "metrics.jsonl")
+    metrics_index = property(lambda self: self.root / "metrics.stages.json")  # finished stages' record counts and hashes
     env = property(lambda self: self.root / "env.json")
     report = property(lambda self: self.root / "report.md")
     wandb = property(lambda self: self.root / "wandb")
