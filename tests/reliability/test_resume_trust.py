@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import whitebox
 from tests.conftest import TINY, one_thread
-from tests.reliability.interrupted import PLANT_STEPS, copy_of, files, killed_run, refused, treat_config
+from tests.reliability.interrupted import IN_SECOND_CELL, copy_of, files, killed_run, refused, treat_config
 from whitebox.cli.main import main
 from whitebox.config import parse_config
 from whitebox.runtime.artifacts import sha256_json
@@ -36,7 +36,7 @@ def plant_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def treat_run(tmp_path_factory):
     """The tiny treat run killed in its second cell (es-present): plant, locate and sft-present are finished."""
-    return killed_run(tmp_path_factory.mktemp("treat"), treat_config(), PLANT_STEPS + 32 + 10)
+    return killed_run(tmp_path_factory.mktemp("treat"), treat_config(), IN_SECOND_CELL)
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +172,28 @@ def test_the_divergence_message_names_a_command_that_continues(tmp_path, tiny_ya
     assert main(command.split()[1:]) == 0
     env = json.loads((run_dir / "env.json").read_text())
     assert env["amendments"][0]["from_checkpoint"]["step"] == 6
+
+
+@pytest.mark.slow
+def test_the_fault_script_tamper_trials_are_refused_then_resume(tmp_path, figures):
+    """One trial of each tampering in scripts/fault_injection.py: refused in one line, files kept, then equal results."""
+    from tests.reliability.interrupted import fault_script
+
+    result = fault_script().run_trials(0, seed=0, work=tmp_path, tampered=1)
+    assert [r["problems"] for r in result["results"]] == [[]] * 3
+    figures(**{k: v for k, v in result.items() if k != "results"})
+
+
+def test_a_grid_cell_takes_its_parents_amendment_and_refuses_other_changes(plant_run, tmp_path):
+    """run_or_resume (how a grid resumes its cells) with the parent's amended lr: amended and recorded; with another
+    seed: refused naming run.seed."""
+    from whitebox.config import ConfigError
+    from whitebox.runner import run_or_resume
+
+    run_dir = copy_of(plant_run, tmp_path)
+    with pytest.raises(ConfigError, match=r"run\.seed cannot change"):
+        run_or_resume(parse_config(TINY, ["run.seed=3"]), run_dir)
+    summary = run_or_resume(parse_config(TINY, ["training.lr=0.001"]), run_dir)
+    assert summary["status"] == "complete"
+    changes = json.loads((run_dir / "env.json").read_text())["amendments"][0]["changes"]
+    assert changes == {"training.lr": {"from": 0.003, "to": 0.001}}

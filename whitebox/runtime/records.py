@@ -21,7 +21,10 @@ _METRICS_FIX = f"the file was edited or damaged: {RESTORE}"
 
 def read_object(path: Path, fix: str = RESTORE) -> dict[str, Any]:
     """A JSON file that must hold an object; anything else names the file and `fix`."""
-    data = read_json(path)
+    try:
+        data = read_json(path)
+    except ArtifactError as err:
+        raise ArtifactError(f"{err}: {fix}") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: expected a JSON object, got {_shape(data)}; the file is damaged: {fix}")
     return data
@@ -32,6 +35,9 @@ def read_summary(path: Path) -> dict[str, Any]:
     summary = read_flat(path, _summary_fix(path))
     if "status" in summary and not isinstance(summary["status"], str):
         raise ArtifactError(f"{path}: key 'status' must be a string, got {summary['status']!r}; {_summary_fix(path)}")
+    bad = next((k for k, v in summary.items() if k.startswith("treat.") and type(v) not in (int, float)), None)
+    if bad is not None:  # the reports compute with these
+        raise ArtifactError(f"{path}: key {bad!r} must be a number, got {summary[bad]!r}; {_summary_fix(path)}")
     return summary
 
 
@@ -119,7 +125,17 @@ def read_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
         line = data[: err.start].count(b"\n") + 1
         raise ArtifactError(f"{path}: line {line} holds bytes that are not UTF-8; {_METRICS_FIX}") from None
     lines = text.split("\n")[:-1]  # after the last newline: nothing, or a record cut short by a kill (dropped on start)
+    if lines and lines[-1].startswith("{") and not _parses(lines[-1]):
+        lines.pop()  # the last record, cut short by a kill in a whitebox older than drop_cut_line
     return [(line, _record(path, number, line)) for number, line in enumerate(lines, 1)]
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _record(path: Path, number: int, line: str) -> dict[str, Any]:
