@@ -389,7 +389,7 @@ def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str,
     seen = log.stat().st_size
     code = attempt(["run", "--resume", str(run_dir)], None, ledger, log)
     attempts += 1
-    said = [line for line in log.read_bytes()[seen:].decode(errors="replace").splitlines() if line.startswith("whitebox:")]
+    said = [line for line in log.read_bytes()[seen:].decode(errors="replace").splitlines() if line.startswith("whitebox: error")]
     if code != 2 or len(said) != 1 or expect not in said[0] or "Traceback" in log.read_bytes()[seen:].decode(errors="replace"):
         problems.append(f"tampered resume: exit {code}, said {said[-3:]!r}, expected one line naming {expect!r}")
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}

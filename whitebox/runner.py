@@ -68,7 +68,7 @@ def resume(run_dir: str | Path, workers: int = 1, overrides: Sequence[str] = ())
     raw = read_yaml(run_dir.config)
     cfg = parse_config(raw, source=str(run_dir.config))
     experiment = prepare(cfg, workers)
-    env = read_env(run_dir.env) if run_dir.env.is_file() else None
+    env = read_env(run_dir.env) if run_dir.env.is_file() or run_dir.metrics.is_file() else None  # written before any record
     if env is not None:
         check_unchanged(run_dir, config_to_dict(cfg, experiment.sections), env)
     summary = read_summary(run_dir.summary) if run_dir.summary.is_file() else {}

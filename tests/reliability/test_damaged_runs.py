@@ -10,10 +10,14 @@ from typing import Callable
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import TINY, one_thread
 from tests.reliability.interrupted import IN_SECOND_CELL, copy_of, files, killed_run, refused, treat_config
 from whitebox.cli.main import main
+from whitebox.runtime.artifacts import ArtifactError
+from whitebox.runtime.records import read_records, read_summary
 
 NOT_UTF8 = b'{"status": "running\xff\xfe"}'
 
@@ -82,7 +86,7 @@ RESUME = {
         "treat-text": _bytes(b'{"status": "running", "treat.start.token.asr": "high"}')}.items()},
     **{f"env-{k}": ("env.json", v) for k, v in {
         "list": _bytes(b"[]"), "empty": _bytes(b"{}"), "list-1": _bytes(b"[1]"), "id-number": _bytes(b'{"wandb_id": 5, "seed": 0}'),
-        "not-utf8": _bytes(NOT_UTF8), "config-edited": _env_config_edited}.items()},
+        "not-utf8": _bytes(NOT_UTF8), "config-edited": _env_config_edited, "missing": _remove}.items()},
     **{f"located-{k}": ("located.json", v) for k, v in {
         "list-1": _bytes(b"[1]"), "empty": _bytes(b"{}"), "list": _bytes(b"[]"), "nested": _bytes(b'{"locate.x": [1]}'),
         "foreign-key": _bytes(b'{"x": 1}'), "not-utf8": _bytes(NOT_UTF8)}.items()},
@@ -173,3 +177,40 @@ def test_a_damaged_only_checkpoint_says_which_to_delete(plant_run, tmp_path, cap
         (run_dir / "checkpoints" / "plant" / step / "checkpoint.json").write_text("[]")
     with pytest.warns(UserWarning, match="step_0000012"):
         refused(capsys, ["run", "--resume", str(run_dir)], "step_0000006", "delete")
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+LINES = st.one_of(JSON.map(json.dumps), st.text(max_size=30).filter(lambda t: "\n" not in t and "\r" not in t),
+                  st.fixed_dictionaries({"stage": st.text(max_size=5), "step": JSON}, optional={"x": JSON}).map(json.dumps))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=LINES, where=st.integers(min_value=0, max_value=2))
+def test_any_line_in_metrics_is_a_record_or_one_line_naming_it(tmp_path, line, where):
+    """Any text or JSON value as a line of metrics.jsonl: read back as a well-formed record, or one ArtifactError
+    naming the file and the line; never another exception."""
+    path = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"stage": "plant", "step": s, "train/loss": 1.0}) for s in range(3)]
+    path.write_text("\n".join([*good[:where], line, *good[where:]]) + "\n")
+    try:
+        records = read_records(path)
+    except ArtifactError as err:
+        assert str(path) in str(err) and "\n" not in str(err) and f"line {where + 1}" in str(err)
+        return
+    assert all(isinstance(r["stage"], str) and type(r["step"]) is int for r in records)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=JSON)
+def test_any_summary_is_flat_or_one_line_naming_it(tmp_path, data):
+    """Any JSON value as summary.json: a flat object of numbers and strings, or one ArtifactError naming the file."""
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(data))
+    try:
+        summary = read_summary(path)
+    except ArtifactError as err:
+        assert str(path) in str(err) and "\n" not in str(err)
+        return
+    assert isinstance(summary, dict) and all(not isinstance(v, (dict, list)) for v in summary.values())

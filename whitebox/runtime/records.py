@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from whitebox.runtime.artifacts import ArtifactError, read_json
 
-Scalar = (str, int, float, bool, type(None))
+SCALARS = (str, int, float, bool, type(None))
 RESTORE = "restore it from a backup or start the run again in a new directory"
 _METRICS_FIX = f"the file was edited or damaged: {RESTORE}"
 
@@ -31,7 +31,7 @@ def read_object(path: Path, fix: str = RESTORE) -> dict[str, Any]:
 
 
 def read_summary(path: Path) -> dict[str, Any]:
-    """summary.json: an object of flat keys to numbers, strings, booleans or null."""
+    """summary.json: an object of flat keys to numbers, strings, booleans or null; the treat.* keys reports use, numbers."""
     summary = read_flat(path, _summary_fix(path))
     if "status" in summary and not isinstance(summary["status"], str):
         raise ArtifactError(f"{path}: key 'status' must be a string, got {summary['status']!r}; {_summary_fix(path)}")
@@ -55,7 +55,7 @@ def read_step_summary(path: Path, step: str) -> dict[str, Any]:
 def read_flat(path: Path, fix: str) -> dict[str, Any]:
     """An object of flat keys to numbers, strings, booleans or null; anything else names the key and `fix`."""
     data = read_object(path, fix)
-    bad = next((k for k, v in data.items() if not isinstance(v, Scalar)), None)
+    bad = next((k for k, v in data.items() if not isinstance(v, SCALARS)), None)
     if bad is not None:
         raise ArtifactError(f"{path}: key {bad!r} holds {_shape(data[bad])}, not a number or a string; the file is "
                             f"damaged: {fix}")
