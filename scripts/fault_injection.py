@@ -375,33 +375,36 @@ def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str,
     while attempts < MAX_ATTEMPTS:  # kill until the interrupted stage has a checkpoint to tamper with
         attempts += 1
         if attempt(argv, at, ledger, log, points=("step",)) != -signal.SIGKILL:
-            return _untampered(name, fault, at, attempts, f"attempt {attempts}: the run was not killed at step {at} (see {log})")
-        argv, at = ["run", "--resume", str(run_dir)], rng.randint(3, 12) * attempts  # further each time: past a checkpoint
+            return _untampered(name, fault, at, attempts, f"attempt {attempts}: not killed at step {at} (see {log})")
+        argv, at = ["run", "--resume", str(run_dir)], rng.randint(3, 12) * attempts  # further each time
         stage = next(line.split()[2] for line in reversed(read_ledger(ledger)) if line.startswith("kill "))
         kept = sorted(checkpoint_dir(run_dir, stage).glob("step_*/checkpoint.json"))
         if kept or fault != "checkpoint_edit":
             break
     else:
-        return _untampered(name, fault, at, attempts, f"no checkpoint in the interrupted stage after {MAX_ATTEMPTS} attempts")
+        return _untampered(name, fault, at, attempts, f"no checkpoint in the stage after {MAX_ATTEMPTS} attempts")
     expect, undo = tamper(run_dir, work / "reference", stage, fault, rng)
     kinds.append(f"{fault}:{expect}")
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}
     seen = log.stat().st_size
     code = attempt(["run", "--resume", str(run_dir)], None, ledger, log)
     attempts += 1
-    said = [line for line in log.read_bytes()[seen:].decode(errors="replace").splitlines() if line.startswith("whitebox: error")]
-    if code != 2 or len(said) != 1 or expect not in said[0] or "Traceback" in log.read_bytes()[seen:].decode(errors="replace"):
+    output = log.read_bytes()[seen:].decode(errors="replace")
+    said = [line for line in output.splitlines() if line.startswith("whitebox: error")]
+    if code != 2 or len(said) != 1 or expect not in said[0] or "Traceback" in output:
         problems.append(f"tampered resume: exit {code}, said {said[-3:]!r}, expected one line naming {expect!r}")
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}
-    if after != before:
-        problems.append(f"the refused resume changed {sorted(str(p) for p in set(after) ^ set(before) | {p for p in before if after.get(p) != before[p]})[:3]}")
+    changed = sorted(str(p) for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if changed:
+        problems.append(f"the refused resume changed {', '.join(changed[:3])}")
     undo()
     code = attempt(["run", "--resume", str(run_dir)], None, ledger, log)
     attempts += 1
     if code != 0:
         problems.append(f"resume after undoing the change: exit {code} (see {log})")
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-    differ = sorted(k for k in set(summary) | set(ref["summary"]) if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
+    differ = sorted(k for k in set(summary) | set(ref["summary"])
+                    if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
     if differ:
         problems.append(f"summary differs from the uninterrupted run at {', '.join(differ[:5])}")
     got = records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
@@ -409,14 +412,15 @@ def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str,
     if got != ref["records"]:
         problems.append(f"metrics.jsonl differs: {lost} records lost")
     return {"trial": name, "fault": fault, "fault_points": [at], "faults_delivered": len(kinds), "faulted_at": kinds,
-            "attempts": attempts, "steps_redone": 0, "records_lost": lost, "records_extra": len(got) - len(ref["records"]) + lost,
+            "attempts": attempts, "steps_redone": 0, "records_lost": lost,
+            "records_extra": len(got) - len(ref["records"]) + lost,
             "survived": not problems, "problems": problems}
 
 
 def _untampered(name: str, fault: str, at: int, attempts: int, problem: str) -> dict[str, Any]:
     """The result of a tamper trial that never got to tamper."""
-    return {"trial": name, "fault": fault, "fault_points": [at], "faults_delivered": 0, "faulted_at": [], "attempts": attempts,
-            "steps_redone": 0, "records_lost": 0, "records_extra": 0, "survived": False, "problems": [problem]}
+    return {"trial": name, "fault": fault, "fault_points": [at], "faults_delivered": 0, "faulted_at": [],
+            "attempts": attempts, "steps_redone": 0, "records_lost": 0, "records_extra": 0, "survived": False, "problems": [problem]}
 
 
 def tamper(run_dir: Path, reference_dir: Path, stage: str, fault: str, rng: random.Random) -> tuple[str, Any]:
@@ -476,7 +480,9 @@ def warm_up() -> None:
     plt.close(fig)
 
 
-def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0, tampered: int = 0) -> dict[str, Any]:
+def run_trials(
+    trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0, tampered: int = 0
+) -> dict[str, Any]:
     """Reference run plus killed, interrupted and disk-full runs under `work`; the figures for docs/RELIABILITY.md."""
     started = time.perf_counter()
     warm_up()
@@ -512,7 +518,7 @@ def main() -> None:
     parser.add_argument("--sigint", type=int, default=6, help="trials interrupted by one Ctrl-C")
     parser.add_argument("--disk-full", type=int, default=6, help="trials whose writes are refused past a file size")
     parser.add_argument("--tampered", type=int, default=4,
-                        help="trials per tampering (config edited, foreign checkpoint, checkpoint edited) of a killed run")
+                        help="trials per tampering of a killed run (config edited, foreign checkpoint, checkpoint edited)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON file for the figures (default: print only)")
     args = parser.parse_args()

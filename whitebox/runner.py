@@ -84,7 +84,7 @@ def resume(run_dir: str | Path, workers: int = 1, overrides: Sequence[str] = ())
 
 def _amend(run_dir: RunDir, cfg: ExperimentConfig, amended: ExperimentConfig, experiment: Experiment,
            env: dict[str, Any] | None, overrides: Sequence[str]) -> ExperimentConfig:
-    """Record the change from `cfg` to `amended` in env.json, then write the amended config.yaml; the amended config."""
+    """Write the amended config.yaml, then record the change from `cfg` in env.json; the amended config."""
     before, after = config_to_dict(cfg, experiment.sections), config_to_dict(amended, experiment.sections)
     entry = amendment(run_dir, before, after, overrides)
     if not entry["changes"]:
@@ -93,8 +93,8 @@ def _amend(run_dir: RunDir, cfg: ExperimentConfig, amended: ExperimentConfig, ex
         raise ConfigError(f"--set: {run_dir.env} does not record the config this run was started with (a run from an "
                           "older whitebox, or one stopped before it started training); resume it without --set")
     if distributed.is_main():
-        write_json(run_dir.env, {**env, "amendments": [*env["amendments"], entry]})
-        write_config(run_dir, amended, experiment.sections)
+        write_config(run_dir, amended, experiment.sections)  # first: killed before env.json, the refusal names the way on
+        write_json(run_dir.env, {**env, "amendments": [*env.get("amendments", []), entry]})
         print(f"whitebox: amended {run_dir}: " + ", ".join(f"{k} {c['from']} -> {c['to']}" for k, c in entry["changes"].items())
               + (f" from {entry['from_checkpoint']['checkpoint']}" if entry["from_checkpoint"] else ""), flush=True)
     return amended

@@ -91,6 +91,18 @@ def test_a_checkpoint_of_another_run_is_refused(plant_run, tmp_path, capsys, ref
     figures(cases=1, refused=1)
 
 
+def test_a_checkpoint_of_another_stage_of_the_same_run_is_refused(treat_run, tmp_path, capsys):
+    """plant's own step_0000024 copied into the interrupted es-present cell: same run and config, refused naming
+    'owner.stage'."""
+    run_dir = copy_of(treat_run, tmp_path)
+    cell = run_dir / "treat" / "es-present" / "checkpoints"
+    shutil.copytree(run_dir / "checkpoints" / "plant" / "step_0000024", cell / "step_0000024")
+    before = files(run_dir)
+    refused(capsys, ["run", "--resume", str(run_dir)], "field 'owner.stage'", "checkpoints/plant")
+    assert {k: v for k, v in files(run_dir).items() if not k.startswith("plots/")} == {
+        k: v for k, v in before.items() if not k.startswith("plots/")}
+
+
 def _edit_checkpoint(run_dir, rehash, **fields):
     path = run_dir / "checkpoints" / "plant" / "step_0000012" / "checkpoint.json"
     meta = json.loads(path.read_text())

@@ -95,7 +95,7 @@ def _write(
             "format_version": FORMAT_VERSION,
             "step": step,
             "spent": dict(spent or {}),
-            "owner": None if owner is None else {"run": owner.run, "config": owner.configs[-1]},
+            "owner": None if owner is None else {"run": owner.run, "config": owner.configs[-1], "stage": _stage(directory)},
             "sha256": {name: sha256_file(tmp / name) for name in FILES},
         }
         write_json(tmp / "checkpoint.json", {**meta, "meta_sha256": sha256_json(meta)})
@@ -185,6 +185,14 @@ def _check_owner(path: Path, meta: dict[str, Any]) -> None:
     if theirs.get("config") not in owner.configs:
         raise ArtifactError(f"{path}: field 'owner.config' is a config this run never ran with; it was copied in from "
                             f"another copy of the run: delete {path} and resume")
+    if theirs["stage"] != _stage(path.parent):
+        raise ArtifactError(f"{path}: field 'owner.stage' says it was written in {theirs['stage']}, not here; it was "
+                            f"copied in from another stage of this run: delete {path} and resume")
+
+
+def _stage(directory: Path) -> str:
+    """A checkpoint directory's name inside its run (checkpoints/plant, sft-present/checkpoints): moving the run keeps it."""
+    return "/".join(Path(directory).parts[-2:])
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -217,7 +225,8 @@ def _check_fields(path: Path, meta: dict[str, Any]) -> None:
     if meta["format_version"] == 1:
         return
     owner = meta.get("owner")
-    if owner is not None and not (isinstance(owner, dict) and all(isinstance(owner.get(k), str) for k in ("run", "config"))):
+    complete = isinstance(owner, dict) and all(isinstance(owner.get(k), str) for k in ("run", "config", "stage"))
+    if owner is not None and not complete:
         raise ArtifactError(f"{path}: field 'owner' must name the run and config that wrote it, got {owner!r}")
     if meta.get("meta_sha256") != sha256_json({k: meta.get(k) for k in HASHED}):
         raise ArtifactError(f"{path}: fields {', '.join(HASHED[1:4])} differ from what was written (meta_sha256); "
