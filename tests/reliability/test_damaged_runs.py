@@ -87,7 +87,11 @@ RESUME = {
         "treat-text": _bytes(b'{"status": "running", "treat.start.token.asr": "high"}')}.items()},
     **{f"env-{k}": ("env.json", v) for k, v in {
         "list": _bytes(b"[]"), "empty": _bytes(b"{}"), "list-1": _bytes(b"[1]"), "id-number": _bytes(b'{"wandb_id": 5, "seed": 0}'),
-        "not-utf8": _bytes(NOT_UTF8), "config-edited": _env_config_edited, "missing": _remove}.items()},
+        "not-utf8": _bytes(NOT_UTF8), "config-edited": _env_config_edited, "missing": _remove,
+        "amendment-bad": lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "amendments": [
+            {"changes": {"training.lr": 5}, "config_sha256": "x"}]})),
+        "amendment-of-seed": lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "amendments": [
+            {"changes": {"run.seed.x": {"from": 0, "to": 1}}, "config_sha256": "x"}]}))}.items()},
     **{f"located-{k}": ("located.json", v) for k, v in {
         "list-1": _bytes(b"[1]"), "empty": _bytes(b"{}"), "list": _bytes(b"[]"), "nested": _bytes(b'{"locate.x": [1]}'),
         "foreign-key": _bytes(b'{"x": 1}'), "not-utf8": _bytes(NOT_UTF8)}.items()},

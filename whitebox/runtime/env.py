@@ -79,9 +79,12 @@ def read_env(path: Path) -> dict[str, Any]:
     if "config" in env and env["config_sha256"] != sha256_json(env["config"]):
         raise ArtifactError(f"{path}: field 'config' differs from its hash 'config_sha256': it was edited; {ENV_FIX}")
     for amendment in env.get("amendments", []):
-        if not (isinstance(amendment, dict) and isinstance(amendment.get("changes"), dict)
+        changes = amendment.get("changes") if isinstance(amendment, dict) else None
+        if not (isinstance(changes, dict) and all(amendable(k) and isinstance(c, dict) and "to" in c
+                                                  for k, c in changes.items())
                 and isinstance(amendment.get("config_sha256"), str)):
-            raise ArtifactError(f"{path}: an entry of 'amendments' has no 'changes' and 'config_sha256'; {ENV_FIX}")
+            raise ArtifactError(f"{path}: an entry of 'amendments' is not 'changes' of keys that may change "
+                                f"(key: from, to) and a 'config_sha256'; {ENV_FIX}")
     return env
 
 
