@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tests.conftest import TINY, one_thread
 from tests.reliability.interrupted import IN_SECOND_CELL, copy_of, files, killed_run, refused, treat_config
 from whitebox.cli.main import main
-from whitebox.runtime.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError, sha256_json
+from whitebox.runtime.env import expected_config, owner, read_env
 from whitebox.runtime.records import read_records, read_summary
 
 NOT_UTF8 = b'{"status": "running\xff\xfe"}'
@@ -243,3 +244,20 @@ def test_any_summary_is_flat_or_one_line_naming_it(tmp_path, figures):
         assert isinstance(summary, dict) and all(not isinstance(v, (dict, list)) for v in summary.values())
 
     _fuzz(figures, "summary.json (resume, report)", 300, JSON, read)
+
+
+def test_any_env_is_checked_or_one_line_naming_it(tmp_path, figures):
+    """Any JSON value as env.json, or a real one with a field replaced (hypothesis): read and used (the expected
+    config, the checkpoint owner), or one ArtifactError naming the file."""
+    path = tmp_path / "env.json"
+    real = {"wandb_id": "abc", "seed": 0, "run_id": "abc", "config": {"training": {"lr": 0.1}},
+            "config_sha256": sha256_json({"training": {"lr": 0.1}}), "amendments": []}
+    fields = st.sampled_from(sorted(real))
+
+    def read(case):
+        path.write_text(json.dumps(case if not isinstance(case, tuple) else {**real, case[0]: case[1]}))
+        env = read_env(path)
+        expected_config(env)
+        owner(env)
+
+    _fuzz(figures, "env.json (resume)", 300, st.one_of(JSON, st.tuples(fields, JSON)), read)

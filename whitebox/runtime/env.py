@@ -76,7 +76,7 @@ def read_env(path: Path) -> dict[str, Any]:
     for key, kind in kinds.items():
         if (key in env or key in ("wandb_id", "seed")) and not isinstance(env.get(key), kind):
             raise ArtifactError(f"{path}: field {key!r} must be a {kind.__name__}, got {env.get(key)!r}; {ENV_FIX}")
-    if "config" in env and env["config_sha256"] != sha256_json(env["config"]):
+    if "config" in env and env.get("config_sha256") != sha256_json(env["config"]):
         raise ArtifactError(f"{path}: field 'config' differs from its hash 'config_sha256': it was edited; {ENV_FIX}")
     for amendment in env.get("amendments", []):
         changes = amendment.get("changes") if isinstance(amendment, dict) else None
