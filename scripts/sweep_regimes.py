@@ -43,7 +43,7 @@ class Curve:
     def rewind(self, step: int) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, through: int | None = None) -> None:
         pass
 
 

@@ -79,6 +79,8 @@ METRICS = {
     "truncated": _lines(lambda lines: lines[:10]), "plant-record-gone": _lines(lambda lines: lines[:4] + lines[5:]),
     "plant-record-edited": _lines(lambda lines: [lines[0].replace('"step": 0', '"step": 1'), *lines[1:]]),
     "locate-record-gone": _lines(lambda lines: [line for line in lines if '"stage": "locate"' not in line]),
+    "interrupted-stage-record-gone": _lines(  # es-present's record of step 4, before its checkpoint step_0000012
+        lambda lines: [line for line in lines if not ('"treat/es-present"' in line and '"step": 4,' in line)]),
     "missing": _remove,
 }
 RESUME = {

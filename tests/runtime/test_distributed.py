@@ -71,7 +71,7 @@ class _NoLog:
     def rewind(self, step):
         pass
 
-    def close(self):
+    def close(self, through=None):
         pass
 
 

@@ -41,7 +41,7 @@ class ListLog:
     def rewind(self, step):
         self.records = [(s, m) for s, m in self.records if s <= step]
 
-    def close(self):
+    def close(self, through=None):
         pass
 
 

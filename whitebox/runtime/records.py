@@ -83,31 +83,36 @@ def read_records(path: Path, stage: str | None = None) -> list[dict[str, Any]]:
     return [record for _, record in read_lines(path) if stage is None or record["stage"] == stage]
 
 
-def stage_digest(path: Path, stage: str) -> dict[str, Any]:
-    """How many records `stage` has in metrics.jsonl and their hash: kept when the stage finishes, checked on resume."""
-    lines = [line for line, record in read_lines(path) if record["stage"] == stage] if path.is_file() else []
-    return {"records": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
+def stage_digest(path: Path, stage: str, through: int | None = None) -> dict[str, Any]:
+    """How many records `stage` has in metrics.jsonl (up to step `through`) and their hash: kept at each checkpoint
+    and when the stage finishes, checked on resume."""
+    lines = [line for line, record in read_lines(path) if record["stage"] == stage
+             and (through is None or record["step"] <= through)] if path.is_file() else []
+    return {"records": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(), "through": through}
 
 
 def check_digests(path: Path, digests: dict[str, Any], index: Path) -> None:
-    """Every finished stage's records are still in metrics.jsonl as they were written; else one line saying which."""
+    """Every stage's records, up to its newest checkpoint or all of a finished one, are still in metrics.jsonl as they
+    were written; else one line saying which."""
     for stage, kept in digests.items():
-        now = stage_digest(path, stage)
-        if now == kept:
+        now = stage_digest(path, stage, kept.get("through"))
+        if now == {"through": None, **kept}:
             continue
         lost = kept["records"] - now["records"]
         what = f"{lost} of its {kept['records']} records are missing" if lost > 0 else "its records were edited"
-        raise ArtifactError(f"{path}: finished stage {stage!r}: {what} (recorded in {index.name}); the file was cut "
+        which = "finished stage" if kept.get("through") is None else f"up to step {kept['through']}, stage"
+        raise ArtifactError(f"{path}: {which} {stage!r}: {what} (recorded in {index.name}); the file was cut "
                             f"or edited: restore it from a backup, or start the run again in a new directory")
 
 
 def read_digests(index: Path) -> dict[str, Any]:
-    """The finished stages' record digests ({} before any stage finished)."""
+    """The stages' record digests ({} before the first checkpoint)."""
     if not index.is_file():
         return {}
     data = read_object(index, f"delete it to resume without checking {index.parent / 'metrics.jsonl'}")
     for stage, kept in data.items():
-        if not (isinstance(kept, dict) and type(kept.get("records")) is int and isinstance(kept.get("sha256"), str)):
+        if not (isinstance(kept, dict) and type(kept.get("records")) is int and isinstance(kept.get("sha256"), str)
+                and (kept.get("through") is None or type(kept["through"]) is int)):
             raise ArtifactError(f"{index}: stage {stage!r} has no record count and hash; the file is damaged: delete it "
                                 "to resume without checking metrics.jsonl")
     return data

@@ -70,14 +70,17 @@ class Tracker:
             lines = read_lines(self.metrics_path)
             kept = [line for line, record in lines if not (record["stage"] == stage and record["step"] > step)]
             if len(kept) != len(lines):
-                self._set_digest(stage, None)
+                digest = read_digests(self.dir.metrics_index).get(stage)
+                if digest is not None and (digest.get("through") is None or digest["through"] > step):
+                    self._set_digest(stage, None)  # it covered records dropped here
                 write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
-    def close_stage(self, stage: str) -> None:
-        """Record how many records the finished `stage` has and their hash: a resume checks they are all still there."""
+    def close_stage(self, stage: str, through: int | None = None) -> None:
+        """Record how many records `stage` has (up to step `through`, all when it is finished) and their hash: a
+        resume checks they are all still there."""
         with main_only(wait=False) as writer:
             if writer:
-                self._set_digest(stage, stage_digest(self.metrics_path, stage))
+                self._set_digest(stage, stage_digest(self.metrics_path, stage, through))
 
     def _set_digest(self, stage: str, digest: dict[str, Any] | None) -> None:
         digests = read_digests(self.dir.metrics_index)
@@ -184,8 +187,8 @@ class StageLogger:
     def rewind(self, step: int) -> None:
         self.tracker.rewind(self.stage, step)
 
-    def close(self) -> None:
-        self.tracker.close_stage(self.stage)
+    def close(self, through: int | None = None) -> None:
+        self.tracker.close_stage(self.stage, through)
 
 
 def append_line(path: Path, line: str) -> None:

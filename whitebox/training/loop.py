@@ -61,7 +61,8 @@ class StageLog(Protocol):
 
     def rewind(self, step: int) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, through: int | None = None) -> None:
+        """The records up to step `through` (all of them when None: the stage is done) are final."""
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -162,6 +163,7 @@ def train(
             halt = any_rank(interrupted())  # under torchrun a Ctrl-C seen by one rank stops them all at this step
             if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or stopped or halt:
                 save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints, spent=spent)
+                log.close(step)  # the records the checkpoint resumes after: a resume checks they are all there
             if halt:
                 raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
             bar.update(int(stats.get("forward_equivalents", 0)) if budget is not None else 1)
