@@ -518,6 +518,109 @@ def grid_reference(work: Path) -> dict[str, dict[str, Any]]:
 EXTRA_TRIALS = {"writers": writers_trial, "parent_signal": parent_signal_trial}  # faults with a trial of their own
 
 
+TAMPER = ("config_edit", "foreign_checkpoint", "checkpoint_edit")  # what is done to a killed run before its resume
+EDITABLE = {"run.seed": lambda v: v + 1, "task.n_train": lambda v: v // 2, "model.d_model": lambda v: v * 2,
+            "training.steps": lambda v: v + 6, "treat.budget": lambda v: v + 1000, "locate.n_fit": lambda v: v - 10,
+            "revive.steps": lambda v: v + 4, "training.lr": lambda v: v / 2, "treat.lr": lambda v: v * 2}
+
+
+def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any], fault: str) -> dict[str, Any]:
+    """A run SIGKILLed at a seeded step, then tampered with: its config.yaml edited, another run's checkpoint copied
+    into the interrupted stage, or that stage's checkpoint.json edited. --resume must refuse in one line naming what
+    changed, with every file left as it was; once the change is undone, the run resumes to the uninterrupted result."""
+    rng = random.Random(seed * 1_000_003 + index + 30_000 + 1_000 * TAMPER.index(fault))
+    name = f"{fault}{index:03d}"
+    run_dir, ledger, log = work / name, work / f"{name}.ledger", work / f"{name}.log"
+    argv = ["run", str(config), "--out", str(run_dir)]
+    problems, kinds, attempts, at = [], [], 0, rng.randint(2, sum(ref["steps"].values()) - 20)
+    while attempts < MAX_ATTEMPTS:  # kill until the interrupted stage has a checkpoint to tamper with
+        attempts += 1
+        if attempt(argv, at, ledger, log, points=("step",)) != -signal.SIGKILL:
+            return _untampered(name, fault, at, attempts, f"attempt {attempts}: not killed at step {at} (see {log})")
+        argv, at = ["run", "--resume", str(run_dir)], rng.randint(3, 12) * attempts  # further each time
+        stage = next(line.split()[2] for line in reversed(read_ledger(ledger)) if line.startswith("kill "))
+        kept = sorted(checkpoint_dir(run_dir, stage).glob("step_*/checkpoint.json"))
+        if kept or fault != "checkpoint_edit":
+            break
+    else:
+        return _untampered(name, fault, at, attempts, f"no checkpoint in the stage after {MAX_ATTEMPTS} attempts")
+    expect, undo = tamper(run_dir, work / "reference", stage, fault, rng)
+    kinds.append(f"{fault}:{expect}")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}
+    seen = log.stat().st_size
+    code = attempt(["run", "--resume", str(run_dir)], None, ledger, log)
+    attempts += 1
+    output = log.read_bytes()[seen:].decode(errors="replace")
+    said = [line for line in output.splitlines() if line.startswith("whitebox: error")]
+    if code != 2 or len(said) != 1 or expect not in said[0] or "Traceback" in output:
+        problems.append(f"tampered resume: exit {code}, said {said[-3:]!r}, expected one line naming {expect!r}")
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}
+    changed = sorted(str(p) for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if changed:
+        problems.append(f"the refused resume changed {', '.join(changed[:3])}")
+    undo()
+    code = attempt(["run", "--resume", str(run_dir)], None, ledger, log)
+    attempts += 1
+    if code != 0:
+        problems.append(f"resume after undoing the change: exit {code} (see {log})")
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    differ = sorted(k for k in set(summary) | set(ref["summary"])
+                    if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
+    if differ:
+        problems.append(f"summary differs from the uninterrupted run at {', '.join(differ[:5])}")
+    got = records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    lost = sum(1 for r in ref["records"] if r not in got)
+    if got != ref["records"]:
+        problems.append(f"metrics.jsonl differs: {lost} records lost")
+    return {"trial": name, "fault": fault, "fault_points": [at], "faults_delivered": len(kinds), "faulted_at": kinds,
+            "attempts": attempts, "steps_redone": 0, "records_lost": lost,
+            "records_extra": len(got) - len(ref["records"]) + lost,
+            "survived": not problems, "problems": problems}
+
+
+def _untampered(name: str, fault: str, at: int, attempts: int, problem: str) -> dict[str, Any]:
+    """The result of a tamper trial that never got to tamper."""
+    return {"trial": name, "fault": fault, "fault_points": [at], "faults_delivered": 0, "faulted_at": [],
+            "attempts": attempts, "steps_redone": 0, "records_lost": 0, "records_extra": 0, "survived": False, "problems": [problem]}
+
+
+def tamper(run_dir: Path, reference_dir: Path, stage: str, fault: str, rng: random.Random) -> tuple[str, Any]:
+    """Apply `fault` to a run killed in `stage`: (what the refusal must name, a function that undoes it)."""
+    stage_dir = checkpoint_dir(run_dir, stage)
+    if fault == "config_edit":
+        path = run_dir / "config.yaml"
+        original = path.read_bytes()
+        data = yaml.safe_load(original)
+        key = rng.choice(sorted(EDITABLE))
+        section, field = key.split(".")
+        data[section][field] = EDITABLE[key](data[section][field])
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return f"{key} is", lambda: path.write_bytes(original)
+    if fault == "foreign_checkpoint":
+        theirs = sorted(checkpoint_dir(reference_dir, stage).glob("step_*"))
+        target = stage_dir / theirs[-1].name
+        backup = target.with_name(f".{target.name}.mine")
+        if target.exists():
+            os.replace(target, backup)
+        shutil.copytree(theirs[-1], target)  # the uninterrupted run's: same config, another run
+
+        def undo() -> None:
+            shutil.rmtree(target)
+            if backup.exists():
+                os.replace(backup, target)
+        return "field 'owner'", undo
+    newest = max(stage_dir.glob("step_*/checkpoint.json"), key=lambda p: int(p.parent.name.removeprefix("step_")))
+    original = newest.read_bytes()
+    meta = json.loads(original)
+    field = rng.choice(["step", "spent"])
+    if field == "step":
+        meta["step"] = rng.choice([10**20, meta["step"] + 6, 0 if meta["step"] else 1])
+    else:
+        meta["spent"] = {k: v * 2 + 1 for k, v in meta["spent"].items()}
+    newest.write_text(json.dumps(meta))
+    return newest.parent.name, lambda: newest.write_bytes(original)
+
+
 def warm_up() -> None:
     """Import what a run imports and draw one figure here, once, so that forked children start warm."""
     import io
@@ -538,17 +641,18 @@ def warm_up() -> None:
     plt.close(fig)
 
 
-def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0, writers: int = 0,
-               parent_signal: int = 0) -> dict[str, Any]:
-    """Reference run plus killed, interrupted, disk-full, concurrently written and parent-signalled runs under
-    `work`; the figures for docs/RELIABILITY.md."""
+def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0, tampered: int = 0,
+               writers: int = 0, parent_signal: int = 0) -> dict[str, Any]:
+    """Reference run plus killed, interrupted, disk-full, tampered, concurrently written and parent-signalled runs
+    under `work`; the figures for docs/RELIABILITY.md."""
     started = time.perf_counter()
     warm_up()
     config = work / "faults.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     ref = reference(work, config)
-    plan = [("sigkill", trials), ("sigint", sigint), ("disk_full", disk_full)]
-    results = [trial(i, seed, work, config, ref, fault) for fault, n in plan for i in range(n)]
+    plan = [("sigkill", trials), ("sigint", sigint), ("disk_full", disk_full), *((fault, tampered) for fault in TAMPER)]
+    results = [(tamper_trial if fault in TAMPER else trial)(i, seed, work, config, ref, fault) for fault, n in plan
+               for i in range(n)]
     extra = [("writers", writers), ("parent_signal", parent_signal)]
     results += [EXTRA_TRIALS[fault](i, seed, work, config, ref) for fault, n in extra for i in range(n)]
     figures: dict[str, Any] = {
@@ -588,13 +692,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24, help="trials killed by 1-3 SIGKILLs")
     parser.add_argument("--sigint", type=int, default=6, help="trials interrupted by one Ctrl-C")
     parser.add_argument("--disk-full", type=int, default=6, help="trials whose writes are refused past a file size")
+    parser.add_argument("--tampered", type=int, default=4,
+                        help="trials per tampering of a killed run (config edited, foreign checkpoint, checkpoint edited)")
     parser.add_argument("--writers", type=int, default=4, help="trials with a second writer on the run directory")
     parser.add_argument("--parent-signal", type=int, default=3, help="trials signalling the --workers parent alone")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON file for the figures (default: print only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="whitebox-faults-") as tmp:
-        figures = run_trials(args.trials, args.seed, Path(tmp), args.sigint, args.disk_full, args.writers,
+        figures = run_trials(args.trials, args.seed, Path(tmp), args.sigint, args.disk_full, args.tampered, args.writers,
                              args.parent_signal)
     text = json.dumps(figures, indent=2) + "\n"
     if args.out:

@@ -83,7 +83,10 @@ def render(suite: dict[str, Any], faults: dict[str, Any] | None) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         names = {"sigkill": "SIGKILL (1-3 per trial)", "sigint": "Ctrl-C (SIGINT) at a step",
-                 "disk_full": "full disk (writes refused past a file size)"}
+                 "disk_full": "full disk (writes refused past a file size)",
+                 "config_edit": "killed, config.yaml edited: resume refused, then undone",
+                 "foreign_checkpoint": "killed, another run's checkpoint copied in: refused, then removed",
+                 "checkpoint_edit": "killed, checkpoint.json's step or budget edited: refused, then undone"}
         for fault, name in names.items():
             f = faults.get(fault)
             if f and f["trials"]:

@@ -43,6 +43,9 @@ class Curve:
     def rewind(self, step: int) -> None:
         pass
 
+    def close(self, through: int | None = None) -> None:
+        pass
+
 
 def run_one(args, settings: list[str], seed: int) -> dict:
     meta = read_model_meta(args.model_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 from importlib import import_module, metadata
@@ -14,13 +15,17 @@ import torch
 
 import whitebox.experiments  # noqa: F401  (registers the built-in experiments)
 import whitebox.variants  # noqa: F401  (and the tasks, regimes and probe kinds, built-in and plugins)
-from whitebox.config import ConfigError, ExperimentConfig, dump_yaml, load_config, parse_config
+from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config, read_yaml
 from whitebox.runtime import distributed
+from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.context import RunContext
+from whitebox.runtime.env import amendment, check_unchanged, differences, read_env
 from whitebox.runtime.experiment import EXPERIMENTS, Experiment
 from whitebox.runtime.locks import new_directory, writing
+from whitebox.runtime.records import read_summary
 from whitebox.runtime.rundir import RunDir
 from whitebox.runtime.tracking import Tracker, write_config
+from whitebox.training.checkpoints import owned_by
 from whitebox.tasks import get_task
 
 ENTRY_POINT_GROUP = "whitebox.experiments"  # third-party experiments: a function, or an Experiment
@@ -51,28 +56,64 @@ def run(
         return _execute(cfg, run_dir, experiment, workers)
 
 
-def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
-    """Continue an interrupted run from its saved config and newest checkpoints; finished work is kept."""
+def resume(run_dir: str | Path, workers: int = 1, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Continue an interrupted run from its saved config and newest checkpoints; finished work is kept.
+
+    config.yaml must still be what env.json says the run was started with; `overrides` (KEY=VALUE)
+    change settings that are safe to change mid-run, recorded in env.json as an amendment that takes
+    effect from the newest checkpoint on.
+    """
     run_dir = RunDir(Path(run_dir))
     if not run_dir.config.is_file():
         raise ConfigError(f"{run_dir}: no config.yaml here; --resume takes the directory of an earlier run, e.g. runs/quickstart")
-    cfg = load_config(run_dir.config)
+    raw = read_yaml(run_dir.config)
+    cfg = parse_config(raw, source=str(run_dir.config))
     experiment = prepare(cfg, workers)
-    distributed.init(resolve_device(cfg.training.device))
+    distributed.init(resolve_device(cfg.training.device))  # amendments never change the device
     with writing(run_dir):  # before anything is read that another writer may be changing
-        tracker = Tracker(run_dir, cfg, experiment.sections)
-        if tracker.summary().get("status") == "complete":
+        env = read_env(run_dir.env) if run_dir.env.is_file() or run_dir.metrics.is_file() else None  # written before any record
+        if env is not None:
+            check_unchanged(run_dir, config_to_dict(cfg, experiment.sections), env)
+        summary = read_summary(run_dir.summary) if run_dir.summary.is_file() else {}
+        if overrides and summary.get("status") != "complete":
+            cfg = _amend(run_dir, cfg, parse_config(raw, overrides, source=str(run_dir.config)), experiment, env, overrides)
+        if summary.get("status") == "complete":
             if distributed.is_main():
-                print(f"{run_dir} is already complete; nothing to resume")
-            return tracker.summary()
+                print(f"{run_dir} is already complete; nothing to resume" + (" (--set changes nothing)" if overrides else ""))
+            return summary
         return _execute(cfg, run_dir, experiment, workers)
 
 
+def _amend(run_dir: RunDir, cfg: ExperimentConfig, amended: ExperimentConfig, experiment: Experiment,
+           env: dict[str, Any] | None, overrides: Sequence[str]) -> ExperimentConfig:
+    """Write the amended config.yaml, then record the change from `cfg` in env.json; the amended config."""
+    before, after = config_to_dict(cfg, experiment.sections), config_to_dict(amended, experiment.sections)
+    entry = amendment(run_dir, before, after, overrides)
+    if not entry["changes"]:
+        return cfg
+    if env is None or "config" not in env:
+        raise ConfigError(f"--set: {run_dir.env} does not record the config this run was started with (a run from an "
+                          "older whitebox, or one stopped before it started training); resume it without --set")
+    if distributed.is_main():
+        write_config(run_dir, amended, experiment.sections)  # first: killed before env.json, the refusal names the way on
+        write_json(run_dir.env, {**env, "amendments": [*env.get("amendments", []), entry]})
+        print(f"whitebox: amended {run_dir}: " + ", ".join(f"{k} {c['from']} -> {c['to']}" for k, c in entry["changes"].items())
+              + (f" from {entry['from_checkpoint']['checkpoint']}" if entry["from_checkpoint"] else ""), flush=True)
+    return amended
+
+
 def run_or_resume(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """The summary of the run in `run_dir`: read if complete, resumed if interrupted, else started (a grid's subrun)."""
-    if RunDir(run_dir).config.is_file():
-        return resume(run_dir)
-    return run(cfg, out=run_dir)
+    """The summary of the run in `run_dir`: read if complete, resumed if interrupted, else started (a grid's subrun).
+
+    A run already there whose config differs from `cfg` only in settings a resume may change (the
+    parent was amended) is amended the same way; any other difference is refused, naming the key.
+    """
+    saved = RunDir(run_dir)
+    if not saved.config.is_file():
+        return run(cfg, out=run_dir)
+    sections = find_experiment(cfg.experiment).sections
+    changed = differences(config_to_dict(load_config(saved.config), sections), config_to_dict(resolve_config(cfg), sections))
+    return resume(run_dir, overrides=[f"{key}={json.dumps(now)}" for key, (_, now) in changed.items()])
 
 
 def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
@@ -197,7 +238,8 @@ def _execute(cfg: ExperimentConfig, run_dir: RunDir, experiment: Experiment, wor
         tracker = Tracker(run_dir, cfg, experiment.sections).start(str(device))
         try:
             tracker.update_summary({"status": "running"})
-            results = experiment.run(RunContext(cfg, run_dir, tracker, device, run_or_resume, workers))
+            with owned_by(tracker.owner()):  # checkpoints of this run only
+                results = experiment.run(RunContext(cfg, run_dir, tracker, device, run_or_resume, workers))
             return tracker.update_summary({**results, "status": "complete"})
         finally:
             tracker.finish()

@@ -71,6 +71,9 @@ class _NoLog:
     def rewind(self, step):
         pass
 
+    def close(self, through=None):
+        pass
+
 
 def scenarios(directory: Path) -> dict[str, dict[str, torch.Tensor]]:
     """Weights after training with every regime; sft stops at 2 steps and is resumed to 4 (all ranks load it)."""

@@ -41,6 +41,9 @@ class ListLog:
     def rewind(self, step):
         self.records = [(s, m) for s, m in self.records if s <= step]
 
+    def close(self, through=None):
+        pass
+
 
 @pytest.fixture
 def toy_lm():

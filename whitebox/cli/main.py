@@ -89,8 +89,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.resume and (args.config or args.overrides or args.out):
-        parser.error("--resume RUN_DIR takes no CONFIG, --set or --out: the run's saved config is used")
+    if args.resume and (args.config or args.out):
+        parser.error("--resume RUN_DIR takes no CONFIG or --out: the run's saved config is used (--set KEY=VALUE "
+                     "amends a setting that may change mid-run, e.g. --set training.lr=3e-4)")
     if not args.resume and not args.config:
         parser.error("give a CONFIG to run (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     from whitebox.config import parse_config, read_yaml
@@ -110,7 +111,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     workers = f" --workers {args.workers}" if args.workers > 1 else ""
     summary, code = _guarded(
-        lambda: resume(args.resume, workers=args.workers) if args.resume else run(cfg, out=args.out, workers=args.workers),
+        lambda: (resume(args.resume, workers=args.workers, overrides=args.overrides) if args.resume
+                 else run(cfg, out=args.out, workers=args.workers)),
         f"whitebox run --resume {target}{workers}",
         started=lambda: target is not None and RunDir(Path(target)).config.is_file(),
     )
@@ -149,7 +151,7 @@ def _guarded(
         print(f"whitebox: error: {err}", file=sys.stderr)
         return None, EXIT_USAGE
     except TrainingDiverged as err:
-        print(f"whitebox: training diverged: {err}", file=sys.stderr)
+        print(f"whitebox: training diverged: {err}; {_continue_diverged(err, again)}", file=sys.stderr)
         return None, EXIT_FAILED
     except CellFailed as err:
         print(f"whitebox: {err}", file=sys.stderr)
@@ -160,6 +162,15 @@ def _guarded(
         return None, EXIT_INTERRUPTED
     finally:
         distributed.shutdown()
+
+
+def _continue_diverged(err: Any, again: str) -> str:
+    """How to go on after a divergence: the amendment that continues from the last good checkpoint with half the lr."""
+    if err.lr_key is None or err.lr is None:
+        return f"then `{again}`"
+    command = again if again.startswith("whitebox run --resume") else "whitebox run --resume GRID_RUN_DIR"
+    return (f"to continue from the last good checkpoint with half the learning rate (recorded in env.json): "
+            f"`{command} --set {err.lr_key}={err.lr / 2:g}`")
 
 
 def _sweep(args: argparse.Namespace) -> int:

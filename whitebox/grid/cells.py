@@ -19,9 +19,9 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict
-from whitebox.runtime.artifacts import read_json
 from whitebox.runtime.experiment import Experiment
 from whitebox.runtime.locks import hold
+from whitebox.runtime.records import read_summary
 from whitebox.runtime.rundir import RunDir, cell_label
 from whitebox.tasks import get_task
 
@@ -98,6 +98,6 @@ def finished_cells(cfg: ExperimentConfig, run_dir: Path) -> dict[Cell, dict[str,
 def finished_summary(run_dir: Path) -> dict[str, Any] | None:
     """The summary.json of a run that ran to completion; None for one not started or not finished."""
     path = RunDir(run_dir).summary
-    if path.is_file() and (summary := read_json(path)).get("status") == "complete":
+    if path.is_file() and (summary := read_summary(path)).get("status") == "complete":
         return summary
     return None

@@ -30,7 +30,8 @@ from whitebox.probes import (
     load_probe,
 )
 from whitebox.protocol.plant import Planted
-from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, step_keys
@@ -172,7 +173,7 @@ def locate(run: RunContext, planted: Planted) -> Located:
     """The whole locate step of a run: probes, detector and (when the task has contrast pairs) the circuit."""
     cfg, out, model, task = run.cfg, run.dir, planted.model, planted.task
     if out.located.is_file():  # located before an interruption: the artifacts are on disk, the metrics here
-        return Located(out, read_json(out.located))
+        return Located(out, read_step_summary(out.located, "locate"))
     run.tracker.rewind("locate", -1)  # a record of an interrupted attempt is written again below
     _, metrics, rows = locate_probes(model, cfg.model, task, cfg.locate, cfg.run.seed, out)
     tqdm.write(f"probes for {task.hidden_label!r} at position {cfg.locate.position!r} "
@@ -184,6 +185,7 @@ def locate(run: RunContext, planted: Planted) -> Located:
     else:
         tqdm.write(f"circuit: not located (task {task.name!r} has no contrast pairs)")
     run.tracker.log("locate", 0, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    run.tracker.close_stage("locate")
     summary = step_keys("locate", metrics)
     write_json(out.located, summary)
     return Located(out, summary)

@@ -27,7 +27,8 @@ from whitebox.protocol.locate import fresh_model
 from whitebox.protocol.plant import Planted, plant_honest
 from whitebox.protocol.treat import Treated, fine_tuning
 from whitebox.report.plots import read_metrics
-from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.records import read_numbers
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.rundir import NOISE_CONTROL_SALT, StageDir, cell_name, seed_stream, split_row, treat_key, treat_row
 from whitebox.tasks import Task, require
@@ -62,7 +63,7 @@ def revive(
     interrupted one continues.
     """
     if out.result.is_file():
-        return read_json(out.result)
+        return read_numbers(out.result, ("steps", "revived", "asr", "clean_acc"))
     held_out = task.eval_set(seed)
     hidden = held_out.select(torch.nonzero(held_out[task.hidden_label][:]).flatten().tolist()) if cfg.loss_at else None
     floor = cfg.clean_acc  # `model` holds the starting weights here, also on resume
@@ -83,7 +84,7 @@ def revive(
     final = train(
         model, Backprop(model, loop_cfg, torch.device(device)), supervised, data, loop_cfg, seed=seed,
         evaluate=evaluate, checkpoint_dir=out.checkpoints, log=log,
-        desc=f"revive {out.path.name}", stop=lambda metrics, step: revived(metrics) and step >= last,
+        desc=f"revive {out.path.name}", stop=lambda metrics, step: revived(metrics) and step >= last, lr_key="revive.lr",
     )
     evals = {r["step"]: {k.removeprefix("eval/"): v for k, v in r.items() if k.startswith("eval/")}
              for r in records() if "eval/asr" in r}

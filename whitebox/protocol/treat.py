@@ -26,7 +26,8 @@ from whitebox.protocol.locate import Located, fresh_model, probe_data
 from whitebox.protocol.measures import Measures
 from whitebox.protocol.plant import Planted, plant
 from whitebox.report.plots import plot_treatment, read_metrics
-from whitebox.runtime.artifacts import read_json, write_json
+from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.records import read_numbers
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.rundir import (
     MEASURE_PAIRS_OFFSET,
@@ -90,7 +91,7 @@ def treat_cell(
     """
     if cell.result.is_file():
         load_weights(model, model_cfg, cell.model)
-        return read_json(cell.result)["final"]
+        return read_numbers(cell.result, field="final")["final"]
     load_weights(model, model_cfg, start)
     # the budget, not steps or eval_every, ends and measures a treatment
     loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
@@ -103,7 +104,7 @@ def treat_cell(
         updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
     final = train(
         model, updater, loss_fn, data, loop_cfg, seed=seed, evaluate=evaluate, checkpoint_dir=cell.checkpoints,
-        log=log, desc=cell_name(regime, condition), budget=cfg.budget,
+        log=log, desc=cell_name(regime, condition), budget=cfg.budget, lr_key="treat.lr",
         eval_every_budget=math.ceil(cfg.budget / cfg.eval_points),
     )
     save_model(model, model_cfg, cell.model, extra={"regime": regime, "condition": condition})

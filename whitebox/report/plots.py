@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from whitebox.runtime.figures import save_figure, subplots
+from whitebox.runtime.records import read_records
 
 
 def read_metrics(path: str | Path, stage: str) -> list[dict]:
-    """The records of one stage from metrics.jsonl, skipping a line cut short by a kill."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("stage") == stage:
-            records.append(record)
-    return records
+    """The records of one stage from metrics.jsonl, every line checked (a last line cut short by a kill is left out)."""
+    return read_records(Path(path), stage)
 
 
 def plot_training(metrics_path: str | Path, stage: str, out: str | Path) -> Path:

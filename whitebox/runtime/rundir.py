@@ -69,6 +69,7 @@ class RunDir:
     lock = property(lambda self: self.root / "run.lock")  # held by the one process writing here (runtime/locks.py)
     summary = property(lambda self: self.root / "summary.json")
     metrics = property(lambda self: self.root / "metrics.jsonl")
+    metrics_index = property(lambda self: self.root / "metrics.stages.json")  # finished stages' record counts and hashes
     env = property(lambda self: self.root / "env.json")
     report = property(lambda self: self.root / "report.md")
     wandb = property(lambda self: self.root / "wandb")

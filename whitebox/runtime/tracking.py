@@ -9,25 +9,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
-import uuid
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from whitebox.config import ExperimentConfig, config_to_dict, dump_yaml
-from whitebox.runtime.artifacts import atomic_write, one_line, read_json, write_failed, write_json, write_text
-from whitebox.runtime.distributed import main_only
+from whitebox.runtime.artifacts import atomic_write, one_line, write_failed, write_json, write_text
+from whitebox.runtime.distributed import is_main, main_only
+from whitebox.runtime.env import environment, owner, read_env
+from whitebox.runtime.records import check_digests, read_digests, read_lines, read_summary, stage_digest
 from whitebox.runtime.rundir import RunDir
+from whitebox.training.checkpoints import Owner
 
 WANDB_INIT_SECONDS = 15.0  # how long online W&B may try to reach its server at a start (wandb's own default: 90 s)
 ONLINE_FAILED = "WHITEBOX_WANDB_ONLINE_FAILED"  # why online W&B failed in this process; inherited by its workers
-PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "einops", "wandb", "pydantic", "numpy", "safetensors")
-
 
 class Tracker:
     """Appends metrics to metrics.jsonl (and W&B), merges final numbers into summary.json."""
@@ -43,16 +39,21 @@ class Tracker:
         self._stages: set[str] = set()
 
     def start(self, device: str) -> Tracker:
-        """Write env.json on first start (kept on resume) and open the W&B run."""
+        """Write env.json on first start (kept on resume), check the finished stages' records, open the W&B run."""
         with main_only(wait=False) as writer:
             if writer:
                 env_path = self.dir.env
-                env = read_json(env_path) if env_path.is_file() else environment(self.cfg, device)
+                env = read_env(env_path) if env_path.is_file() else environment(self.cfg, device, self.sections)
                 if not env_path.is_file():
                     write_json(env_path, env)
                 drop_cut_line(self.metrics_path)
+                check_digests(self.metrics_path, read_digests(self.dir.metrics_index), self.dir.metrics_index)
                 self._start_wandb(env["wandb_id"])
         return self
+
+    def owner(self) -> Owner | None:
+        """Whose checkpoints this run writes and loads (rank 0 checks; other ranks load what it checked)."""
+        return owner(read_env(self.dir.env)) if is_main() and self.dir.env.is_file() else None
 
     def stage(self, name: str) -> StageLogger:
         return StageLogger(self, name)
@@ -65,17 +66,34 @@ class Tracker:
                 self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
 
     def rewind(self, stage: str, step: int) -> None:
-        """Drop this stage's records after `step` (they are recomputed on resume), atomically."""
+        """Drop this stage's records after `step` (they are recomputed on resume), atomically; the stage is open again."""
         with main_only(wait=False) as writer:
             if not writer or not self.metrics_path.is_file():
                 return
-            lines = self.metrics_path.read_text().splitlines()
-            kept = [line for line in lines if not _after(line, stage, step)]
+            lines = read_lines(self.metrics_path)
+            kept = [line for line, record in lines if not (record["stage"] == stage and record["step"] > step)]
             if len(kept) != len(lines):
+                digest = read_digests(self.dir.metrics_index).get(stage)
+                if digest is not None and (digest.get("through") is None or digest["through"] > step):
+                    self._set_digest(stage, None)  # it covered records dropped here
                 write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
+    def close_stage(self, stage: str, through: int | None = None) -> None:
+        """Record how many records `stage` has (up to step `through`, all when it is finished) and their hash: a
+        resume checks they are all still there."""
+        with main_only(wait=False) as writer:
+            if writer:
+                self._set_digest(stage, stage_digest(self.metrics_path, stage, through))
+
+    def _set_digest(self, stage: str, digest: dict[str, Any] | None) -> None:
+        digests = read_digests(self.dir.metrics_index)
+        if digests.get(stage) == digest:
+            return
+        digests = {k: v for k, v in digests.items() if k != stage}
+        write_json(self.dir.metrics_index, digests | ({stage: digest} if digest is not None else {}))
+
     def summary(self) -> dict[str, Any]:
-        return read_json(self.summary_path) if self.summary_path.is_file() else {}
+        return read_summary(self.summary_path) if self.summary_path.is_file() else {}
 
     def update_summary(self, values: dict[str, Any]) -> dict[str, Any]:
         """Merge flat dotted keys into summary.json (atomic) and into the W&B summary."""
@@ -180,44 +198,13 @@ class StageLogger:
     def rewind(self, step: int) -> None:
         self.tracker.rewind(self.stage, step)
 
+    def close(self, through: int | None = None) -> None:
+        self.tracker.close_stage(self.stage, through)
+
 
 def _init_timeout() -> dict[str, float]:
     """wandb.Settings' init_timeout: ours, unless the user set WANDB_INIT_TIMEOUT (which wandb then reads itself)."""
     return {} if os.environ.get("WANDB_INIT_TIMEOUT") else {"init_timeout": WANDB_INIT_SECONDS}
-
-
-def environment(cfg: ExperimentConfig, device: str) -> dict[str, Any]:
-    """What is needed to reproduce the run: seed, versions, git commit, device, command."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    from whitebox import __version__
-
-    versions["whitebox"] = __version__
-    return {
-        "seed": cfg.run.seed,
-        "versions": versions,
-        "git": git_state(Path(__file__).resolve().parent),
-        "device": device,
-        "platform": platform.platform(),
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wandb_id": uuid.uuid4().hex[:12],
-    }
-
-
-def git_state(path: Path) -> dict[str, Any] | None:
-    """Commit and dirtiness of the checkout that holds `path`, or None outside git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def append_line(path: Path, line: str) -> None:
@@ -253,11 +240,3 @@ def drop_cut_line(path: Path) -> None:
 def write_config(run_dir: RunDir, cfg: ExperimentConfig, sections: Sequence[str] | None = None) -> None:
     """config.yaml: the resolved config, only the sections the experiment reads (with `sections`)."""
     write_text(run_dir.config, dump_yaml(cfg, sections))
-
-
-def _after(line: str, stage: str, step: int) -> bool:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return True  # a line cut short by a kill is dropped
-    return record.get("stage") == stage and record.get("step", 0) > step

@@ -93,3 +93,13 @@ class Backprop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._follow_config()
+
+    def _follow_config(self) -> None:
+        """After a resume the config's lr and weight decay hold, not the checkpoint's: an amendment may have changed them."""
+        groups = self.optimizer.param_groups
+        self.scheduler.base_lrs = [self.cfg.lr] * len(groups)
+        for group, decay in zip(groups, (self.cfg.weight_decay, 0.0)):
+            group.update(initial_lr=self.cfg.lr, weight_decay=decay,
+                         lr=self.cfg.lr * lr_factor(self.scheduler.last_epoch, self.cfg))
+        self.scheduler._last_lr = [group["lr"] for group in groups]

@@ -19,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from whitebox.config import TrainingConfig
+from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.distributed import any_rank, is_main
-from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints, load_checkpoint, save_checkpoint
+from whitebox.training.checkpoints import list_checkpoints, resume_point, save_checkpoint
 
 Batch = dict[str, torch.Tensor]
 BAR_METRICS = 4  # held-out metrics shown on the progress bar (the first ones an evaluation returns)
@@ -30,7 +31,15 @@ COST_KEYS = ("forward_equivalents", "examples")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss, the gradients or the parameters stopped being finite."""
+    """The loss, the gradients or the parameters stopped being finite.
+
+    `lr_key` is the config key of the learning rate that was in use, so the message can name the
+    amendment that continues from the last good checkpoint with a smaller one.
+    """
+
+    def __init__(self, message: str, lr_key: str | None = None, lr: float | None = None):
+        super().__init__(message)
+        self.lr_key, self.lr = lr_key, lr
 
 
 class Updater(Protocol):
@@ -52,6 +61,9 @@ class StageLog(Protocol):
     def log(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def rewind(self, step: int) -> None: ...
+
+    def close(self, through: int | None = None) -> None:
+        """The records up to step `through` (all of them when None: the stage is done) are final."""
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -77,6 +89,7 @@ def train(
     budget: int | None = None,
     eval_every_budget: int | None = None,
     stop: Callable[[dict[str, float], int], bool] | None = None,
+    lr_key: str = "training.lr",
 ) -> dict[str, float]:
     """Train for cfg.steps updates, or until `budget` forward-pass equivalents are spent when one is given
     (the last step may overshoot it by less than one step's cost); resume from the newest checkpoint;
@@ -85,12 +98,18 @@ def train(
     With `eval_every_budget`, evaluation and checkpoints come each time that many forward-pass
     equivalents have been spent (instead of every cfg.eval_every steps), so regimes of different
     step costs are measured at the same points of their budget. `stop(metrics, step)` ends training early
-    after an evaluation that satisfies it (checkpointed, so a resumed run ends there too).
+    after an evaluation that satisfies it (checkpointed, so a resumed run ends there too). `lr_key` is
+    the config key cfg.lr came from, named when training diverges. When training is done the stage's
+    records are closed: a resume then checks that they are all still in metrics.jsonl.
     """
     n = len(next(iter(data.values())))
-    done = list_checkpoints(checkpoint_dir)
-    step = load_checkpoint(done[-1], model, updater) if done else 0
-    spent = dict.fromkeys(COST_KEYS, 0) | (checkpoint_spent(done[-1]) if done else {})
+    resumed = resume_point(checkpoint_dir, model, updater)
+    done = resumed is not None
+    step = resumed[0] if done else 0
+    spent = dict.fromkeys(COST_KEYS, 0) | (resumed[1] if done else {})
+    if done and budget is None and step > cfg.steps:
+        raise ArtifactError(f"{list_checkpoints(checkpoint_dir)[-1]}: step {step} is past this stage's {cfg.steps} steps; "
+                            "it is not this run's checkpoint: delete it and resume")
 
     stopped = False
 
@@ -120,10 +139,8 @@ def train(
             except TrainingDiverged as err:
                 kept = list_checkpoints(checkpoint_dir)
                 where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
-                raise TrainingDiverged(
-                    f"{desc} step {step + 1}: {err}; training stopped and {where}. "
-                    "Lower training.lr, raise training.warmup_steps or set training.grad_clip."
-                ) from None
+                raise TrainingDiverged(f"{desc} step {step + 1}: {err}; training stopped and {where}. Lower {lr_key}, "
+                                      "raise training.warmup_steps or set training.grad_clip", lr_key, cfg.lr) from None
             step += 1
             if budget is not None and "forward_equivalents" not in stats:
                 raise ValueError(f"{type(updater).__name__} does not report forward_equivalents; it cannot run on a budget")
@@ -147,9 +164,11 @@ def train(
             halt = any_rank(interrupted())  # under torchrun a Ctrl-C seen by one rank stops them all at this step
             if step % cfg.checkpoint_every == 0 or (due and eval_every_budget is not None) or last or stopped or halt:
                 save_checkpoint(checkpoint_dir, step, model, updater, keep=cfg.keep_checkpoints, spent=spent)
+                log.close(step)  # the records the checkpoint resumes after: a resume checks they are all there
             if halt:
                 raise KeyboardInterrupt(f"{desc} interrupted; checkpoint saved at step {step}")
             bar.update(int(stats.get("forward_equivalents", 0)) if budget is not None else 1)
+    log.close()
     return last_eval if last_eval is not None else _evaluate(model, evaluate, None, step)
 
 
