@@ -546,7 +546,8 @@ def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str,
         return _untampered(name, fault, at, attempts, f"no checkpoint in the stage after {MAX_ATTEMPTS} attempts")
     expect, undo = tamper(run_dir, work / "reference", stage, fault, rng)
     kinds.append(f"{fault}:{expect}")
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts
+              and p.name != "run.lock"}  # the killed run's stale lock is taken over and let go
     seen = log.stat().st_size
     code = attempt(["run", "--resume", str(run_dir)], None, ledger, log)
     attempts += 1
@@ -554,7 +555,8 @@ def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str,
     said = [line for line in output.splitlines() if line.startswith("whitebox: error")]
     if code != 2 or len(said) != 1 or expect not in said[0] or "Traceback" in output:
         problems.append(f"tampered resume: exit {code}, said {said[-3:]!r}, expected one line naming {expect!r}")
-    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts}
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "plots" not in p.parts
+             and p.name != "run.lock"}
     changed = sorted(str(p) for p in set(before) | set(after) if before.get(p) != after.get(p))
     if changed:
         problems.append(f"the refused resume changed {', '.join(changed[:3])}")
