@@ -18,6 +18,7 @@ from whitebox.config import ConfigError, ExperimentConfig, dump_yaml, load_confi
 from whitebox.runtime import distributed
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import EXPERIMENTS, Experiment
+from whitebox.runtime.memory import check_config
 from whitebox.runtime.rundir import RunDir
 from whitebox.runtime.tracking import Tracker, write_config
 from whitebox.tasks import get_task
@@ -74,7 +75,7 @@ def run_or_resume(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
-    """The config's experiment, after its config-time checks: sections it reads, its own check, --workers."""
+    """The config's experiment, after its config-time checks: sections it reads, its own check, --workers, memory."""
     experiment = find_experiment(cfg.experiment)
     experiment.validate(cfg)
     check_workers(experiment, workers)
@@ -82,6 +83,8 @@ def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
     if cfg.model.source == "pretrained" and not task.uses_model_tokenizer:
         raise ConfigError(f"model.source: a pretrained model reads text with its own tokenizer, but task {task.name!r} "
                           "makes token ids of its own vocabulary; use model.source: from_config (or a text task)")
+    own = not task.uses_model_tokenizer  # a task of texts has no vocabulary or length of its own
+    check_config(cfg, len(task.vocabulary()) if own else None, task.seq_len() if own else None)
     return experiment
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from whitebox.config import ConfigError, ExperimentConfig
+from whitebox.config.schema import MAX_SEED
 
 
 def add_commands(commands: Any) -> None:
@@ -59,18 +60,26 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
     from whitebox.capture import capture
     from whitebox.models import load_model, read_model_meta
     from whitebox.probes import load_probe
-    from whitebox.probes.artifact import check_model
+    from whitebox.probes.fits import check_model, check_reads
     from whitebox.probes.metrics import summary
+    from whitebox.runtime.memory import capture_bytes, examples_bytes, require_memory
     from whitebox.runtime.rundir import seed_stream
     from whitebox.tasks import require
 
     if n < 2:
         raise ConfigError(f"--n: need at least 2 examples, got {n}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed: must be an integer from 0 to {MAX_SEED}, got {seed}")
     probe = load_probe(probe_dir)
     model, model_cfg = load_model(checkpoint)
     check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
+    check_reads(probe, model, f"{probe_dir}/probe.json")
     task = _task_of(read_model_meta(checkpoint), checkpoint, None)
     require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
+    length = None if task.uses_model_tokenizer else task.seq_len()
+    positions = length if probe.position == "all" else 1
+    need = capture_bytes(n, 1, probe.d_model, positions or 1) + examples_bytes(n, length or 1)
+    require_memory(need, f"--n {n} (fresh examples and their activations)", "lower --n", ConfigError)
     rows = task.sample(n, 0.5, seed=seed_stream("probe_eval", seed))
     position = "last" if probe.position in (None, "mask") else probe.position
     acts = capture(model.eval(), rows, [probe.hook], positions=position, labels=task.hidden_label)

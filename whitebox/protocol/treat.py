@@ -21,6 +21,7 @@ from whitebox.attribution import GradientShare, MeasuredUpdater
 from whitebox.capture import residual_hooks
 from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
+from whitebox.probes.fits import check_reads
 from whitebox.protocol.locate import Located, fresh_model, probe_data
 from whitebox.protocol.measures import Measures
 from whitebox.protocol.plant import Planted
@@ -130,7 +131,10 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     cfg, model, task = run.cfg, planted.model, planted.task
     hook = cfg.treat.probe_hook or residual_hooks(model)[-1]
     frozen = located.probe(hook)
+    check_reads(frozen, model, f"{located.dir.probe(hook)}/probe.json")
     circuit = located.circuit
+    if circuit is not None:
+        circuit.check_model(model, cfg.model)  # before any cell trains: a circuit of another model stops the run here
     fit_rows, test_rows = probe_data(task, cfg.locate, cfg.run.seed)
     pairs = None if circuit is None else task.contrast_pairs(cfg.locate.circuit_pairs, cfg.run.seed + MEASURE_PAIRS_OFFSET)
     measures = Measures(task, cfg.model, cfg.locate, task.eval_set(cfg.run.seed), fit_rows, test_rows, frozen,

@@ -111,3 +111,14 @@ def sha256_file(path: str | Path) -> str:
 
 def sha256_json(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def seal(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as it will read back, plus `sha256` of it: so that an edit to any field of the file is refused."""
+    plain = json.loads(json.dumps(body))  # tuples as lists, keys as strings
+    return {**plain, "sha256": sha256_json(plain)}
+
+
+def unsealed(data: dict[str, Any]) -> bool:
+    """True when `data` (a sealed file's content) has no `sha256`, or one that differs from the hash of the rest."""
+    return data.get("sha256") != sha256_json({k: v for k, v in data.items() if k != "sha256"})

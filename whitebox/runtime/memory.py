@@ -1,0 +1,143 @@
+"""The memory a model, a task's data or a capture needs, estimated before allocating: what cannot fit is refused.
+
+Estimates are deliberately low (weights, optimizer state and the main activations, no allocator
+slack), so a refusal means the work cannot fit; one that passes may still be tight. The limit is
+the smallest of the free RAM, the cgroup's memory limit and `ulimit -v`/`-d`, less what this
+process already holds against them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from pathlib import Path
+
+from whitebox.config import ConfigError, ExperimentConfig, ModelConfig
+
+FLOAT, TOKEN = 4, 8  # bytes of a float32 value and of an int64 token id
+TRAINED_PARAM = 4 * FLOAT  # a trained parameter: its weight, its gradient and AdamW's two moments
+TOKEN_COLUMNS = 4  # token-length columns a task's example holds (tokens, targets, masks)
+
+
+def available_bytes() -> int:
+    """What this process may still allocate: the least of free RAM, the cgroup's room and the ulimits' room."""
+    room = [_free_ram(), _cgroup_room(), _rlimit_room(resource.RLIMIT_AS, 0), _rlimit_room(resource.RLIMIT_DATA, 5)]
+    return min(r for r in room if r is not None)
+
+
+def require_memory(need: int, what: str, fix: str, error: type[Exception]) -> None:
+    """Raise `error` naming the estimate, the limit and the fix (the keys to lower) when `need` bytes cannot fit."""
+    limit = available_bytes()
+    if need > limit:
+        raise error(f"{what} needs about {_size(need)} of memory, more than the {_size(limit)} this process can "
+                    f"allocate; {fix}")
+
+
+def model_params(cfg: ModelConfig, d_vocab: int, n_ctx: int) -> int:
+    """Parameters of a model built from config: embeddings, unembedding and, per block, attention and MLP."""
+    d, inner = cfg.d_model, cfg.n_heads * cfg.head_dim
+    mlp = (3 if cfg.arch == "llama" else 2) * d * cfg.mlp_dim
+    block = 4 * d * inner + mlp
+    return 2 * d_vocab * d + (0 if cfg.arch == "llama" else n_ctx * d) + cfg.n_layers * block
+
+
+def model_bytes(cfg: ModelConfig, d_vocab: int, n_ctx: int, batch: int = 0) -> int:
+    """A model trained on `batch` inputs (0: only its fp32 weights, e.g. to load it)."""
+    params = model_params(cfg, d_vocab, n_ctx)
+    if batch == 0:
+        return params * FLOAT
+    # per input and position: the residual stream, attention scores and MLP activations of every block, and the logits
+    per_position = cfg.n_layers * (4 * cfg.d_model + cfg.n_heads * n_ctx + 2 * cfg.mlp_dim) + 2 * d_vocab
+    return params * TRAINED_PARAM + batch * n_ctx * per_position * FLOAT
+
+
+def examples_bytes(n: int, seq_len: int) -> int:
+    """`n` task examples of `seq_len` tokens."""
+    return n * (seq_len + 2) * TOKEN * TOKEN_COLUMNS
+
+
+def capture_bytes(n: int, hooks: int, width: int, positions: int = 1) -> int:
+    """Activations of `n` inputs at `hooks` hooks of `width`, `positions` positions each."""
+    return n * hooks * width * positions * FLOAT
+
+
+def check_config(cfg: ExperimentConfig, vocab: int | None, seq_len: int | None) -> None:
+    """Refuse (ConfigError) a config whose model or data cannot fit, before anything is allocated.
+
+    vocab and seq_len are the task's (None for a task of texts or a pretrained model, whose model
+    size is the checkpoint's)."""
+    if seq_len is None:
+        return
+    examples = max(_task_examples(cfg), cfg.treat.n_train, cfg.deception.n_deceive, cfg.locate.n_fit + cfg.locate.n_test)
+    require_memory(examples_bytes(examples, seq_len), f"the task's data ({examples:,} examples of {seq_len} tokens)",
+                   "lower task.n_train / treat.n_train / locate.n_fit (whichever is largest)", ConfigError)
+    if cfg.model.source == "pretrained" or vocab is None:
+        return
+    model = cfg.model
+    d_vocab, n_ctx = model.d_vocab or vocab, model.n_ctx or seq_len
+    batch = max(cfg.training.batch_size, cfg.treat.batch_size, cfg.revive.batch_size)
+    params = model_params(model, d_vocab, n_ctx)
+    require_memory(model_bytes(model, d_vocab, n_ctx, batch), f"the model ({params:,} parameters) trained on batches of "
+                   f"{batch}", "lower model.d_model / model.d_mlp / model.n_layers or the batch sizes", ConfigError)
+    hooks = 2 * model.n_layers + 1 if cfg.locate.hooks == "resid" else len(cfg.locate.hooks)  # see capture.residual_hooks
+    require_memory(capture_bytes(cfg.locate.n_fit + cfg.locate.n_test, hooks, model.d_model, _positions(cfg, n_ctx)),
+                   f"the probes' activations ({cfg.locate.n_fit + cfg.locate.n_test:,} inputs at {hooks} hooks)",
+                   "lower locate.n_fit / locate.n_test (or set locate.position: last)", ConfigError)
+
+
+def _task_examples(cfg: ExperimentConfig) -> int:
+    """The most examples the task section asks for (its n_train and n_eval, where it has them)."""
+    counts = [getattr(cfg.task, key, 0) for key in ("n_train", "n_eval")]
+    return max(c for c in counts if isinstance(c, int))
+
+
+def _positions(cfg: ExperimentConfig, n_ctx: int) -> int:
+    return n_ctx if cfg.locate.position == "all" else 1
+
+
+def _size(n: int) -> str:
+    """Bytes in the largest unit that keeps the number at least 1 (e.g. 25.8 GB)."""
+    if n <= 0:
+        return "0 B"
+    power = min(int(math.log(n, 1000)), 6)
+    return f"{n / 1000**power:.1f} {['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'][power]}"
+
+
+def _free_ram() -> int:
+    """MemAvailable (what can be allocated without swapping), else the free pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: only the other limits apply
+
+
+def _cgroup_room() -> int | None:
+    """The cgroup's memory limit less its use (cgroup v2, then v1); None without a limit."""
+    for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            cap = (Path("/sys/fs/cgroup") / limit).read_text().strip()
+            if cap == "max" or int(cap) >= 1 << 60:
+                return None
+            return int(cap) - int((Path("/sys/fs/cgroup") / usage).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _rlimit_room(which: int, statm_field: int) -> int | None:
+    """A ulimit less what this process maps against it (/proc/self/statm: size, or data); None when unlimited."""
+    soft, _ = resource.getrlimit(which)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        used = int(Path("/proc/self/statm").read_text().split()[statm_field]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        used = 0
+    return soft - used
