@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+OPTIONAL_FIELDS = {"task": dict, "metrics": dict, "regime": str, "condition": str}  # what save_model's callers add
 
 
 def build_model(
@@ -176,8 +177,14 @@ def read_model_meta(directory: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: fields 'weights_sha256' (a string) and 'model_config' (an object) are damaged")
     if meta["format_version"] != FORMAT_VERSION:
         raise ArtifactError(
-            f"{path}: format_version {meta['format_version']} is not supported (this whitebox reads {FORMAT_VERSION})"
+            f"{path}: format_version {meta['format_version']!r} is not supported (this whitebox reads {FORMAT_VERSION})"
         )
+    for key, kind in OPTIONAL_FIELDS.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise ArtifactError(f"{path}: field {key!r} must be a JSON {'object' if kind is dict else 'string'}, got "
+                                f"{type(meta[key]).__name__}; the file is damaged")
+    if not all(isinstance(v, (int, float, str, bool)) or v is None for v in meta.get("metrics", {}).values()):
+        raise ArtifactError(f"{path}: field 'metrics' must map names to numbers or strings; the file is damaged")
     if unsealed(meta):
         raise ArtifactError(f"{path}: content hash differs from field 'sha256' (or it has none); the file was edited or "
                             "damaged: save the model again")

@@ -57,7 +57,7 @@ def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
 
 def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_mismatch: bool) -> dict[str, Any]:
     """Score a saved probe on `n` fresh examples of the checkpoint's own task."""
-    from whitebox.capture import capture
+    from whitebox.capture import canonical_hook, capture
     from whitebox.models import load_model, read_model_meta
     from whitebox.probes import load_probe
     from whitebox.probes.fits import check_model, check_reads
@@ -73,17 +73,18 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
     probe = load_probe(probe_dir)
     model, model_cfg = load_model(checkpoint)
     check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
-    check_reads(probe, model, f"{probe_dir}/probe.json")
     task = _task_of(read_model_meta(checkpoint), checkpoint, None)
     require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
     length = None if task.uses_model_tokenizer else task.seq_len()
+    check_reads(probe, model, f"{probe_dir}/probe.json", length)
     positions = length if probe.position == "all" else 1
     need = capture_bytes(n, 1, probe.d_model, positions or 1) + examples_bytes(n, length or 1)
     require_memory(need, f"--n {n} (fresh examples and their activations)", "lower --n", ConfigError)
     rows = task.sample(n, 0.5, seed=seed_stream("probe_eval", seed))
     position = "last" if probe.position in (None, "mask") else probe.position
-    acts = capture(model.eval(), rows, [probe.hook], positions=position, labels=task.hidden_label)
-    scores = probe.score(acts.acts[probe.hook])
+    hook = canonical_hook(model, probe.hook)  # the probe may name an alias; activations come keyed by the canonical name
+    acts = capture(model.eval(), rows, [hook], positions=position, labels=task.hidden_label)
+    scores = probe.score(acts.acts[hook])
     stats = summary(scores[None], acts.labels)[0]
     return {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
 
