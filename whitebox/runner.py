@@ -83,8 +83,7 @@ def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
     if cfg.model.source == "pretrained" and not task.uses_model_tokenizer:
         raise ConfigError(f"model.source: a pretrained model reads text with its own tokenizer, but task {task.name!r} "
                           "makes token ids of its own vocabulary; use model.source: from_config (or a text task)")
-    own = not task.uses_model_tokenizer  # a task of texts has no vocabulary or length of its own
-    check_config(cfg, len(task.vocabulary()) if own else None, task.seq_len() if own else None)
+    check_config(cfg, experiment.sections, task)
     return experiment
 
 

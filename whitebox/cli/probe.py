@@ -107,7 +107,11 @@ def _task_of(meta: dict[str, Any], checkpoint: str, wanted: Any) -> Any:
 
 def run_probe_command(args: argparse.Namespace) -> dict[str, Any]:
     from whitebox.runner import load_config
+    from whitebox.runtime.memory import check_config
+    from whitebox.tasks import get_task
 
     if args.probe_command == "fit":
-        return fit_command(load_config(args.config, args.overrides), args.out)
+        cfg = load_config(args.config, args.overrides)
+        check_config(cfg, ("locate",), get_task(cfg.task))  # the model's size is the checkpoint's: load_model checks it
+        return fit_command(cfg, args.out)
     return eval_command(args.probe_dir, args.checkpoint, args.n, args.seed, args.allow_fingerprint_mismatch)

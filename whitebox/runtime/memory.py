@@ -12,8 +12,12 @@ import math
 import os
 import resource
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from whitebox.config import ConfigError, ExperimentConfig, ModelConfig
+
+if TYPE_CHECKING:
+    from whitebox.tasks import Task
 
 FLOAT, TOKEN = 4, 8  # bytes of a float32 value and of an int64 token id
 TRAINED_PARAM = 4 * FLOAT  # a trained parameter: its weight, its gradient and AdamW's two moments
@@ -35,11 +39,14 @@ def require_memory(need: int, what: str, fix: str, error: type[Exception]) -> No
 
 
 def model_params(cfg: ModelConfig, d_vocab: int, n_ctx: int) -> int:
-    """Parameters of a model built from config: embeddings, unembedding and, per block, attention and MLP."""
-    d, inner = cfg.d_model, cfg.n_heads * cfg.head_dim
-    mlp = (3 if cfg.arch == "llama" else 2) * d * cfg.mlp_dim
-    block = 4 * d * inner + mlp
-    return 2 * d_vocab * d + (0 if cfg.arch == "llama" else n_ctx * d) + cfg.n_layers * block
+    """Parameters of a model built from config: embeddings, unembedding and, per block, attention, MLP and norms."""
+    d, inner, llama = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.arch == "llama"
+    mlp = (3 if llama else 2) * d * cfg.mlp_dim
+    biases = 0 if llama else 3 * inner + 2 * d + cfg.mlp_dim  # q, k, v, o and the MLP's two
+    norms = (1 if llama or cfg.normalization == "RMS" else 2) * d  # one norm's weight (and bias)
+    block = 4 * d * inner + mlp + biases + 2 * norms
+    embeddings = 2 * d_vocab * d + d_vocab + (0 if llama else n_ctx * d)  # embed, unembed (+ bias), positions
+    return embeddings + cfg.n_layers * block + norms
 
 
 def model_bytes(cfg: ModelConfig, d_vocab: int, n_ctx: int, batch: int = 0) -> int:
@@ -62,27 +69,31 @@ def capture_bytes(n: int, hooks: int, width: int, positions: int = 1) -> int:
     return n * hooks * width * positions * FLOAT
 
 
-def check_config(cfg: ExperimentConfig, vocab: int | None, seq_len: int | None) -> None:
+def check_config(cfg: ExperimentConfig, sections: Sequence[str], task: Task) -> None:
     """Refuse (ConfigError) a config whose model or data cannot fit, before anything is allocated.
 
-    vocab and seq_len are the task's (None for a task of texts or a pretrained model, whose model
-    size is the checkpoint's)."""
-    if seq_len is None:
+    Only the `sections` the experiment reads count. A task of texts is not estimated (its size is
+    its file's, and its model's the checkpoint's)."""
+    if task.uses_model_tokenizer:
         return
-    examples = max(_task_examples(cfg), cfg.treat.n_train, cfg.deception.n_deceive, cfg.locate.n_fit + cfg.locate.n_test)
+    reads, seq_len = set(sections), task.seq_len()
+    locate = cfg.locate.n_fit + cfg.locate.n_test if "locate" in reads else 0
+    examples = max(_task_examples(cfg), locate, cfg.treat.n_train if "treat" in reads else 0,
+                   cfg.deception.n_deceive if "deception" in reads else 0)
     require_memory(examples_bytes(examples, seq_len), f"the task's data ({examples:,} examples of {seq_len} tokens)",
                    "lower task.n_train / treat.n_train / locate.n_fit (whichever is largest)", ConfigError)
-    if cfg.model.source == "pretrained" or vocab is None:
-        return
     model = cfg.model
-    d_vocab, n_ctx = model.d_vocab or vocab, model.n_ctx or seq_len
-    batch = max(cfg.training.batch_size, cfg.treat.batch_size, cfg.revive.batch_size)
-    params = model_params(model, d_vocab, n_ctx)
-    require_memory(model_bytes(model, d_vocab, n_ctx, batch), f"the model ({params:,} parameters) trained on batches of "
-                   f"{batch}", "lower model.d_model / model.d_mlp / model.n_layers or the batch sizes", ConfigError)
+    d_vocab, n_ctx = model.d_vocab or len(task.vocabulary()), model.n_ctx or seq_len
+    if "model" in reads and model.source == "from_config":
+        batch = max(getattr(cfg, name).batch_size for name in ("training", "treat", "revive") if name in reads or name == "training")
+        require_memory(model_bytes(model, d_vocab, n_ctx, batch), f"the model ({model_params(model, d_vocab, n_ctx):,} "
+                       f"parameters) trained on batches of {batch}",
+                       "lower model.d_model / model.d_mlp / model.n_layers or the batch sizes", ConfigError)
+    if not locate:
+        return
     hooks = 2 * model.n_layers + 1 if cfg.locate.hooks == "resid" else len(cfg.locate.hooks)  # see capture.residual_hooks
-    require_memory(capture_bytes(cfg.locate.n_fit + cfg.locate.n_test, hooks, model.d_model, _positions(cfg, n_ctx)),
-                   f"the probes' activations ({cfg.locate.n_fit + cfg.locate.n_test:,} inputs at {hooks} hooks)",
+    require_memory(capture_bytes(locate, hooks, model.d_model, n_ctx if cfg.locate.position == "all" else 1),
+                   f"the probes' activations ({locate:,} inputs at {hooks} hooks)",
                    "lower locate.n_fit / locate.n_test (or set locate.position: last)", ConfigError)
 
 
@@ -90,10 +101,6 @@ def _task_examples(cfg: ExperimentConfig) -> int:
     """The most examples the task section asks for (its n_train and n_eval, where it has them)."""
     counts = [getattr(cfg.task, key, 0) for key in ("n_train", "n_eval")]
     return max(c for c in counts if isinstance(c, int))
-
-
-def _positions(cfg: ExperimentConfig, n_ctx: int) -> int:
-    return n_ctx if cfg.locate.position == "all" else 1
 
 
 def _size(n: int) -> str:
