@@ -34,7 +34,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a text file (byte {err.start} is not UTF-8); give a YAML config such as "
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start} cannot be decoded); give a YAML config such as "
                           "configs/quickstart.yaml") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
