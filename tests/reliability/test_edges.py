@@ -11,7 +11,6 @@ import io
 import math
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
@@ -54,13 +53,12 @@ def _laughs(levels: int = 9) -> str:
     ("list.yaml", b"- 1\n- 2\n", ["list.yaml", "mapping"]),
     ("bom16.yaml", "run: {name: a}\n".encode("utf-16"), ["bom16.yaml"]),
 ])
-def test_a_config_file_that_is_not_yaml_text(tmp_path, name, content, names, figures):
+def test_a_config_file_that_is_not_yaml_text(tmp_path, name, content, names):
     """Non-UTF-8 bytes, binary data, a 2 MB file, an alias bomb: one line naming the file, no run directory."""
     path = tmp_path / name
     path.write_bytes(content)
     refused(*cli(["run", str(path), "--out", str(tmp_path / "run")]), *names)
     assert not (tmp_path / "run").exists()
-    figures(kind="config file that is not YAML text", cases=1, rejected=1, other_exceptions=0, files_written=0)
 
 
 def test_a_program_given_as_config(tmp_path):
@@ -77,7 +75,7 @@ def test_a_directory_given_as_config(tmp_path):
                                   "training.weight_decay=.nan", "training.betas=[0.9, .inf]", "training.grad_clip=inf",
                                   "locate.C=1e400", "task.trigger_rate=nan", "treat.lr=.NaN", "revive.asr=nan",
                                   "treat.es.sigma=inf"])
-def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, item, figures):
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, item):
     """--set KEY=1e309 / nan / inf (YAML's .inf and .nan too): refused naming the key, never read as infinity."""
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "experiment": "treat"}))
@@ -85,7 +83,6 @@ def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, item, figures):
     code, message = cli(["run", str(config), "--set", item, "--out", str(tmp_path / "run")])
     refused(code, message, key, "finite")
     assert not (tmp_path / "run").exists()
-    figures(kind="non-finite config number", cases=1, rejected=1, other_exceptions=0, files_written=0)
 
 
 def test_non_finite_numbers_in_the_file(tmp_path):
@@ -112,8 +109,8 @@ def test_any_float_anywhere(figures):
             counts["rejected"] += 1
 
     check()
-    figures(kind="any float in a float key", cases=sum(counts.values()), accepted=counts["accepted"],
-            rejected=counts["rejected"], other_exceptions=0)
+    figures(parser="any float in a float key (--set)", cases=sum(counts.values()), accepted=counts["accepted"],
+            rejected=counts["rejected"], other_exceptions=0, files_written=0)
 
 
 @pytest.mark.parametrize(("item", "key"), [("run.seed=-1", "run.seed"), ("run.seed=4294967296", "run.seed"),

@@ -77,12 +77,11 @@ def set_tensor(directory: Path, stem: str, name: str, change: Callable[[torch.Te
     ("probe_type", "svm", ["'probe_type'", "svm"]),
     ("d_model", 8, ["'d_model'"]),
 ])
-def test_probe_field_that_does_not_fit_the_model(saved, tmp_path, field, value, names, figures):
+def test_probe_field_that_does_not_fit_the_model(saved, tmp_path, field, value, names):
     """probe.json with a hook the model lacks, a position outside its inputs, another probe type (hash resealed)."""
     probe = copy_of(saved.probe, tmp_path)
     edit_json(probe / "probe.json", lambda m: m.update({field: value}))
     one_line_refusal(*eval_probe(probe, saved.model), *names)
-    figures(loader="probe.json", field=field, cases=1, rejected=1, other_exceptions=0)
 
 
 @pytest.mark.parametrize(("name", "value"), [("weight", math.nan), ("std", math.inf), ("std", 0.0), ("mean", -math.inf),
@@ -124,8 +123,8 @@ def test_hostile_probe_fields(saved, tmp_path, figures):
 
     check()
     assert counts["rejected"] > counts["accepted"]
-    figures(loader="probe.json resealed", cases=sum(counts.values()), accepted=counts["accepted"],
-            rejected=counts["rejected"], other_exceptions=0)
+    figures(parser="probe eval of a probe.json with any field resealed", cases=sum(counts.values()),
+            accepted=counts["accepted"], rejected=counts["rejected"], other_exceptions=0, files_written=0)
 
 
 def _refingerprint(directory: Path) -> Callable[[dict[str, Any]], None]:
@@ -231,3 +230,18 @@ def test_suppression_ratios_survive_an_empty_circuit_or_a_zero_start(start):
     summary |= {treat_key("sft.present", "token", "circuit_mass"): 0.0, treat_key("fresh", "token", "revival_steps"): 0}
     out = derived(summary, "token", ["sft.present"])
     assert math.isnan(out[treat_key("sft.present", "token", "circuit_mass_rel")])
+
+
+def test_a_run_probe_naming_another_hook_is_refused(saved, tmp_path):
+    """probes/<hook>/probe.json edited (and resealed) to name another hook: the treat step refuses it in one line."""
+    from whitebox.protocol.locate import Located
+    from whitebox.runtime.artifacts import ProbeError
+    from whitebox.runtime.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(saved.probe, run.probe("blocks.0.hook_out"))
+    located = Located(run, {})
+    assert located.probe("blocks.0.hook_out").hook == "blocks.0.hook_out"
+    edit_json(run.probe("blocks.0.hook_out") / "probe.json", lambda m: m.update(hook="blocks.0.hook_resid_mid"))
+    with pytest.raises(ProbeError, match=r"field 'hook' is 'blocks.0.hook_resid_mid' but the file is the one for"):
+        located.probe("blocks.0.hook_out")

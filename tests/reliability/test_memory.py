@@ -59,7 +59,7 @@ def test_the_parameter_estimate_matches_built_models():
     (["experiment=locate", "locate.n_fit=200000", "locate.position=all", "task.seq_len=512", "model.d_model=64"],
      ["probes' activations", "locate.position"]),
 ])
-def test_a_config_that_cannot_fit_is_refused_before_the_run_starts(tmp_path, four_gb, overrides, names, figures):
+def test_a_config_that_cannot_fit_is_refused_before_the_run_starts(tmp_path, four_gb, overrides, names):
     """Configs needing more memory than there is (4 GB here): exit 2, one line naming size and key, no run directory."""
     config = tmp_path / "big.yaml"
     config.write_text(yaml.safe_dump(TINY))
@@ -68,7 +68,6 @@ def test_a_config_that_cannot_fit_is_refused_before_the_run_starts(tmp_path, fou
     assert code == 2 and "\n" not in message and "needs about" in message, message
     assert all(name in message for name in names), message
     assert not (tmp_path / "run").exists()
-    figures(kind="config over the memory limit", cases=1, rejected=1, other_exceptions=0, files_written=0)
 
 
 def test_sections_an_experiment_does_not_read_do_not_count(four_gb):
@@ -108,8 +107,8 @@ def test_hostile_dimensions_and_sizes(four_gb, figures):
 
     check()
     assert counts["rejected"] > 0 and counts["accepted"] > 0
-    figures(kind="hostile sizes", cases=sum(counts.values()), accepted=counts["accepted"], rejected=counts["rejected"],
-            other_exceptions=0)
+    figures(parser="model and data sizes against a 4 GB limit", cases=sum(counts.values()), accepted=counts["accepted"],
+            rejected=counts["rejected"], other_exceptions=0, files_written=0)
 
 
 def test_probe_fit_n_fit_beyond_memory(saved, four_gb, tmp_path):

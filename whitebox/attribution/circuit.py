@@ -107,7 +107,7 @@ class Circuit:
                     raise CircuitError(f"{path}: field {key!r}: {err}") from None
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["scores"].values()):
             raise CircuitError(f"{path}: field 'scores' must map component ids to numbers")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in data["scores"].values()):
+        if not all(math.isfinite(v) for v in data["scores"].values()):
             raise CircuitError(f"{path}: field 'scores' holds NaN or infinity")
         if not 0 < data["threshold"] <= 1:
             raise CircuitError(f"{path}: field 'threshold' must be in (0, 1], got {data['threshold']!r}")
@@ -142,16 +142,16 @@ class Circuit:
     def check_components(self, model: torch.nn.Module) -> None:
         """Refuse components beyond the model's layers, heads, neurons or context (e.g. L99.H0 on a 2-layer model)."""
         cfg = model.cfg
-        limits = {"layer": int(cfg.n_layers), "head": int(cfg.n_heads), "neuron": int(getattr(cfg, "d_mlp", 0) or 0),
-                  "pos": int(getattr(cfg, "n_ctx", 0) or 0)}
+        layers, positions = int(cfg.n_layers), int(getattr(cfg, "n_ctx", 0) or 0)
+        sizes = {"head": int(cfg.n_heads), "neuron": int(getattr(cfg, "d_mlp", 0) or 0), "resid": positions}  # 0: unknown
         for unit in self.units:
-            layers = limits["layer"] + (unit.kind == "resid")  # the residual stream has n_layers + 1 rows
-            index = {"head": limits["head"], "neuron": limits["neuron"], "resid": limits["pos"]}.get(unit.kind)
-            bad = (unit.layer >= layers or (index is not None and index and unit.index >= index)
-                   or (unit.pos is not None and limits["pos"] and unit.pos >= limits["pos"]))
-            if bad:
-                raise CircuitError(f"circuit: field 'components': {unit.id} is not in this model ({limits['layer']} layers "
-                                   f"of {limits['head']} heads and {limits['neuron']} neurons, {limits['pos']} positions); "
+            size = sizes.get(unit.kind, 0)
+            fits = (unit.layer < layers + (unit.kind == "resid")  # the residual stream has n_layers + 1 rows
+                    and (unit.index is None or not size or unit.index < size)
+                    and (unit.pos is None or not positions or unit.pos < positions))
+            if not fits:
+                raise CircuitError(f"circuit: field 'components': {unit.id} is not in this model ({layers} layers of "
+                                   f"{sizes['head']} heads and {sizes['neuron']} neurons, {positions} positions); "
                                    "locate the circuit on this model")
 
     @contextlib.contextmanager

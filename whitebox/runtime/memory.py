@@ -78,10 +78,12 @@ def check_config(cfg: ExperimentConfig, sections: Sequence[str], task: Task) -> 
         return
     reads, seq_len = set(sections), task.seq_len()
     locate = cfg.locate.n_fit + cfg.locate.n_test if "locate" in reads else 0
-    examples = max(_task_examples(cfg), locate, cfg.treat.n_train if "treat" in reads else 0,
-                   cfg.deception.n_deceive if "deception" in reads else 0)
+    examples = max(_task_examples(cfg), locate, 2 * cfg.locate.circuit_pairs if locate else 0,
+                   cfg.treat.n_train if "treat" in reads else 0,
+                   cfg.deception.n_deceive + cfg.deception.n_trusted if "deception" in reads else 0)
     require_memory(examples_bytes(examples, seq_len), f"the task's data ({examples:,} examples of {seq_len} tokens)",
-                   "lower task.n_train / treat.n_train / locate.n_fit (whichever is largest)", ConfigError)
+                   "lower task.n_train / treat.n_train / locate.n_fit / locate.circuit_pairs / deception.n_deceive (whichever is "
+                   "largest)", ConfigError)
     model = cfg.model
     d_vocab, n_ctx = model.d_vocab or len(task.vocabulary()), model.n_ctx or seq_len
     if "model" in reads and model.source == "from_config":
