@@ -76,6 +76,11 @@ def test_sections_an_experiment_does_not_read_do_not_count(four_gb):
     memory.check_config(parse_config(TINY), ("model", "task", "training"), get_task(parse_config(TINY).task))
 
 
+def test_a_long_context_is_not_counted_as_long_inputs(four_gb):
+    """model.n_ctx sizes the position embedding; activations are for the task's inputs, so n_ctx 131072 fits 4 GB."""
+    prepare(parse_config({**TINY, "model": {**TINY["model"], "n_ctx": 131_072}}))
+
+
 def test_every_shipped_config_fits_a_laptop(monkeypatch):
     """No false refusals: each config in configs/ passes the estimate with 8 GB to spare."""
     monkeypatch.setattr(memory, "available_bytes", lambda: 8 * GB)

@@ -49,14 +49,14 @@ def model_params(cfg: ModelConfig, d_vocab: int, n_ctx: int) -> int:
     return embeddings + cfg.n_layers * block + norms
 
 
-def model_bytes(cfg: ModelConfig, d_vocab: int, n_ctx: int, batch: int = 0) -> int:
-    """A model trained on `batch` inputs (0: only its fp32 weights, e.g. to load it)."""
+def model_bytes(cfg: ModelConfig, d_vocab: int, n_ctx: int, batch: int = 0, length: int = 0) -> int:
+    """A model trained on `batch` inputs of `length` tokens (batch 0: only its fp32 weights, e.g. to load it)."""
     params = model_params(cfg, d_vocab, n_ctx)
     if batch == 0:
         return params * FLOAT
     # per input and position: the residual stream, attention scores and MLP activations of every block, and the logits
-    per_position = cfg.n_layers * (4 * cfg.d_model + cfg.n_heads * n_ctx + 2 * cfg.mlp_dim) + 2 * d_vocab
-    return params * TRAINED_PARAM + batch * n_ctx * per_position * FLOAT
+    per_position = cfg.n_layers * (4 * cfg.d_model + cfg.n_heads * length + 2 * cfg.mlp_dim) + 2 * d_vocab
+    return params * TRAINED_PARAM + batch * length * per_position * FLOAT
 
 
 def examples_bytes(n: int, seq_len: int) -> int:
@@ -88,13 +88,13 @@ def check_config(cfg: ExperimentConfig, sections: Sequence[str], task: Task) -> 
     d_vocab, n_ctx = model.d_vocab or len(task.vocabulary()), model.n_ctx or seq_len
     if "model" in reads and model.source == "from_config":
         batch = max(getattr(cfg, name).batch_size for name in ("training", "treat", "revive") if name in reads or name == "training")
-        require_memory(model_bytes(model, d_vocab, n_ctx, batch), f"the model ({model_params(model, d_vocab, n_ctx):,} "
+        require_memory(model_bytes(model, d_vocab, n_ctx, batch, seq_len), f"the model ({model_params(model, d_vocab, n_ctx):,} "
                        f"parameters) trained on batches of {batch}",
                        "lower model.d_model / model.d_mlp / model.n_layers or the batch sizes", ConfigError)
     if not locate:
         return
     hooks = 2 * model.n_layers + 1 if cfg.locate.hooks == "resid" else len(cfg.locate.hooks)  # see capture.residual_hooks
-    require_memory(capture_bytes(locate, hooks, model.d_model, n_ctx if cfg.locate.position == "all" else 1),
+    require_memory(capture_bytes(locate, hooks, model.d_model, seq_len if cfg.locate.position == "all" else 1),
                    f"the probes' activations ({locate:,} inputs at {hooks} hooks)",
                    "lower locate.n_fit / locate.n_test (or set locate.position: last)", ConfigError)
 
