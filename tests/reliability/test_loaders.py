@@ -187,7 +187,7 @@ def circuit(saved) -> tuple[Circuit, torch.nn.Module]:
 
 
 @pytest.mark.parametrize("component", ["L99.H0", "L0.H2", "L0.MLP.N99999999", "L0.MLP.N32", "L1.MLP", "L0.H0.P99",
-                                       "L2.RESID.P0", "L0.RESID.P9"])
+                                       "L0.MLP.P8", "L5.MLP.N0.P1"])
 def test_circuit_component_outside_the_model(circuit, tmp_path, component):
     """circuit.json naming a layer, head, neuron or position the model does not have (hash resealed): one line."""
     circ, model = circuit
@@ -204,6 +204,7 @@ def test_circuit_component_outside_the_model(circuit, tmp_path, component):
     (lambda c: c.update(task={}), "task"),
     (lambda c: c.update(components=["L0.H1", "L0.H1"]), "components"),
     (lambda c: c.update(components=[5]), "components"),
+    (lambda c: c.update(components=["L0.RESID.P0"]), "components"),
     (lambda c: c.update(threshold=7), "threshold"),
     (lambda c: c.update(scores={"L0.H1": float("nan")}), "scores"),
 ])
@@ -245,3 +246,35 @@ def test_a_run_probe_naming_another_hook_is_refused(saved, tmp_path):
     edit_json(run.probe("blocks.0.hook_out") / "probe.json", lambda m: m.update(hook="blocks.0.hook_resid_mid"))
     with pytest.raises(ProbeError, match=r"field 'hook' is 'blocks.0.hook_resid_mid' but the file is the one for"):
         located.probe("blocks.0.hook_out")
+
+
+def test_hostile_circuit_components(circuit, tmp_path, figures):
+    """Any component ids, numbers up to 10^12 (hypothesis, resealed): the circuit fits the model or is refused in one
+    line, and an accepted one ablates without an IndexError or AssertionError."""
+    circ, model = circuit
+    path = circ.save(tmp_path / "circuit.json")
+    number = st.one_of(st.integers(0, 3), st.integers(0, 10**12))
+    component = st.one_of(
+        st.builds("L{}.H{}".format, number, number), st.builds("L{}.MLP".format, number),
+        st.builds("L{}.MLP.N{}".format, number, number), st.builds("L{}.RESID.P{}".format, number, number),
+        st.builds("L{}.H{}.P{}".format, number, number, number), st.text(max_size=8))
+    counts: Counter[str] = Counter()
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(components=st.lists(component, max_size=3))
+    def check(components):
+        edit_json(path, lambda c: c.update(components=components))
+        try:
+            loaded = Circuit.load(path)
+            loaded.check_model(model)
+            with loaded.ablate(model, "zero"):
+                model(torch.zeros(2, 8, dtype=torch.long))
+            counts["accepted"] += 1
+        except CircuitError as err:
+            assert "\n" not in str(err), str(err)
+            counts["rejected"] += 1
+
+    check()
+    assert counts["rejected"] > counts["accepted"] > 0
+    figures(parser="circuit.json components (resealed) on a model", cases=sum(counts.values()),
+            accepted=counts["accepted"], rejected=counts["rejected"], other_exceptions=0, files_written=0)

@@ -102,9 +102,12 @@ class Circuit:
         for key in ("components", "scores"):
             for item in data[key]:
                 try:
-                    Component.parse(item if isinstance(item, str) else repr(item))
+                    unit = Component.parse(item if isinstance(item, str) else repr(item))
                 except ValueError as err:
                     raise CircuitError(f"{path}: field {key!r}: {err}") from None
+                if key == "components" and unit.kind == "resid":
+                    raise CircuitError(f"{path}: field 'components': {item} is a residual-stream position; a circuit is "
+                                       "made of heads, MLPs and neurons")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["scores"].values()):
             raise CircuitError(f"{path}: field 'scores' must map component ids to numbers")
         if not all(math.isfinite(v) for v in data["scores"].values()):

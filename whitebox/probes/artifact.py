@@ -218,6 +218,9 @@ def read_artifact(
     if raw["format_version"] != FORMAT_VERSION:
         raise ProbeError(f"{meta_path}: field 'format_version' is {raw['format_version']!r}; "
                          f"this whitebox reads format {FORMAT_VERSION} (re-save the {stem} with this version)")
+    if "sha256" not in raw:
+        raise ProbeError(f"{meta_path}: missing field 'sha256' (the hash of every other field; files saved before "
+                         f"whitebox sealed them have none): fit and save the {stem} again")
     try:
         meta = schema.model_validate(raw)
     except ValidationError as err:
