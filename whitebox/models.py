@@ -16,7 +16,7 @@ from whitebox.fingerprint import fingerprint
 from whitebox.runtime.artifacts import (
     ArtifactError, atomic_write, one_line, read_json, seal, sha256_file, sha256_json, unsealed, write_json,
 )
-from whitebox.runtime.memory import model_bytes, require_memory
+from whitebox.runtime.memory import model_bytes, pretrained_bytes, require_memory
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -71,6 +71,11 @@ def load_pretrained(
     from transformer_lens.model_bridge import TransformerBridge
 
     name = cfg.name_or_path
+    hf_config = Path(name) / "config.json"
+    if hf_config.is_file():  # a local folder: refuse what cannot fit before transformers allocates it
+        data = read_json(hf_config)
+        require_memory(pretrained_bytes(data) if isinstance(data, dict) else 0, f"{hf_config}: this checkpoint",
+                       "load it on a machine with more memory, or free some", ArtifactError)
     try:
         bridge = TransformerBridge.boot_transformers(name, device="cpu", dtype=getattr(torch, cfg.dtype or "float32"),
                                                      revision=cfg.revision, load_weights=pretrained_weights)

@@ -141,3 +141,38 @@ def test_the_limit_honours_ulimit(monkeypatch):
     assert memory.available_bytes() < 8 * GB
     with pytest.raises(ConfigError, match=r"needs about 10\.7 GB of memory, more than the \d+\.\d GB .*; lower it"):
         memory.require_memory(10 * GB, "x", "lower it", ConfigError)
+
+
+@pytest.mark.parametrize("hf_config", [
+    {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 65536, "n_layer": 96, "n_head": 64,
+     "vocab_size": 50257, "n_positions": 1024},
+    {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 32768, "num_hidden_layers": 200,
+     "intermediate_size": 131072, "num_attention_heads": 64, "vocab_size": 128256},
+])
+def test_a_huge_pretrained_folder_is_refused_before_transformers_builds_it(tmp_path, hf_config):
+    """A save_pretrained folder whose config.json asks for terabytes: one line from load_model, nothing allocated."""
+    import json
+
+    from whitebox.models import load_model
+    from whitebox.runtime.artifacts import ArtifactError
+
+    (tmp_path / "config.json").write_text(json.dumps(hf_config))
+    with pytest.raises(ArtifactError, match=r"config\.json: this checkpoint needs about [\d.]+ TB of memory"):
+        load_model(tmp_path)
+
+
+def test_the_real_command_refuses_a_terabyte_model(tmp_path):
+    """`whitebox run` as a process, no limit faked: a model no machine holds is one line on stderr, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "big.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "whitebox", "run", str(config), "--out", str(tmp_path / "run"),
+                           "--set", "model.d_model=65536", "--set", "model.n_heads=64", "--set", "model.n_layers=96"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "TB of memory" in done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()

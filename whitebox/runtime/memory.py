@@ -59,6 +59,17 @@ def model_bytes(cfg: ModelConfig, d_vocab: int, n_ctx: int, batch: int = 0, leng
     return params * TRAINED_PARAM + batch * length * per_position * FLOAT
 
 
+def pretrained_bytes(hf_config: dict) -> int:
+    """The fp32 weights of a Hugging Face checkpoint from its config.json (GPT-2 and Llama-style key names); 0 when
+    the keys are not there (then nothing is estimated)."""
+    def key(*names: str) -> int:
+        return next((v for n in names if isinstance(v := hf_config.get(n), int) and not isinstance(v, bool) and v > 0), 0)
+
+    d, layers, vocab = key("hidden_size", "n_embd", "d_model"), key("num_hidden_layers", "n_layer"), key("vocab_size")
+    inner = key("intermediate_size", "n_inner", "ffn_dim") or 4 * d
+    return (2 * vocab * d + layers * (4 * d * d + 3 * d * inner)) * FLOAT
+
+
 def examples_bytes(n: int, seq_len: int) -> int:
     """`n` task examples of `seq_len` tokens."""
     return n * (seq_len + 2) * TOKEN * TOKEN_COLUMNS
