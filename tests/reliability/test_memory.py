@@ -56,7 +56,7 @@ def test_the_parameter_estimate_matches_built_models():
     (["experiment=treat", "treat.n_train=1000000000"], ["task.n_train / treat.n_train"]),
     (["experiment=locate", "locate.n_fit=100000000"], ["locate.n_fit"]),
     (["training.batch_size=10000000"], ["batches of 10000000", "batch sizes"]),
-    (["experiment=locate", "locate.n_fit=200000", "locate.position=all", "task.seq_len=512", "model.d_model=64"],
+    (["experiment=locate", "locate.n_fit=100000", "locate.position=all", "task.seq_len=512", "model.d_model=64"],
      ["probes' activations", "locate.position"]),
 ])
 def test_a_config_that_cannot_fit_is_refused_before_the_run_starts(tmp_path, four_gb, overrides, names):

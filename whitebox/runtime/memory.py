@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 FLOAT, TOKEN = 4, 8  # bytes of a float32 value and of an int64 token id
 TRAINED_PARAM = 4 * FLOAT  # a trained parameter: its weight, its gradient and AdamW's two moments
-TOKEN_COLUMNS = 4  # token-length columns a task's example holds (tokens, targets, masks)
+TOKEN_COLUMNS = 8  # int64 values per token an example costs while drawn (the backdoor task peaks at ~9: numpy draws, columns)
 
 
 def available_bytes() -> int:
