@@ -12,9 +12,9 @@ from safetensors.torch import load_file, save_file
 
 from whitebox import __version__
 from whitebox.config import ModelConfig
-from whitebox.fingerprint import fingerprint
+from whitebox.fingerprint import fingerprint, fingerprint_of
 from whitebox.runtime.artifacts import (
-    ArtifactError, atomic_write, one_line, read_json, seal, sha256_file, sha256_json, unsealed, write_json,
+    ArtifactError, atomic_write, one_line, read_json, seal, sha256_file, unsealed, write_json,
 )
 from whitebox.runtime.memory import model_bytes, pretrained_bytes, require_memory
 
@@ -267,8 +267,7 @@ def _check_before_building(directory: Path, meta: dict[str, Any], cfg: ModelConf
             params = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
     except (SafetensorError, OSError) as err:
         raise ArtifactError(f"{weights}: unreadable safetensors file ({one_line(err)})") from None
-    dims = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("name_or_path", "revision")}
-    if sha256_json({"arch": cfg.arch, "dims": dims, "params": params}) != meta["fingerprint"]["sha256"]:
+    if fingerprint_of(cfg.arch, cfg, params)["sha256"] != meta["fingerprint"]["sha256"]:
         raise ArtifactError(f"{path}: field 'model_config' or 'fingerprint' does not match {WEIGHTS}; the file was edited")
     require_memory(model_bytes(cfg, cfg.d_vocab, cfg.n_ctx), f"{path}: this model", "load it on a machine with more "
                    "memory, or free some", ArtifactError)

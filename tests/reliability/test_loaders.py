@@ -26,11 +26,12 @@ from tests.reliability.saved import copy_of, edit_json, saved  # noqa: F401  (th
 from whitebox.attribution import Circuit
 from whitebox.attribution.circuit import CircuitError
 from whitebox.cli.main import main
-from whitebox.fingerprint import fingerprint
+from whitebox.config import ModelConfig
+from whitebox.fingerprint import fingerprint, fingerprint_of
 from whitebox.models import load_model
 from whitebox.report.suppression import derived
 from whitebox.runtime import memory
-from whitebox.runtime.artifacts import ArtifactError, sha256_file, sha256_json
+from whitebox.runtime.artifacts import ArtifactError, sha256_file
 from whitebox.runtime.rundir import treat_key
 
 JSON = st.recursive(
@@ -132,9 +133,8 @@ def _refingerprint(directory: Path) -> Callable[[dict[str, Any]], None]:
     def change(meta: dict[str, Any]) -> None:
         with safe_open(str(directory / "model.safetensors"), "pt") as f:
             params = {n: list(f.get_slice(n).get_shape()) for n in f.keys()}
-        dims = {k: v for k, v in meta["model_config"].items() if k not in ("name_or_path", "revision")}
-        meta["fingerprint"].update(dims=dims, sha256=sha256_json({"arch": meta["model_config"]["arch"], "dims": dims,
-                                                                  "params": params}))
+        cfg = ModelConfig.model_validate(meta["model_config"])
+        meta["fingerprint"] = fingerprint_of(cfg.arch, cfg, params)
     return change
 
 
