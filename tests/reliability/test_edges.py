@@ -131,3 +131,16 @@ def test_seeds_out_of_range(tmp_path, item, key):
 def test_probe_eval_numbers_out_of_range(tmp_path, flags, names):
     """`probe eval --seed -1`, `--n 0` ...: one line naming the flag, before any file is read."""
     refused(*cli(["probe", "eval", str(tmp_path / "probe"), "--checkpoint", str(tmp_path / "model"), *flags]), *names)
+
+
+@pytest.mark.parametrize("depth", [400, 50_000])
+def test_yaml_nested_without_bound(tmp_path, depth):
+    """A config (or a --set value) nested thousands deep: one line, not RecursionError."""
+    config = tmp_path / "deep.yaml"
+    config.write_text(yaml.safe_dump(TINY) + "extra: " + "[" * depth + "]" * depth + "\n")
+    refused(*cli(["run", str(config), "--out", str(tmp_path / "run")]), "deep.yaml")
+    plain = tmp_path / "tiny.yaml"
+    plain.write_text(yaml.safe_dump(TINY))
+    refused(*cli(["run", str(plain), "--set", "training.lr=" + "[" * depth + "]" * depth, "--out", str(tmp_path / "run")]),
+            "training.lr")
+    assert not (tmp_path / "run").exists()

@@ -278,3 +278,21 @@ def test_hostile_circuit_components(circuit, tmp_path, figures):
     assert counts["rejected"] > counts["accepted"] > 0
     figures(parser="circuit.json components (resealed) on a model", cases=sum(counts.values()),
             accepted=counts["accepted"], rejected=counts["rejected"], other_exceptions=0, files_written=0)
+
+
+@pytest.mark.parametrize("name", ["probe.json", "model.json"])
+@pytest.mark.parametrize("content", ["[" * 200_000 + "]" * 200_000, '{"a": ' * 100_000 + "1" + "}" * 100_000])
+def test_json_nested_without_bound(saved, tmp_path, name, content):
+    """A JSON file nested 100,000 deep (a parser bomb): one line, not RecursionError."""
+    directory = copy_of(saved.probe if name == "probe.json" else saved.model, tmp_path)
+    (directory / name).write_text(content)
+    code, message = eval_probe(*((directory, saved.model) if name == "probe.json" else (saved.probe, directory)))
+    one_line_refusal(code, message, name, "nested too deeply")
+
+
+def test_a_json_file_larger_than_any_whitebox_writes(saved, tmp_path, monkeypatch):
+    """A probe.json over the size limit (lowered to 1 kB here) is refused by its size, before it is read."""
+    from whitebox.runtime import artifacts
+
+    monkeypatch.setattr(artifacts, "MAX_JSON_BYTES", 1000)
+    one_line_refusal(*eval_probe(saved.probe, saved.model), "probe.json", "bytes, more than any JSON file")

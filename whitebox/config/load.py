@@ -42,6 +42,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}{where}: malformed YAML: {' '.join(str(err.problem).split())}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read; a config is a few levels of sections") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -100,6 +102,8 @@ def _parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {key}=...: the value is nested too deeply to read") from None
     return key, value
 
 
