@@ -296,3 +296,43 @@ def test_a_json_file_larger_than_any_whitebox_writes(saved, tmp_path, monkeypatc
 
     monkeypatch.setattr(artifacts, "MAX_JSON_BYTES", 1000)
     one_line_refusal(*eval_probe(saved.probe, saved.model), "probe.json", "bytes, more than any JSON file")
+
+
+def test_hostile_capture_manifest(saved, tmp_path, figures):
+    """An on-disk capture whose capture.json has any field replaced, or a .npy file damaged (hypothesis):
+    load_capture returns it whole or refuses in one line."""
+    import json
+
+    from whitebox.capture import capture, load_capture
+    from whitebox.tasks import get_task
+
+    model, cfg = load_model(saved.model)
+    task = get_task(json.loads((saved.model / "model.json").read_text())["task"])
+    capture(model, task.sample(12, 0.5, seed=0), "resid", positions="all", cfg=cfg, out_dir=tmp_path / "cap")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "cap").iterdir()}
+    counts: Counter[str] = Counter()
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(field=st.sampled_from(["files", "positions", "format_version", "hooks", "rows", None]), value=JSON,
+           npy=st.sampled_from(sorted(n for n in files if n.endswith(".npy"))), cut=st.integers(0, 200))
+    def check(field, value, npy, cut):
+        directory = tmp_path / "damaged"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+        for name, data in files.items():
+            (directory / name).write_bytes(data)
+        if field is None:
+            (directory / npy).write_bytes(files[npy][:cut])
+        else:
+            edit_json(directory / "capture.json", lambda m: m.update({field: value}), reseal=False)
+        try:
+            load_capture(directory)
+            counts["accepted"] += 1
+        except ArtifactError as err:
+            assert "\n" not in str(err), str(err)
+            counts["rejected"] += 1
+
+    check()
+    assert counts["rejected"] > 0
+    figures(parser="load_capture of a damaged on-disk capture", cases=sum(counts.values()), accepted=counts["accepted"],
+            rejected=counts["rejected"], other_exceptions=0, files_written=0)
