@@ -176,3 +176,18 @@ def test_the_real_command_refuses_a_terabyte_model(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "TB of memory" in done.stderr, done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_on_a_gpu_training_state_is_counted_against_the_gpu(four_gb, monkeypatch):
+    """With CUDA, the weights count against this process's memory and the training state against the GPU's free
+    memory (faked here: 1 GB free), so the line names the device."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * GB, 80 * GB))
+    cfg = parse_config({**TINY, "model": {**TINY["model"], "d_model": 2048, "n_heads": 8, "d_mlp": 8192, "n_layers": 4},
+                        "training": {**TINY["training"], "device": "auto"}})
+    with pytest.raises(ConfigError, match=r"the model \([\d,]+ parameters\) trained on batches of 32 needs about [\d.]+ GB "
+                                          r"of memory, more than the 1\.1 GB free on cuda:0"):
+        prepare(cfg)

@@ -14,6 +14,8 @@ import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import torch
+
 from whitebox.config import ConfigError, ExperimentConfig, ModelConfig
 
 if TYPE_CHECKING:
@@ -30,12 +32,13 @@ def available_bytes() -> int:
     return min(r for r in room if r is not None)
 
 
-def require_memory(need: int, what: str, fix: str, error: type[Exception]) -> None:
-    """Raise `error` naming the estimate, the limit and the fix (the keys to lower) when `need` bytes cannot fit."""
-    limit = available_bytes()
+def require_memory(need: int, what: str, fix: str, error: type[Exception], gpu: torch.device | None = None) -> None:
+    """Raise `error` naming the estimate, the limit and the fix (the keys to lower) when `need` bytes cannot fit
+    (in this process's memory, or free on the CUDA device `gpu`)."""
+    limit = available_bytes() if gpu is None else torch.cuda.mem_get_info(gpu)[0]
     if need > limit:
-        raise error(f"{what} needs about {_size(need)} of memory, more than the {_size(limit)} this process can "
-                    f"allocate; {fix}")
+        where = "this process can allocate" if gpu is None else f"free on {gpu}"
+        raise error(f"{what} needs about {_size(need)} of memory, more than the {_size(limit)} {where}; {fix}")
 
 
 def model_params(cfg: ModelConfig, d_vocab: int, n_ctx: int) -> int:
@@ -99,15 +102,25 @@ def check_config(cfg: ExperimentConfig, sections: Sequence[str], task: Task) -> 
     d_vocab, n_ctx = model.d_vocab or len(task.vocabulary()), model.n_ctx or seq_len
     if "model" in reads and model.source == "from_config":
         batch = max(getattr(cfg, name).batch_size for name in ("training", "treat", "revive") if name in reads or name == "training")
-        require_memory(model_bytes(model, d_vocab, n_ctx, batch, seq_len), f"the model ({model_params(model, d_vocab, n_ctx):,} "
-                       f"parameters) trained on batches of {batch}",
-                       "lower model.d_model / model.d_mlp / model.n_layers or the batch sizes", ConfigError)
+        what, fix = f"the model ({model_params(model, d_vocab, n_ctx):,} parameters)", "lower model.d_model / model.d_mlp / model.n_layers"
+        gpu = _gpu(cfg.training.device)
+        if gpu is not None:  # built in this process's memory, then trained on the GPU
+            require_memory(model_bytes(model, d_vocab, n_ctx), what, fix, ConfigError)
+        require_memory(model_bytes(model, d_vocab, n_ctx, batch, seq_len), f"{what} trained on batches of {batch}",
+                       f"{fix} or the batch sizes", ConfigError, gpu)
     if not locate:
         return
     hooks = 2 * model.n_layers + 1 if cfg.locate.hooks == "resid" else len(cfg.locate.hooks)  # see capture.residual_hooks
     require_memory(capture_bytes(locate, hooks, model.d_model, seq_len if cfg.locate.position == "all" else 1),
                    f"the probes' activations ({locate:,} inputs at {hooks} hooks)",
                    "lower locate.n_fit / locate.n_test (or set locate.position: last)", ConfigError)
+
+
+def _gpu(device: str) -> torch.device | None:
+    """The CUDA device training.device trains on, or None (the CPU, MPS: this process's memory)."""
+    if not (device.startswith("cuda") or device == "auto") or not torch.cuda.is_available():
+        return None
+    return torch.device("cuda", torch.cuda.current_device()) if device in ("auto", "cuda") else torch.device(device)
 
 
 def _task_examples(cfg: ExperimentConfig) -> int:
