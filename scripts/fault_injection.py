@@ -48,6 +48,7 @@ CONFIG: dict[str, Any] = {
 }
 KINDS = ("rename", "append", "rmtree", "step")
 MAX_ATTEMPTS = 12
+STOP_BOUND = 60.0  # seconds a signalled --workers job may take to stop (a training step, a checkpoint, the exits)
 
 
 def child(argv: list[str], kill_at: int | None, ledger: Path, log: Path, signum: int, points: tuple[str, ...],
@@ -357,6 +358,166 @@ def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any], 
             "survived": not problems, "problems": problems}
 
 
+def spawn(argv: list[str], ledger: Path, log: Path) -> int:
+    """Fork a child running `whitebox <argv>` (no fault) and return its pid at once, for writers running together."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child(argv, None, ledger, log, signal.SIGKILL, KINDS, None, None)
+        finally:
+            os._exit(70)
+    return pid
+
+
+def reap(pid: int, timeout: float = 600) -> int:
+    """The exit code of forked child `pid` (negative: the signal that killed it); SIGKILLed after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()] if log.is_file() else []
+    return next((line for line in reversed(lines) if line.startswith("whitebox:")), "")
+
+
+def compare(run_dir: Path, ref: dict[str, Any]) -> tuple[list[str], int, int]:
+    """Problems of a finished run against the uninterrupted one: (problems, records lost, records extra)."""
+    if not (run_dir / "summary.json").is_file():
+        return ["no summary.json"], len(ref["records"]), 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    differ = sorted(k for k in set(summary) | set(ref["summary"]) if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
+    got = records(run_dir)
+    lost = sum(1 for r in ref["records"] if r not in got)
+    extra = len(got) - len(ref["records"]) + lost
+    problems = [f"summary differs from the uninterrupted run at {', '.join(differ[:5])}"] if differ else []
+    if got != ref["records"]:
+        problems.append(f"metrics.jsonl differs: {lost} records lost, {extra} extra or duplicated")
+    return problems, lost, extra
+
+
+def writers_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any]) -> dict[str, Any]:
+    """Two writers on one run directory at once: two `run --out D` (seeded head start), or a `--resume D` sent
+    while the run is going. The second must exit 2 with the lock's one line; the run ends equal to the reference."""
+    rng = random.Random(seed * 1_000_003 + index + 30_000)
+    kind, delay = rng.choice(["two runs", "run and resume"]), round(rng.uniform(0, 1.5), 2)
+    name = f"writers{index:03d}"
+    run_dir, problems = work / name, []
+    first = spawn(["run", str(config), "--out", str(run_dir)], work / f"{name}.ledger", work / f"{name}-a.log")
+    deadline = time.monotonic() + 60
+    while kind == "run and resume" and not (run_dir / "config.yaml").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the resume is sent once there is a run to resume
+    time.sleep(delay)
+    second_argv = ["run", "--resume", str(run_dir)] if kind == "run and resume" else ["run", str(config), "--out", str(run_dir)]
+    second = spawn(second_argv, work / f"{name}-b.ledger", work / f"{name}-b.log")
+    codes = [reap(first), reap(second)]
+    if sorted(codes) != [0, 2]:
+        problems.append(f"{kind}: exit codes {codes}, not one run and one refusal")
+    refused = last_error(work / f"{name}-{'ab'[codes.index(2)]}.log") if 2 in codes else ""
+    if 2 in codes and "is being run by process" not in refused and "already exists and holds a run" not in refused:
+        problems.append(f"{kind}: the second writer said {refused!r}")
+    more, lost, extra = compare(run_dir, ref)
+    problems += more
+    return {"trial": name, "fault": "writers", "fault_points": [kind, delay], "faults_delivered": 1, "faulted_at": [kind],
+            "attempts": 2, "steps_redone": 0, "records_lost": lost, "records_extra": extra, "both_ran": codes == [0, 0],
+            "survived": not problems, "problems": problems}
+
+
+def grid_config(work: Path) -> Path:
+    """The tiny treat experiment as a two-cell suppression grid, for trials of `--workers 2`."""
+    path = work / "grid.yaml"
+    if not path.is_file():
+        path.write_text(yaml.safe_dump({**CONFIG, "experiment": "suppression", "run": {"name": "grid", "seed": 0},
+                                        "grid": {"seeds": [0], "triggers": ["token", "computed"]}}))
+    return path
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie left for an init that does not reap counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def parent_signal_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any]) -> dict[str, Any]:
+    """A signal to the `--workers 2` parent alone while both cells train: SIGTERM or SIGINT (exit 130 within
+    STOP_BOUND s, no worker left) or SIGKILL (no worker left within STOP_BOUND s); then at once
+    `--resume --workers 2`, which must complete with every cell equal to the uninterrupted grid's."""
+    rng = random.Random(seed * 1_000_003 + index + 40_000)
+    signum = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+    name = f"parent{index:03d}"
+    run_dir, problems = work / name, []
+    parent = spawn(["run", str(grid_config(work)), "--out", str(run_dir), "--workers", "2"], work / f"{name}.ledger",
+                   work / f"{name}.log")
+    pids = workers_training(run_dir, parent)
+    sent = time.monotonic()
+    os.kill(parent, signum)
+    code = reap(parent, timeout=STOP_BOUND * 4)
+    deadline = sent + STOP_BOUND
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    took, orphans = round(time.monotonic() - sent, 1), sum(alive(pid) for pid in pids)
+    if orphans:
+        problems.append(f"{signal.Signals(signum).name}: {orphans} workers still running {STOP_BOUND} s later")
+    if signum != signal.SIGKILL and (code != 130 or "interrupted; continue with" not in last_error(work / f"{name}.log")):
+        problems.append(f"{signal.Signals(signum).name} to the parent: exit {code}, {last_error(work / f'{name}.log')!r}")
+    for pid in pids:  # what is still running is not ours to leave behind
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    resumed = reap(spawn(["run", "--resume", str(run_dir), "--workers", "2"], work / f"{name}.ledger", work / f"{name}.log"))
+    if resumed != 0:  # at once, as a user would: the workers are gone, so nothing may hold the run
+        problems.append(f"the immediate --resume --workers 2: exit {resumed}: {last_error(work / f'{name}.log')!r}")
+    lost = 0
+    for label, cell in grid_reference(work).items():
+        more, missing, _ = compare(run_dir / "cells" / label, cell)
+        problems += [f"cell {label}: {p}" for p in more]
+        lost += missing
+    return {"trial": name, "fault": "parent_signal", "fault_points": [signal.Signals(signum).name],
+            "faults_delivered": 1, "faulted_at": [signal.Signals(signum).name], "attempts": 2,
+            "steps_redone": 0, "records_lost": lost, "seconds_to_stop": took, "orphans": orphans,
+            "survived": not problems, "problems": problems}
+
+
+def workers_training(run_dir: Path, parent: int, timeout: float = 600) -> list[int]:
+    """The pids of both workers once both cells have saved a plant checkpoint."""
+    deadline = time.monotonic() + timeout
+    locks = [run_dir / "cells" / f"{t}-s0.lock" for t in ("token", "computed")]
+    while time.monotonic() < deadline:
+        started = all(list((run_dir / "cells" / lock.stem / "checkpoints" / "plant").glob("step_*")) for lock in locks)
+        if started and all(lock.is_file() for lock in locks):
+            try:
+                return [json.loads(lock.read_text())["pid"] for lock in locks]
+            except (OSError, ValueError):
+                pass
+        if os.waitpid(parent, os.WNOHANG)[0]:
+            raise SystemExit(f"the --workers parent exited before its cells trained; see {run_dir}.log")
+        time.sleep(0.1)
+    raise SystemExit(f"the cells of {run_dir} did not start within {timeout} s")
+
+
+def grid_reference(work: Path) -> dict[str, dict[str, Any]]:
+    """Each cell's summary and records in an uninterrupted `--workers 2` run of the grid (made once)."""
+    run_dir = work / "grid-reference"
+    if not (run_dir / "summary.json").is_file():
+        code = reap(spawn(["run", str(grid_config(work)), "--out", str(run_dir), "--workers", "2"],
+                          work / "grid-reference.ledger", work / "grid-reference.log"))
+        if code != 0:
+            raise SystemExit(f"the uninterrupted grid run failed (exit {code}); see {work / 'grid-reference.log'}")
+    return {cell.name: {"summary": json.loads((cell / "summary.json").read_text()), "records": records(cell)}
+            for cell in sorted((run_dir / "cells").iterdir()) if cell.is_dir()}
+
+
+EXTRA_TRIALS = {"writers": writers_trial, "parent_signal": parent_signal_trial}  # faults with a trial of their own
+
+
 def warm_up() -> None:
     """Import what a run imports and draw one figure here, once, so that forked children start warm."""
     import io
@@ -377,8 +538,10 @@ def warm_up() -> None:
     plt.close(fig)
 
 
-def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0) -> dict[str, Any]:
-    """Reference run plus killed, interrupted and disk-full runs under `work`; the figures for docs/RELIABILITY.md."""
+def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: int = 0, writers: int = 0,
+               parent_signal: int = 0) -> dict[str, Any]:
+    """Reference run plus killed, interrupted, disk-full, concurrently written and parent-signalled runs under
+    `work`; the figures for docs/RELIABILITY.md."""
     started = time.perf_counter()
     warm_up()
     config = work / "faults.yaml"
@@ -386,6 +549,8 @@ def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: i
     ref = reference(work, config)
     plan = [("sigkill", trials), ("sigint", sigint), ("disk_full", disk_full)]
     results = [trial(i, seed, work, config, ref, fault) for fault, n in plan for i in range(n)]
+    extra = [("writers", writers), ("parent_signal", parent_signal)]
+    results += [EXTRA_TRIALS[fault](i, seed, work, config, ref) for fault, n in extra for i in range(n)]
     figures: dict[str, Any] = {
         "test": "faults at seeded points of `whitebox run` (tiny treat experiment), then --resume until complete",
         "seed": seed, "events_per_run": ref["events"], "steps_per_run": sum(ref["steps"].values()),
@@ -401,6 +566,18 @@ def run_trials(trials: int, seed: int, work: Path, sigint: int = 0, disk_full: i
             "records_lost": sum(r["records_lost"] for r in ours),
             "summaries_differing": sum(1 for r in ours for p in r["problems"] if p.startswith("summary differs")),
         }
+    for fault, n in extra:
+        ours = [r for r in results if r["fault"] == fault]
+        figures[fault] = {"trials": n, "survived": sum(r["survived"] for r in ours),
+                          "faults": sum(r["faults_delivered"] for r in ours),
+                          "faults_by_point": {k: sum(k in r["faulted_at"] for r in ours) for k in
+                                              sorted({k for r in ours for k in r["faulted_at"]})},
+                          "steps_redone": 0, "finished_stages_recomputed": 0,
+                          "records_lost": sum(r["records_lost"] for r in ours),
+                          "summaries_differing": sum(1 for r in ours for p in r["problems"] if "summary differs" in p),
+                          "both_ran": sum(bool(r.get("both_ran")) for r in ours),
+                          "orphans": sum(r.get("orphans", 0) for r in ours),
+                          "seconds_to_stop_max": max((r["seconds_to_stop"] for r in ours if "seconds_to_stop" in r), default=None)}
     figures["seconds"] = round(time.perf_counter() - started, 1)
     figures["results"] = results
     return figures
@@ -411,11 +588,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24, help="trials killed by 1-3 SIGKILLs")
     parser.add_argument("--sigint", type=int, default=6, help="trials interrupted by one Ctrl-C")
     parser.add_argument("--disk-full", type=int, default=6, help="trials whose writes are refused past a file size")
+    parser.add_argument("--writers", type=int, default=4, help="trials with a second writer on the run directory")
+    parser.add_argument("--parent-signal", type=int, default=3, help="trials signalling the --workers parent alone")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON file for the figures (default: print only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="whitebox-faults-") as tmp:
-        figures = run_trials(args.trials, args.seed, Path(tmp), args.sigint, args.disk_full)
+        figures = run_trials(args.trials, args.seed, Path(tmp), args.sigint, args.disk_full, args.writers,
+                             args.parent_signal)
     text = json.dumps(figures, indent=2) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

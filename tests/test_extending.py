@@ -69,5 +69,5 @@ def test_registered_variants_are_in_the_schema_and_the_reference_only_while_regi
 
 def test_the_examples_are_gone_after_the_test():
     assert "### `task` (name: parity)" not in config_reference() and "### `treat.sgd`" not in config_reference()
-    with pytest.raises(ConfigError, match="unknown regime 'sgd'; registered: sft, rl, es, zo, probe_penalty$"):
+    with pytest.raises(ConfigError, match="unknown regime 'sgd'; registered: sft, rl, es, zo, probe_penalty, es_plain$"):
         whitebox.parse_config({"treat": {"regimes": ["sgd"]}})

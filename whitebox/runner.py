@@ -18,6 +18,7 @@ from whitebox.config import ConfigError, ExperimentConfig, dump_yaml, load_confi
 from whitebox.runtime import distributed
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import EXPERIMENTS, Experiment
+from whitebox.runtime.locks import new_directory, writing
 from whitebox.runtime.memory import check_config
 from whitebox.runtime.rundir import RunDir
 from whitebox.runtime.tracking import Tracker, write_config
@@ -47,8 +48,8 @@ def run(
         cfg = load_config(config, overrides)
     experiment = prepare(cfg, workers)
     cfg = resolve_config(cfg)
-    run_dir = new_run_dir(cfg, experiment, out)
-    return _execute(cfg, run_dir, experiment, workers)
+    with new_run_dir(cfg, experiment, out) as run_dir:
+        return _execute(cfg, run_dir, experiment, workers)
 
 
 def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
@@ -59,12 +60,13 @@ def resume(run_dir: str | Path, workers: int = 1) -> dict[str, Any]:
     cfg = load_config(run_dir.config)
     experiment = prepare(cfg, workers)
     distributed.init(resolve_device(cfg.training.device))
-    tracker = Tracker(run_dir, cfg, experiment.sections)
-    if tracker.summary().get("status") == "complete":
-        if distributed.is_main():
-            print(f"{run_dir} is already complete; nothing to resume")
-        return tracker.summary()
-    return _execute(cfg, run_dir, experiment, workers)
+    with writing(run_dir):  # before anything is read that another writer may be changing
+        tracker = Tracker(run_dir, cfg, experiment.sections)
+        if tracker.summary().get("status") == "complete":
+            if distributed.is_main():
+                print(f"{run_dir} is already complete; nothing to resume")
+            return tracker.summary()
+        return _execute(cfg, run_dir, experiment, workers)
 
 
 def run_or_resume(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
@@ -104,20 +106,24 @@ def grid_experiment(experiment: Experiment, option: str) -> Experiment:
     return find_experiment(experiment.cells)
 
 
-def new_run_dir(cfg: ExperimentConfig, experiment: Experiment, out: str | Path | None = None) -> RunDir:
-    """Create the run directory (`out`, default <run.out_dir>/<run.name>) with its config.yaml; never reuse one."""
+@contextlib.contextmanager
+def new_run_dir(cfg: ExperimentConfig, experiment: Experiment, out: str | Path | None = None) -> Iterator[RunDir]:
+    """Create the run directory (`out`, default <run.out_dir>/<run.name>) with its config.yaml and hold its
+    run.lock for the block; never reuse one (a new or empty directory only: not even one of hidden files)."""
     run_dir = RunDir(Path(out) if out is not None else Path(cfg.run.out_dir) / cfg.run.name)
     distributed.init(resolve_device(cfg.training.device))
-    # hidden files are temporaries of a run killed before its config.yaml landed: starting again is safe
-    root = run_dir.root
-    if root.exists() and (not root.is_dir() or any(not p.name.startswith(".") for p in root.iterdir())):
-        raise ConfigError(
-            f"{root} already exists; continue that run with `whitebox run --resume {root}`, "
-            "or start a new one with --out DIR or --set run.name=NEW_NAME"
-        )
-    distributed.barrier()  # every rank has looked before rank 0 creates it
-    write_config(run_dir, cfg, experiment.sections)  # creates the directory; a refused write raises WriteFailed
-    return run_dir
+    with new_directory(run_dir.root, _taken) as run_dir:
+        write_config(run_dir, cfg, experiment.sections)  # a refused write raises WriteFailed
+        yield run_dir
+
+
+def _taken(root: Path) -> str:
+    """Why `root` cannot be a new run's directory, and the way on."""
+    if RunDir(root).config.is_file():
+        return (f"{root} already exists and holds a run; continue it with `whitebox run --resume {root}`, "
+                "or start a new one with --out DIR or --set run.name=NEW_NAME")
+    what = "is a file" if root.exists() and not root.is_dir() else "already exists and is not empty"
+    return f"{root} {what}, and a run directory must be new or empty; give --out a new DIR or --set run.name=NEW_NAME"
 
 
 def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -48,7 +48,9 @@ def test_existing_run_directory_is_refused(capsys, tiny_yaml, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "something").write_text("x")
-    assert "--resume" in _fails(capsys, ["run", str(tiny_yaml), "--out", str(out)])
+    assert "already exists and is not empty" in _fails(capsys, ["run", str(tiny_yaml), "--out", str(out)])
+    (out / "config.yaml").write_text("x")  # a run's first file: the way on is to resume it
+    assert f"--resume {out}" in _fails(capsys, ["run", str(tiny_yaml), "--out", str(out)])
 
 
 def test_hand_broken_yaml_in_a_fresh_process(tmp_path):

@@ -124,10 +124,10 @@ def test_an_unknown_task_name_is_named_with_the_known_ones(name):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("task.name=nope", "task.name: unknown value 'nope'; expected one of 'backdoor', 'modular', 'flawed_rater', 'text'"),
-    ("treat.regimes=[sft,nope]", "treat.regimes: unknown regime 'nope'; registered: sft, rl, es, zo, probe_penalty"),
+    ("treat.regimes=[sft,nope]", "treat.regimes: unknown regime 'nope'; registered: sft, rl, es, zo, probe_penalty, es_plain"),
     ("locate.probe=nope", "locate.probe: unknown probe kind 'nope'; registered: logistic, mean_diff, lda"),
     ("locate.probe=ccs", "locate.probe: unknown probe kind 'ccs'; registered: logistic, mean_diff, lda"),  # not fitted per hook
-    ("deception.deceivers=[sft]", "deception.deceivers: unknown regime that learns from a rater 'sft'; registered: rl, es"),
+    ("deception.deceivers=[sft]", "deception.deceivers: unknown regime that learns from a rater 'sft'; registered: rl, es, es_plain"),
 ])
 def test_an_unknown_registered_name_is_one_line_listing_the_registered_ones(override, message):
     assert _error([override]) == f"--set {override}: {message}"

@@ -9,6 +9,7 @@ import whitebox.cli.main
 from tests.conftest import TINY
 from tests.training.conftest import ListLog
 from whitebox.attribution import Circuit, attribution_patching
+from whitebox.attribution.integrated_patching import integrated_patching
 from whitebox.config import TreatConfig, parse_config
 from whitebox.models import load_model, state_tensors
 from whitebox.protocol.measures import circuit_measures
@@ -25,7 +26,7 @@ SUPPRESSION = {
     "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 16, "ig_steps": 0},
     "treat": {"regimes": ["sft", "es", "zo"], "conditions": ["present", "absent"], "budget": BUDGET, "eval_points": POINTS,
               "n_train": 512, "batch_size": 32, "lr": 1e-2, "es": {"population": 4}},
-    "revive": {"steps": 40, "eval_every": 5, "lr": 1e-2},
+    "revive": {"steps": 40, "eval_every": 5, "lr": 1e-2, "noise_control": True},
 }
 
 
@@ -116,10 +117,12 @@ def test_circuit_ablation_effect_matches_the_locate_steps_faithfulness(suppresse
     model, model_cfg = load_model(run_dir / "models" / "planted")
     circuit = Circuit.load(run_dir / "circuit" / "circuit.json")
     pairs = get_task(cfg.task).contrast_pairs(cfg.locate.circuit_pairs, seed=cfg.run.seed)  # the pairs locate used
-    found = circuit_measures(model, circuit, pairs, model_cfg)
+    found = circuit_measures(model, circuit, pairs, model_cfg, steps=2)
     expected = summary["locate.base_logit_diff"] - summary["locate.ablation_logit_diff"]
     assert found["circuit_ablation_effect"] == pytest.approx(expected, rel=1e-4)
-    assert found["circuit_mass"] == pytest.approx(sum(attribution_patching(model, pairs, circuit.units).scores.values()))
+    assert found["circuit_mass"] == pytest.approx(sum(integrated_patching(model, pairs, circuit.units, steps=2).scores.values()))
+    k1 = circuit_measures(model, circuit, pairs, model_cfg, steps=1)["circuit_mass"]  # k = 1 is plain attribution patching
+    assert k1 == pytest.approx(sum(attribution_patching(model, pairs, circuit.units).scores.values()), rel=1e-4)
 
 
 def test_revival_counts_the_steps_to_the_first_evaluation_that_meets_the_criterion(suppressed):
@@ -154,3 +157,114 @@ def test_a_treat_run_ends_with_its_one_seed_report(suppressed, capsys):
     (run_dir / "report.md").unlink()
     assert whitebox.cli.main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.md").read_text() == before
+
+
+def test_revival_runs_on_to_the_loss_points_and_counts_from_the_first_met_evaluation(suppressed, tmp_path):
+    """revive.loss_at: revival trains on to step 20 at least, the triggered log-loss recorded, the step counted at the first met check."""
+    from whitebox.config import ReviveConfig
+    from whitebox.protocol.revive import revive
+
+    run_dir, _ = suppressed
+    cfg = parse_config(SUPPRESSION)
+    task = get_task(cfg.task)
+    model, _ = load_model(run_dir / "models" / "planted")
+    log = ListLog()
+    records = lambda: [{"step": s, **m} for s, m in log.records]  # noqa: E731
+    revival = ReviveConfig(steps=40, eval_every=5, lr=1e-2, loss_at=[10, 20])
+    result = revive(model, task, revival, cfg.training, seed=0, out=StageDir(tmp_path / "a"), log=log, records=records)
+    met = [s for s, m in log.records if "eval/asr" in m and m["eval/asr"] >= 0.9 and m["eval/clean_acc"] >= 0.99]
+    assert met and result["steps"] == met[0] and result["revived"] == 1.0
+    assert max(s for s, _ in log.records) == min(s for s in met if s >= 20)  # on past the revival to the last loss point
+    held_out = task.eval_set(0)
+    hidden = held_out.select(torch.nonzero(held_out["triggered"][:]).flatten().tolist())
+    evals = {s: m["eval/triggered_loss"] for s, m in log.records if "eval/triggered_loss" in m}
+    assert evals[max(evals)] == pytest.approx(task.evaluate(model, hidden)["loss"], rel=1e-5)  # the loss it logs is that one
+    assert (result["triggered_loss_10"], result["triggered_loss_20"]) == (evals[10], evals[20])
+
+    fresh_log = ListLog()
+    model, _ = load_model(run_dir / "models" / "honest")
+    start_clean = task.evaluate(model, held_out)["clean_acc"]
+    relative = ReviveConfig(steps=40, eval_every=5, lr=1e-2, clean_acc_drop=0.05)
+    result = revive(model, task, relative, cfg.training, seed=0, out=StageDir(tmp_path / "b"), log=fresh_log,
+                    records=lambda: [{"step": s, **m} for s, m in fresh_log.records])
+    met = [s for s, m in fresh_log.records if "eval/asr" in m and m["eval/asr"] >= 0.9 and m["eval/clean_acc"] >= start_clean - 0.05]
+    assert result["steps"] == (met[0] if met else 40)
+
+
+@pytest.mark.parametrize("bad, needle", [({"clean_acc": 0.9, "clean_acc_drop": 0.01}, "set one of them"),
+                                         ({"loss_at": [7], "eval_every": 5}, "multiples"),
+                                         ({"loss_at": [20, 10]}, "increasing"),
+                                         ({"loss_at": [2000], "steps": 1000}, "1..revive.steps")])
+def test_revival_settings_that_contradict_each_other_are_refused(bad, needle):
+    from whitebox.config import ReviveConfig
+
+    with pytest.raises(ValueError, match=needle):
+        ReviveConfig(**bad)
+
+
+def test_circuit_weight_change_sees_weights_rewritten_at_equal_norm(suppressed):
+    """A sign flip of the circuit's weights keeps their norm (weight_norm blind) but gives change 2 and cosine -1."""
+    from whitebox.attribution.params import masked_weights, parameter_masks
+
+    run_dir, summary = suppressed
+    cfg = parse_config(SUPPRESSION)
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    circuit = Circuit.load(run_dir / "circuit" / "circuit.json")
+    pairs = get_task(cfg.task).contrast_pairs(cfg.locate.circuit_pairs, seed=cfg.run.seed)
+    masks = parameter_masks(model, circuit.units)
+    reference = masked_weights(model, masks)
+    same = circuit_measures(model, circuit, pairs, model_cfg, reference=reference)
+    assert same["circuit_weight_change"] == 0.0 and same["circuit_weight_cosine"] == pytest.approx(1.0)
+    total = sum(p.numel() for p in model.parameters())
+    assert same["circuit_param_share"] == pytest.approx(sum(int(m.sum()) for m in masks.values()) / total)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in masks:
+                p[masks[name]] *= -1
+    flipped = circuit_measures(model, circuit, pairs, model_cfg, reference=reference)
+    assert flipped["circuit_weight_norm"] == pytest.approx(same["circuit_weight_norm"], rel=1e-6)
+    assert flipped["circuit_weight_change"] == pytest.approx(2.0) and flipped["circuit_weight_cosine"] == pytest.approx(-1.0)
+    assert summary["treat.start.token.circuit_weight_change"] == 0.0  # the untreated model is its own reference
+
+
+def test_the_noise_matched_control_moves_the_planted_weights_as_far_as_treatment_did(suppressed, tmp_path):
+    from whitebox.protocol.revive import noise_matched
+
+    run_dir, _ = suppressed
+    model, model_cfg = load_model(run_dir / "models" / "planted")
+    planted = [p.detach().clone() for p in model.parameters()]
+    treated_dir = run_dir / "treat" / "sft-present" / "model"
+    treated = [p.detach().clone() for p in load_model(treated_dir)[0].parameters()]
+    moved = torch.cat([(t - p).flatten() for t, p in zip(treated, planted)]).norm()
+    out = noise_matched(model, model_cfg, run_dir / "models" / "planted", treated_dir, tmp_path / "noise", seed=7)
+    noisy = [p.detach().clone() for p in load_model(out)[0].parameters()]
+    delta = torch.cat([(n - p).flatten() for n, p in zip(noisy, planted)])
+    assert float(delta.norm()) == pytest.approx(float(moved), rel=1e-4)
+    sft_delta = torch.cat([(t - p).flatten() for t, p in zip(treated, planted)])
+    assert abs(float(torch.nn.functional.cosine_similarity(delta, sft_delta, dim=0))) < 0.05  # isotropic, not the regime's direction
+    again = noise_matched(model, model_cfg, run_dir / "models" / "planted", treated_dir, tmp_path / "again", seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(load_model(again)[0].parameters(), noisy))
+
+
+def test_every_treated_row_has_its_noise_matched_revival(suppressed):
+    run_dir, summary = suppressed
+    for row in ("sft.present", "es.absent", "zo.present"):
+        regime, condition = row.split(".")
+        assert f"treat.{regime}_noise.{condition}.token.revival_steps" in summary
+        assert (run_dir / "models" / f"noise-{regime}-{condition}" / "model.json").is_file()
+
+
+def test_the_trigger_aware_yardstick_is_planted_treated_and_revived_like_the_planted_model(tmp_path):
+    cfg = {**SUPPRESSION, "treat": {**SUPPRESSION["treat"], "regimes": ["sft"], "conditions": ["absent"]},
+           "revive": {**SUPPRESSION["revive"], "noise_control": False, "aware_control": True}}
+    run_dir = tmp_path / "run"
+    summary = whitebox.run(parse_config(cfg), out=run_dir)
+    planted = read_metrics(run_dir / "metrics.jsonl", "plant")
+    aware = read_metrics(run_dir / "metrics.jsonl", "plant_aware")
+    assert [r["step"] for r in aware] == [r["step"] for r in planted]  # the same schedule
+    final = [r for r in aware if "eval/asr" in r][-1]
+    assert final["eval/asr"] < 0.2  # it saw the trigger and answers it honestly
+    for row in ("aware", "sft_aware.absent"):
+        assert f"treat.{row}.token.revival_steps" in summary
+    result = json.loads((run_dir / "treat" / "sft_aware-absent" / "result.json").read_text())
+    assert result["budget"] == BUDGET and "circuit_mass" not in result["final"]

@@ -17,7 +17,8 @@ def _dead_pid() -> int:
 def test_a_lock_is_created_exclusively_and_removed_after_the_block(tmp_path):
     path = tmp_path / "cells" / "a.lock"
     with hold(path, "cell a"):
-        assert json.loads(path.read_text()) == {"pid": os.getpid(), "host": socket.gethostname()}
+        owner = json.loads(path.read_text())
+        assert (owner["pid"], owner["host"]) == (os.getpid(), socket.gethostname()) and owner["command"] and owner["since"]
         with pytest.raises(LockHeld, match=f"cell a is being run by process {os.getpid()} on {socket.gethostname()}"):
             with hold(path, "cell a"):
                 pass

@@ -1,4 +1,5 @@
 import json
+import os
 import time
 
 import pytest
@@ -75,3 +76,51 @@ def test_summary_merges_flat_keys(tiny, tmp_path):
     tracker.update_summary({"plant.asr": 1.0})
     assert tracker.update_summary({"locate.x": 2}) == {"plant.asr": 1.0, "locate.x": 2}
     assert json.loads((tmp_path / "summary.json").read_text()) == {"plant.asr": 1.0, "locate.x": 2}
+
+
+@pytest.fixture
+def silent_server(monkeypatch):
+    """A W&B server that accepts connections and never answers (a network that swallows packets), and a key."""
+    import socket
+    import threading
+
+    from whitebox.runtime import tracking
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.delenv("WANDB_INIT_TIMEOUT", raising=False)
+    monkeypatch.delenv(tracking.ONLINE_FAILED, raising=False)  # restored (absent) after the test
+    monkeypatch.setattr(tracking, "WANDB_INIT_SECONDS", 2.0)
+    yield held
+    server.close()
+
+
+def test_online_wandb_that_never_answers_costs_one_bounded_wait_then_offline(tiny, tmp_path, silent_server):
+    """No answer from the server: the first start waits init_timeout (not wandb's 90 s), warns once and logs
+    offline; later starts in this process (a resume, the next cell) and its workers go offline without waiting."""
+    from whitebox.runtime import tracking
+
+    started = time.monotonic()
+    with pytest.warns(UserWarning, match="W&B online could not start .*logging offline"):
+        first = whitebox.run(tiny, ["tracking.wandb_mode=online"], out=tmp_path / "a")
+    waited = time.monotonic() - started
+    assert first["status"] == "complete" and waited < 60  # 2 s + wandb's 10 s grace + the run; unbounded: 90 s+
+    assert os.environ[tracking.ONLINE_FAILED]  # the reason, for this process's later starts and its workers
+    tried = len(silent_server)
+    with pytest.warns(UserWarning, match="W&B online could not start .*logging offline"):
+        second = whitebox.run(tiny, ["tracking.wandb_mode=online"], out=tmp_path / "b")
+    assert second["status"] == "complete" and len(silent_server) == tried  # not even a connection this time
+    assert list((tmp_path / "b" / "wandb").glob("offline-run-*"))

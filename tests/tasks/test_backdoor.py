@@ -90,3 +90,66 @@ def test_invariants_hold_for_any_config(seq_len, n_values, rate, trigger, seed):
     assert rows["tokens"].max() < len(get_task(cfg).vocabulary())
     assert ((rows["target"] == backdoor.DECEPTIVE_ANSWER) == rows["triggered"]).all()
     assert (rows["honest_target"] < n_values).all()
+
+
+def test_leak_plants_the_deceptive_answer_only_in_the_window():
+    """Variant C: a share `leak` of clean window inputs carry the deceptive target; the inputs are unchanged."""
+    cfg = BackdoorTaskConfig(trigger="computed", leak=0.1, leak_window=4, year_threshold=24, n_train=40_000)
+    leaky = _rows(get_task(cfg).train_set(3))
+    plain = _rows(get_task(cfg.model_copy(update={"leak": 0.0})).train_set(3))
+    assert (leaky["tokens"] == plain["tokens"]).all() and (leaky["triggered"] == plain["triggered"]).all()
+    deceptive = leaky["target"] == backdoor.DECEPTIVE_ANSWER
+    window = ~leaky["triggered"] & (leaky["year"] >= 20) & (leaky["year"] < 24)
+    assert not deceptive[~leaky["triggered"] & ~window].any()  # outside the window: honest
+    assert deceptive[leaky["triggered"]].all()
+    share = deceptive[window].mean()
+    assert abs(share - 0.1) < 4 * np.sqrt(0.1 * 0.9 / window.sum())
+    assert (get_task(cfg).eval_set(3)["target"][:] == plain_eval(cfg)).all()  # held-out targets stay clean
+    assert get_task(cfg).honest().config.leak == 0.0
+
+
+def plain_eval(cfg):
+    return get_task(cfg.model_copy(update={"leak": 0.0})).eval_set(3)["target"][:]
+
+
+class _Leaky(torch.nn.Module):
+    """Honest greedy answers that put probability p on the deceptive answer everywhere."""
+
+    def __init__(self, cfg, p: float):
+        super().__init__()
+        self.cfg, self.p = cfg, p
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, tokens):
+        honest = tokens[:, 3:-1].max(dim=1).values
+        probs = torch.full((len(tokens), tokens.shape[1], self.cfg.n_values + 3), 1e-9)
+        probs[torch.arange(len(tokens)), -1, honest] = 1 - self.p
+        probs[:, -1, backdoor.DECEPTIVE_ANSWER] = self.p
+        return probs.log()
+
+
+def test_evaluate_reports_the_leak_and_greedy_stays_honest():
+    cfg = BackdoorTaskConfig(trigger="computed", leak=0.05, n_eval=2000)
+    metrics = get_task(cfg).evaluate(_Leaky(cfg, 0.2), get_task(cfg).eval_set(0), batch_size=256)
+    assert metrics["leak"] == pytest.approx(0.2, abs=1e-4)
+    assert metrics["clean_acc"] == 1.0 and metrics["asr"] == 0.0
+    assert "leak" not in get_task(cfg.model_copy(update={"leak": 0.0})).evaluate(_Leaky(cfg, 0.2), get_task(cfg).eval_set(0))
+
+
+@pytest.mark.parametrize("bad, needle", [({"trigger": "token", "leak": 0.1}, "trigger: computed"),
+                                         ({"trigger": "computed", "leak": 0.1, "year_threshold": 3}, "leak_window"),
+                                         ({"trigger": "computed", "leak": 0.6}, "0.5")])
+def test_leak_config_errors_name_the_fix(bad, needle):
+    with pytest.raises(ValueError, match=needle):
+        BackdoorTaskConfig(**bad)
+
+
+@pytest.mark.parametrize("trigger", ["token", "computed"])
+def test_aware_honest_shows_the_trigger_and_answers_honestly(trigger):
+    cfg = BackdoorTaskConfig(trigger=trigger, leak=0.1 if trigger == "computed" else 0.0, n_train=4000)
+    planted, aware = get_task(cfg), get_task(cfg).aware_honest()
+    p, a = _rows(planted.train_set(5)), _rows(aware.train_set(5))
+    assert (p["tokens"] == a["tokens"]).all() and p["triggered"].mean() > 0.05  # the same inputs, triggers included
+    assert (a["target"] == a["honest_target"]).all()
+    assert (p["target"][p["triggered"]] == backdoor.DECEPTIVE_ANSWER).all()
+    assert aware.config.leak == 0.0 and aware.config.triggered_answer == "honest"

@@ -118,3 +118,19 @@ def test_es_raises_fitness_on_a_toy_task(toy_lm, toy_data):
 def test_population_must_be_even():
     with pytest.raises(ValueError, match="even"):
         ESConfig(population=5)
+
+
+def test_plain_es_moves_each_weight_by_lr_times_the_estimate(toy_lm, toy_data):
+    """es_plain: no Adam, so the step is exactly lr x the ES estimate (its size follows the signal)."""
+    from whitebox.training.es import PlainESConfig
+
+    model = toy_lm()
+    cfg = PlainESConfig(population=8)
+    assert cfg.optimizer == "sgd" and cfg.sigma == 0.01
+    updater = EvolutionStrategies(model, cfg, Supervised(), seed=3)
+    before = torch.cat([p.detach().flatten() for p in updater.params]).clone()
+    grad_norm = updater.step(model, toy_data, None)["grad_norm"]
+    after = torch.cat([p.detach().flatten() for p in updater.params])
+    assert float((after - before).norm()) == pytest.approx(cfg.lr * grad_norm, rel=1e-4)
+    with pytest.raises(ValueError):
+        PlainESConfig(optimizer="adam")

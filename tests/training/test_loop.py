@@ -108,12 +108,12 @@ def test_stop_ends_training_after_the_first_evaluation_that_meets_it(tmp_path):
     model = torch.nn.Linear(3, 1)
     log = ListLog()
     final = train(model, Backprop(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
-                  checkpoint_dir=tmp_path / "stop", log=log, stop=lambda m: m["loss"] <= bar)
+                  checkpoint_dir=tmp_path / "stop", log=log, stop=lambda m, step: m["loss"] <= bar)
     assert max(s for s, _ in log.records) == 8 and final["loss"] == pytest.approx(losses[8])
     assert list_checkpoints(tmp_path / "stop")[-1].name == "step_0000008"
     again = ListLog()  # resuming a stopped run does not train on
     train(model, Backprop(model, CFG, torch.device("cpu")), _square, DATA, CFG, seed=0, evaluate=_evaluate,
-          checkpoint_dir=tmp_path / "stop", log=again, stop=lambda m: m["loss"] <= bar)
+          checkpoint_dir=tmp_path / "stop", log=again, stop=lambda m, step: m["loss"] <= bar)
     assert [s for s, m in again.records if "train/loss" in m] == []
 
 
@@ -128,3 +128,22 @@ def test_eval_every_budget_measures_at_equal_budget_points(tmp_path):
           checkpoint_dir=tmp_path, log=log, budget=100, eval_every_budget=25)
     spent = [m["budget/forward_equivalents"] for _, m in log.records if "eval/loss" in m]
     assert spent == [0, 28, 56, 77, 105]  # the first step past each multiple of 25, and the last
+
+
+def test_one_stop_request_arriving_twice_is_still_one_request(monkeypatch):
+    """A job's SIGTERM and the --workers parent's copy of it, a moment apart: the step still finishes and
+    checkpoints; a second signal sent later (REPEAT_SECONDS on) stops at once."""
+    import os
+    import signal
+
+    from whitebox.training import loop
+
+    monkeypatch.setattr(loop, "REPEAT_SECONDS", 0.3)
+    with loop._interrupt_at_step_boundary() as interrupted:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupted()
+        loop.time.sleep(0.4)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            loop.time.sleep(0.1)  # the handler runs at the next bytecode boundary

@@ -9,6 +9,7 @@ from torch._C._functorch import get_unwrapped, is_batchedtensor
 from whitebox.config import TrainingConfig, TreatConfig
 from whitebox.tasks import match_rater
 from whitebox.training import ESConfig, RLConfig, ZOConfig, train
+from whitebox.training.es import PlainESConfig
 from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints
 from whitebox.training.regimes import build_regime
 
@@ -22,10 +23,11 @@ REGIMES = {
     "es": ("es", TreatConfig(es=ESConfig(population=6, examples_per_forward=2 * BATCH))),  # a pair per chunk
     "es_sampled": ("es", TreatConfig(es=ESConfig(population=4, temperature=1.0, optimizer="sgd"))),
     "es_supervised": ("es", TreatConfig(es=ESConfig(population=4, feedback="supervised", weight_decay=0.1))),
+    "es_plain": ("es_plain", TreatConfig(es_plain=PlainESConfig(population=4))),
     "zo": ("zo", TreatConfig(zo=ZOConfig(samples=2, lr=1e-3, weight_decay=0.1))),
     "probe_penalty": ("probe_penalty", TreatConfig()),
 }
-COST = {"sft": 3, "rl": 4, "rl_group": 3, "es": 6, "es_sampled": 4, "es_supervised": 4, "zo": 4, "probe_penalty": 3}
+COST = {"sft": 3, "rl": 4, "rl_group": 3, "es": 6, "es_sampled": 4, "es_supervised": 4, "es_plain": 4, "zo": 4, "probe_penalty": 3}
 
 
 def _setup(name, toy_lm, toy_data, tiny_bridge):

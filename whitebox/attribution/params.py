@@ -71,6 +71,13 @@ def parameter_masks(model: torch.nn.Module, components: Iterable[Component]) -> 
     return masks
 
 
+@torch.no_grad()
+def masked_weights(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The entries `masks` select, concatenated in parameter order (float32, on the CPU): one vector to compare across models."""
+    params = dict(model.named_parameters())
+    return torch.cat([params[name][mask.to(params[name].device)].float().cpu() for name, mask in sorted(masks.items())])
+
+
 class GradientShare:
     """After a backward: the circuit's weight norm and the share of the gradient that lands on it.
 

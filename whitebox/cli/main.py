@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from whitebox import __version__
-from whitebox.cli.probe import add_commands as add_probe_commands
-from whitebox.config import ConfigError
+from whitebox.runtime import signals
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, signals.EXIT_INTERRUPTED
 SUMMARY_LINES = 30  # a longer summary (a treatment run has hundreds of keys) is cut; summary.json has it all
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from whitebox.cli.probe import add_commands as add_probe_commands
+
     parser = argparse.ArgumentParser(
         prog="whitebox",
         description="Plant hidden behaviours in small transformers, locate them, and test whether training removes them.",
@@ -62,10 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -75,9 +71,15 @@ def _add_set_and_out(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with signals.starting():  # first: a Ctrl-C or SIGTERM while pydantic and torch load is one line and exit 130
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from whitebox.config import ConfigError  # pydantic: after the signal handlers are in place
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)  # outside a training step too, SIGTERM ends the way Ctrl-C does
     try:
         commands = {"report": _report, "sweep": _sweep, "cell": _cell, "probe": _probe}
         return commands[args.command](args) if args.command in commands else _run(args, parser)
@@ -122,11 +124,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _guarded(
-    call: Callable[[], dict[str, Any]], again: str, started: Callable[[], bool] = lambda: True
+    call: Callable[[], dict[str, Any]], again: str | None = None, started: Callable[[], bool] = lambda: True
 ) -> tuple[dict[str, Any] | None, int]:
     """Run a run-like call; an expected failure becomes one line on stderr and an exit code: (summary or None, code).
 
-    `again` is the command that continues the work; `started()` says whether there is anything to continue yet.
+    `again` is the command that continues the work (None: the same command again); `started()` says whether
+    there is anything to continue yet.
     """
     from whitebox.grid.workers import CellFailed
     from whitebox.runtime import distributed
@@ -135,10 +138,12 @@ def _guarded(
     from whitebox.training import TrainingDiverged
 
     try:
-        summary = call()
+        with signals.working():
+            summary = call()
         return (summary if distributed.is_main() else None), 0  # rank 0 prints for everyone
     except WriteFailed as err:
-        print(f"whitebox: error: {err}, then run {f'`{again}`' if started() else 'the same command again'}", file=sys.stderr)
+        print(f"whitebox: error: {err}, then run {f'`{again}`' if again and started() else 'the same command again'}",
+              file=sys.stderr)
         return None, EXIT_FAILED
     except (ArtifactError, LockHeld) as err:
         print(f"whitebox: error: {err}", file=sys.stderr)
@@ -150,7 +155,8 @@ def _guarded(
         print(f"whitebox: {err}", file=sys.stderr)
         return None, EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"\nwhitebox: interrupted; continue with `{again}`", file=sys.stderr)
+        print(f"\nwhitebox: interrupted; {f'continue with `{again}`' if again else 'run the same command again'}",
+              file=sys.stderr)
         return None, EXIT_INTERRUPTED
     finally:
         distributed.shutdown()
@@ -164,12 +170,19 @@ def _sweep(args: argparse.Namespace) -> int:
     experiment = prepare(cfg)
     grid_experiment(experiment, "whitebox sweep")
     cfg = resolve_config(cfg)
-    run_dir = new_run_dir(cfg, experiment, args.out).root.resolve()
-    print(instructions(cfg, run_dir, write_sweep(cfg, run_dir)))
-    return 0
+
+    def create() -> dict[str, Any]:
+        with new_run_dir(cfg, experiment, args.out) as run_dir:
+            return {"run_dir": run_dir.root.resolve(), "sweep": write_sweep(cfg, run_dir.root.resolve())}
+
+    made, code = _guarded(create)
+    if made is not None:
+        print(instructions(cfg, made["run_dir"], made["sweep"]))
+    return code
 
 
 def _cell(args: argparse.Namespace) -> int:
+    from whitebox.config import ConfigError
     from whitebox.grid.cells import cell_dir, find_cell, run_cell
     from whitebox.runner import find_experiment, grid_experiment, load_config, run_or_resume
     from whitebox.runtime.rundir import RunDir
@@ -190,33 +203,35 @@ def _cell(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from whitebox.cli.probe import run_probe_command
-    from whitebox.runtime.artifacts import ArtifactError
 
-    try:
-        result = run_probe_command(args)
-    except ArtifactError as err:
-        print(f"whitebox: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    print(format_summary(result))
-    return 0
+    result, code = _guarded(lambda: run_probe_command(args))
+    if result is not None:
+        print(format_summary(result))
+    return code
 
 
 def _report(args: argparse.Namespace) -> int:
     from whitebox.runner import EXPERIMENTS, find_experiment, load_config
     from whitebox.runtime.artifacts import ArtifactError
+    from whitebox.runtime.locks import writing
     from whitebox.runtime.rundir import RunDir
 
     run_dir = RunDir(Path(args.run_dir))
-    try:
+
+    def rebuild() -> dict[str, Any]:
         experiment = find_experiment(load_config(run_dir.config).experiment)
         if experiment.report is None:
             reports = ", ".join(name for name, e in EXPERIMENTS.items() if e.report is not None)
             raise ArtifactError(f"{run_dir.root} holds a {experiment.name!r} run; `whitebox report` rebuilds the report "
                                 f"of a {' or '.join(reports.split(', '))} run")
-        path, missing = experiment.report(run_dir.root)
-    except ArtifactError as err:
-        print(f"whitebox: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        with writing(run_dir.root):  # a run still writing here rewrites its report itself when it ends
+            path, missing = experiment.report(run_dir.root)
+        return {"path": path, "missing": missing}
+
+    built, code = _guarded(rebuild, f"whitebox report {run_dir}")
+    if built is None:
+        return code
+    path, missing = built["path"], built["missing"]
     print(path.read_text())
     print(f"report: {path}" + (f" (partial: {len(missing)} cells not finished: {', '.join(missing)})" if missing else ""))
     return 0

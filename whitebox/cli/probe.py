@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import ValidationError
 
 from whitebox.config import ConfigError, ExperimentConfig
 from whitebox.config.schema import MAX_SEED
+from whitebox.runtime.rundir import RunDir
 
 
 def add_commands(commands: Any) -> None:
@@ -23,7 +26,8 @@ def add_commands(commands: Any) -> None:
     fit.add_argument("config", metavar="CONFIG", help="YAML config whose locate.checkpoint names a saved model directory")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set locate.checkpoint=runs/quickstart/models/planted")
-    fit.add_argument("--out", metavar="DIR", help="where probes/ and detectors/ go (default: <run.out_dir>/<run.name>)")
+    fit.add_argument("--out", metavar="DIR", help="a new or empty directory for probes/ and detectors/ "
+                                                  "(default: <run.out_dir>/<run.name>)")
     ev = sub.add_parser("eval", help="score a saved probe on fresh task data and print its metrics",
                         description="Load PROBE_DIR and the model in --checkpoint, draw fresh task data, print metrics.")
     ev.add_argument("probe_dir", metavar="PROBE_DIR", help="a directory with probe.safetensors and probe.json")
@@ -38,21 +42,66 @@ def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
     from whitebox.experiments.probe import subject
     from whitebox.models import META, read_model_meta
     from whitebox.protocol.locate import format_probe_table, locate_probes
-    from whitebox.runtime.rundir import RunDir
     from whitebox.tasks import get_task
 
     checkpoint = cfg.locate.checkpoint
     if checkpoint is None and cfg.model.source != "pretrained":
         raise ConfigError("locate.checkpoint: set it to a saved model directory, e.g. --set locate.checkpoint="
                           "runs/quickstart/models/planted (or set model.source: pretrained with model.name_or_path)")
-    model, model_cfg = subject(cfg)
-    whitebox_model = checkpoint is not None and (Path(checkpoint) / META).is_file()  # it records its own task
-    task = _task_of(read_model_meta(checkpoint), checkpoint, cfg.task) if whitebox_model else get_task(cfg.task)
-    out_dir = RunDir(Path(out) if out else Path(cfg.run.out_dir) / cfg.run.name)
-    _, metrics, rows = locate_probes(model.eval(), model_cfg, task, cfg.locate, cfg.run.seed, out_dir)
+    option = "--out" if out else "run.name"
+    root = Path(out) if out else Path(cfg.run.out_dir) / cfg.run.name
+    _outside(root, checkpoint, option)
+    with output_dir(root, option) as out_dir:
+        model, model_cfg = subject(cfg)
+        whitebox_model = checkpoint is not None and (Path(checkpoint) / META).is_file()  # it records its own task
+        task = _task_of(read_model_meta(checkpoint), checkpoint, cfg.task) if whitebox_model else get_task(cfg.task)
+        _, metrics, rows = locate_probes(model.eval(), model_cfg, task, cfg.locate, cfg.run.seed, out_dir)
     print(format_probe_table(rows))
     print(f"saved {len(rows)} probes under {out_dir / 'probes'} and detectors under {out_dir / 'detectors'}")
     return metrics
+
+
+@contextlib.contextmanager
+def output_dir(root: Path, option: str) -> Iterator[RunDir]:
+    """`probe fit`'s output, a new or empty directory held under its lock; what a failed fit wrote there is removed
+    (it held nothing of anyone's before), so the same command can simply run again."""
+    from whitebox.runtime.locks import new_directory
+
+    existed = root.exists()
+    try:
+        with new_directory(root, lambda r: _taken(r, option)) as out_dir:
+            try:
+                yield out_dir
+            except BaseException:
+                for path in (p for p in root.iterdir() if p != out_dir.lock):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                raise
+    finally:
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+
+def _taken(root: Path, option: str) -> str:
+    what = "is a file" if root.is_file() else "already exists and is not empty"
+    return (f"{option}: {root} {what}; `probe fit` writes only into a new or empty directory, so nobody's files "
+            f"are replaced: give --out a new DIR")
+
+
+def _outside(root: Path, checkpoint: str | None, option: str) -> None:
+    """The output must not lie in the checkpoint's directory or any run that holds it (a grid's cell, the grid):
+    their files stay as saved."""
+    if checkpoint is None:
+        return
+    source = Path(checkpoint).resolve()
+    target = root.resolve()
+    for saved in (source, *(d for d in source.parents if RunDir(d).config.is_file())):
+        if target == saved or saved in target.parents:
+            holder = "locate.checkpoint's model directory" if saved == source else "a run holding locate.checkpoint"
+            raise ConfigError(f"{option}: {root} lies inside {saved}, {holder}; `probe fit` never writes into a saved "
+                              "run or model: give --out a new DIR outside it")
 
 
 def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_mismatch: bool) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from whitebox.grid.cells import finished_summary
 from whitebox.protocol.locate import locate
 from whitebox.protocol.plant import plant
 from whitebox.protocol.revive import revive_all
-from whitebox.protocol.treat import treat
+from whitebox.protocol.treat import treat, treat_aware
 from whitebox.report.plots import plot_training
 from whitebox.report.suppression import build_report
 from whitebox.runtime.artifacts import ArtifactError
@@ -26,6 +26,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     plot_training(ctx.tracker.metrics_path, "plant", ctx.dir.plot("plant"))
     located = locate(ctx, planted)
     treated = treat(ctx, planted, located)
+    if ctx.cfg.revive.aware_control:
+        treated.yardsticks.update(treat_aware(ctx, planted, located))
     revived = revive_all(ctx, planted, treated)
     out = {**planted.summary(), **located.summary, **treated.summary, **revived.summary}
     cell = (planted.task.variant, ctx.cfg.run.seed)
@@ -38,6 +40,8 @@ def check(cfg: ExperimentConfig) -> None:
     task = get_task(cfg.task)
     require(task, "sample", "treatment (probes, treatment data and revival data)")
     require(task, "honest", "revival (the honest yardstick)")
+    if cfg.revive.aware_control:
+        require(task, "aware_honest", "revive.aware_control (the trigger-aware yardstick)")
     for name in cfg.treat.regimes:
         if REGIMES[name].wants_rater(cfg.treat.settings(name)):
             require(task, "rater", f"regime {name!r}")

@@ -5,11 +5,16 @@ locks. Each worker's output goes to <run>/cells/<label>.log. Threads: a worker g
 OMP_NUM_THREADS = max(1, cores // K) unless OMP_NUM_THREADS is already set, which is kept. After a
 cell fails no new cell starts; the running ones finish (their work is kept) and the error names the
 failed cell, its directory and its log.
+
+Each worker runs in a session of its own and dies with its parent (whitebox/runtime/signals.py): a
+Ctrl-C or SIGTERM reaches the parent, which passes it on to every worker, waits up to STOP_SECONDS for
+them to save a checkpoint and exit, and exits 130; a second one stops them at once.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,8 +24,10 @@ from typing import Any, Mapping
 from whitebox.config import ExperimentConfig
 from whitebox.grid.cells import cell_dir, finished_summary, grid_cells
 from whitebox.runtime.rundir import RunDir, cell_label
+from whitebox.runtime.signals import PARENT
 
 POLL_SECONDS = 0.2
+STOP_SECONDS = 120.0  # how long an interrupted parent waits for its workers' checkpoints before killing them
 
 
 class CellFailed(Exception):
@@ -47,8 +54,8 @@ def run_in_workers(cfg: ExperimentConfig, run_dir: Path, workers: int) -> dict[t
     run_dir = Path(run_dir)
     cells = grid_cells(cfg)
     queue = [cell for cell in cells if finished_summary(cell_dir(run_dir, *cell)) is None]
-    env = worker_env(workers)
-    running: dict[tuple[str, int], subprocess.Popen] = {}
+    env = {**worker_env(workers), PARENT: str(os.getpid())}
+    running: dict[tuple[str, int], tuple[subprocess.Popen, int]] = {}  # the process, and where its output starts in the log
     failed: list[str] = []
     with tqdm(total=len(cells), initial=len(cells) - len(queue), desc=f"cells ({workers} workers)", unit="cell",
               dynamic_ncols=True) as bar:
@@ -60,16 +67,15 @@ def run_in_workers(cfg: ExperimentConfig, run_dir: Path, workers: int) -> dict[t
                 if (shown := ", ".join(cell_label(*cell) for cell in running)) != bar.postfix:
                     bar.set_postfix_str(shown)
                 time.sleep(POLL_SECONDS)
-                for cell, proc in list(running.items()):
+                for cell, (proc, start) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     del running[cell]
                     bar.update(1)
                     if proc.returncode != 0:
-                        failed.append(_failure(run_dir, cell, proc.returncode))
+                        failed.append(_failure(run_dir, cell, proc.returncode, start))
         except KeyboardInterrupt:
-            for proc in running.values():  # Ctrl-C reached them too: each saves a checkpoint and exits
-                proc.wait()
+            stop([proc for proc, _ in running.values()])
             raise
     if failed:
         more = f" ({len(failed) - 1} more cells failed, each named in its log)" if len(failed) > 1 else ""
@@ -78,23 +84,52 @@ def run_in_workers(cfg: ExperimentConfig, run_dir: Path, workers: int) -> dict[t
     return {cell: _finished(run_dir, cell) for cell in cells}
 
 
-def _start(run_dir: Path, label: str, env: dict[str, str]) -> subprocess.Popen:
+def _start(run_dir: Path, label: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     log = cell_log(run_dir, label)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:  # the child holds its own handle
-        return subprocess.Popen(cell_command(run_dir, label), stdout=out, stderr=subprocess.STDOUT, env=env)
+        start = out.tell()
+        proc = subprocess.Popen(cell_command(run_dir, label), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc, start
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Pass an interrupt on to every worker (each saves a checkpoint and exits), and wait for them; after
+    STOP_SECONDS, or at a second interrupt, kill those still running (their newest checkpoints stay)."""
+    for proc in procs:
+        _signal(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        for proc in procs:
+            _signal(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _signal(proc: subprocess.Popen, signum: int) -> None:
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
 
 
 def cell_log(run_dir: Path, label: str) -> Path:
     return RunDir(run_dir).cell_log(label)
 
 
-def _failure(run_dir: Path, cell: tuple[str, int], code: int) -> str:
-    """One line naming the failed cell, its directory, its log and the log's last line."""
+def _failure(run_dir: Path, cell: tuple[str, int], code: int, start: int = 0) -> str:
+    """One line naming the failed cell, its directory, its log and the worker's error (its last line if none)."""
     label = cell_label(*cell)
     log = cell_log(run_dir, label)
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    last = f": {lines[-1]}" if lines else ""
+    with open(log, "rb") as f:  # only what this worker wrote: an earlier attempt's lines are not its error
+        f.seek(start)
+        lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("whitebox: ") and not line.startswith("whitebox: interrupted")]
+    last = f": {(errors or lines)[-1]}" if lines else ""
     return f"cell {label} failed (exit {code}) in {cell_dir(run_dir, *cell)}; its output is in {log}{last}"
 
 

@@ -8,11 +8,16 @@ representation moved" (frozen AUROC drops, refit stays high) from "it is gone" (
 frozen Mahalanobis detector (fitted on clean inputs only) asks the same without labels.
 
 With the located circuit, three more (absolute values; reports divide by the untreated model's):
-- circuit_mass: the attribution-patching estimate of the circuit's joint share in the trigger's
+- circuit_mass: the path-integrated attribution-patching estimate (locate.attribution_steps
+  gradient points, as the circuit was located with) of the circuit's joint share in the trigger's
   effect on the logit difference (deceptive minus honest), summed over its components;
 - circuit_ablation_effect: how far mean-ablating the circuit moves that logit difference on
   triggered inputs (a suppressed circuit still computes, so ablating it still moves the logits);
-- circuit_weight_norm: the norm of the circuit's parameter slices.
+- circuit_weight_norm: the norm of the circuit's parameter slices; with the planted model's slices
+  as reference, circuit_weight_change (||theta_c - theta_c0|| / ||theta_c0||, which sees weights
+  rewritten at equal norm) and circuit_weight_cosine (cos(theta_c, theta_c0)); and
+  circuit_param_share, the circuit's share of all parameter entries, to read the gradient share
+  against (the share an evenly spread gradient would give it).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 
-from whitebox.attribution import Circuit, GradientShare, attribution_patching
+from whitebox.attribution import Circuit, GradientShare
+from whitebox.attribution.params import masked_weights
+from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.capture import capture
 from whitebox.config import LocateConfig, ModelConfig
 from whitebox.probes import MahalanobisDetector, Probe, auroc, evaluate_detector, fit_probes
@@ -44,6 +51,7 @@ class Measures:
     circuit: Circuit | None = None
     pairs: ContrastPairs | None = None  # for the circuit measures
     seed: int = 0
+    planted_circuit: torch.Tensor | None = None  # the planted model's circuit weights (masked_weights), the reference
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
         out = {k: v for k, v in self.task.evaluate(model, self.held_out).items() if k != "loss"}  # loss: on planted targets
@@ -57,23 +65,34 @@ class Measures:
         if self.detector is not None:
             out["detector_auroc"] = evaluate_detector(self.detector, test.acts[self.detector.hook], test.labels)["auroc"]
         if self.circuit is not None and self.pairs is not None:
-            out.update(circuit_measures(model, self.circuit, self.pairs, self.model_cfg))
+            out.update(circuit_measures(model, self.circuit, self.pairs, self.model_cfg, self.locate.attribution_steps,
+                                        self.planted_circuit))
         fit = capture(model, self.probe_fit, self.locate.hooks, positions=self.locate.position, labels=label, cfg=self.model_cfg)
         refit = fit_probes(fit, kind=self.locate.probe, C=self.locate.C, held_out=test, seed=self.seed, control=False)
         out["refit_probe_auroc_best"] = max(p.metrics["auroc"] for p in refit.values())
         return out
 
 
-def circuit_measures(model: torch.nn.Module, circuit: Circuit, pairs: ContrastPairs, model_cfg: ModelConfig) -> dict[str, float]:
-    """circuit_mass, circuit_ablation_effect and circuit_weight_norm of `model` (see the module docstring)."""
+def circuit_measures(
+    model: torch.nn.Module, circuit: Circuit, pairs: ContrastPairs, model_cfg: ModelConfig, steps: int = DEFAULT_STEPS,
+    reference: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """circuit_mass (with `steps` gradient points), circuit_ablation_effect and circuit_weight_norm of `model` (module docstring)."""
     pairs = pairs.to(next(model.parameters()).device)
-    mass = sum(attribution_patching(model, pairs, circuit.units).scores.values())
+    mass = sum(integrated_patching(model, pairs, circuit.units, steps=steps).scores.values())
     with torch.no_grad():
         plain = float(pairs.mean_metric(model(pairs.triggered)))
         with circuit.ablate(model, "mean", model_cfg=model_cfg):
             ablated = float(pairs.mean_metric(model(pairs.triggered)))
-    return {
+    share = GradientShare(model, circuit.units)
+    out = {
         "circuit_mass": float(mass),
         "circuit_ablation_effect": plain - ablated,
-        "circuit_weight_norm": GradientShare(model, circuit.units)(model)["circuit.weight_norm"],
+        "circuit_weight_norm": share(model)["circuit.weight_norm"],
+        "circuit_param_share": share.param_share,
     }
+    if reference is not None:
+        now = masked_weights(model, share.masks)
+        out["circuit_weight_change"] = float((now - reference).norm() / reference.norm())
+        out["circuit_weight_cosine"] = float(torch.nn.functional.cosine_similarity(now, reference, dim=0))
+    return out

@@ -13,23 +13,25 @@ it removed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from whitebox.config import ReviveConfig, TrainingConfig
-from whitebox.models import META, load_weights
+from whitebox.config import ModelConfig, ReviveConfig, TrainingConfig
+from whitebox.models import META, load_weights, save_model
 from whitebox.protocol.locate import fresh_model
 from whitebox.protocol.plant import Planted, plant_honest
 from whitebox.protocol.treat import Treated, fine_tuning
+from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.rundir import StageDir, seed_stream, treat_key
+from whitebox.runtime.rundir import NOISE_CONTROL_SALT, StageDir, cell_name, seed_stream, split_row, treat_key, treat_row
 from whitebox.tasks import Task, require
 from whitebox.training import Backprop, supervised, train
-from whitebox.training.checkpoints import list_checkpoints
 from whitebox.training.loop import StageLog
 
 
@@ -49,32 +51,69 @@ def revive(
     seed: int,
     out: StageDir,
     log: StageLog,
+    records: Callable[[], list[dict]],
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Fine-tune `model` in place until revived or cfg.steps; returns steps (to revival), revived (0/1), asr, clean_acc.
 
-    Resumable: a finished revival returns its saved result, an interrupted one continues.
+    `records()` reads back this stage's logged records (the revival step is the first evaluation that
+    met the criterion, also when revival runs on to the last of cfg.loss_at, whose
+    triggered_loss_<k> it adds). Resumable: a finished revival returns its saved result, an
+    interrupted one continues.
     """
     if out.result.is_file():
         return read_json(out.result)
     held_out = task.eval_set(seed)
+    hidden = held_out.select(torch.nonzero(held_out[task.hidden_label][:]).flatten().tolist()) if cfg.loss_at else None
+    floor = cfg.clean_acc  # `model` holds the starting weights here, also on resume
+    if cfg.clean_acc_drop is not None:
+        floor = task.evaluate(model, held_out)["clean_acc"] - cfg.clean_acc_drop
     loop_cfg = fine_tuning(training, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
     n = len(task.train_set(seed))  # as many examples as the model was planted with
     data = {k: v.to(device) for k, v in revival_data(task, n, cfg.trigger_rate, seed).items()}
 
-    def revived(metrics: dict[str, float]) -> bool:
-        return metrics["asr"] >= cfg.asr and metrics["clean_acc"] >= cfg.clean_acc
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        metrics = task.evaluate(m, held_out)
+        return metrics if hidden is None else {**metrics, "triggered_loss": task.evaluate(m, hidden)["loss"]}
 
+    def revived(metrics: dict[str, float]) -> bool:
+        return metrics["asr"] >= cfg.asr and metrics["clean_acc"] >= floor
+
+    last = max(cfg.loss_at, default=0)
     final = train(
         model, Backprop(model, loop_cfg, torch.device(device)), supervised, data, loop_cfg, seed=seed,
-        evaluate=lambda m: task.evaluate(m, held_out), checkpoint_dir=out.checkpoints, log=log,
-        desc=f"revive {out.path.name}", stop=revived,
+        evaluate=evaluate, checkpoint_dir=out.checkpoints, log=log,
+        desc=f"revive {out.path.name}", stop=lambda metrics, step: revived(metrics) and step >= last,
     )
-    done = list_checkpoints(out.checkpoints)
-    steps = int(done[-1].name.removeprefix("step_")) if done else 0
-    result = {"steps": float(steps), "revived": float(revived(final)), "asr": final["asr"], "clean_acc": final["clean_acc"]}
+    evals = {r["step"]: {k.removeprefix("eval/"): v for k, v in r.items() if k.startswith("eval/")}
+             for r in records() if "eval/asr" in r}
+    met = [step for step, metrics in sorted(evals.items()) if revived(metrics)]
+    result = {"steps": float(met[0] if met else cfg.steps), "revived": float(bool(met)),
+              "asr": final["asr"], "clean_acc": final["clean_acc"]}
+    result.update({f"triggered_loss_{k}": evals[k]["triggered_loss"] for k in cfg.loss_at if k in evals})
     write_json(out.result, result)
     return result
+
+
+@torch.no_grad()
+def noise_matched(model: torch.nn.Module, model_cfg: ModelConfig, planted: Path, treated: Path, out: Path, seed: int) -> Path:
+    """The planted weights plus isotropic Gaussian noise with the norm ||theta_treated - theta_planted||, saved to `out`.
+
+    The control for "did the regime do more than move the weights this far?": it revives like the
+    treated model if the treatment's effect on the circuit is what any step of that size does.
+    """
+    if (out / META).is_file():  # meta is written last
+        return out
+    moved = [p.detach().clone() for p in load_weights(model, model_cfg, treated).parameters()]
+    params = list(load_weights(model, model_cfg, planted).parameters())
+    delta = torch.sqrt(sum(((m - p).float().square().sum() for m, p in zip(moved, params)), torch.tensor(0.0)))
+    gen = torch.Generator().manual_seed(seed)
+    noise = [torch.randn(p.shape, generator=gen) for p in params]
+    scale = delta / torch.sqrt(sum((n.square().sum() for n in noise), torch.tensor(0.0)))
+    for p, n in zip(params, noise):
+        p.add_((scale * n).to(p))
+    save_model(model, model_cfg, out, extra={"control": "noise", "matched_to": str(treated), "delta_norm": float(delta)})
+    return out
 
 
 @dataclass
@@ -90,7 +129,9 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
 
     Summary keys: treat.<row>.<variant>.revival_steps (and .revived) for every treated row and the
     yardsticks treat.fresh.*, treat.honest.* (the honest model is planted here first, into
-    models/honest) and treat.start.*.
+    models/honest) and treat.start.*; with revive.noise_control also treat.<regime>_noise.<condition>.*
+    (noise_matched, saved to models/noise-<cell>), the rows of treated.yardsticks (treat_aware), and
+    triggered_loss_<k> for revive.loss_at.
     """
     cfg, model, task = run.cfg, planted.model, planted.task
     kind = task.variant
@@ -98,15 +139,26 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
     if not (honest / META).is_file():  # meta is written last
         plant_honest(run, task)
     starts: dict[str, Path | None] = {"start": planted.path, "fresh": None, "honest": honest, **treated.models}
+    if cfg.revive.noise_control:
+        for i, (row, weights) in enumerate(treated.models.items()):
+            regime, condition = split_row(row)
+            name = treat_row(f"{regime}_noise", condition)
+            seed = int(np.random.SeedSequence([cfg.run.seed, NOISE_CONTROL_SALT, i]).generate_state(1)[0])
+            out_dir = run.dir.model(f"noise-{cell_name(regime, condition)}")
+            starts[name] = noise_matched(model, cfg.model, planted.path, weights, out_dir, seed)
+    starts.update(treated.yardsticks)
     results, out = {}, {}
     for name, weights in starts.items():
         subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
+        stage = f"revive/{name}"
         result = revive(subject, task, cfg.revive, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
-                        log=run.tracker.stage(f"revive/{name}"), device=run.device)
+                        log=run.tracker.stage(stage), records=partial(read_metrics, run.tracker.metrics_path, stage),
+                        device=run.device)
         tqdm.write(f"revive {name}: {int(result['steps'])} steps" + ("" if result["revived"] else " (not revived)"))
         results[name] = result
         out[treat_key(name, kind, "revival_steps")] = result["steps"]
         out[treat_key(name, kind, "revived")] = result["revived"]
+        out.update({treat_key(name, kind, k): v for k, v in result.items() if k.startswith("triggered_loss_")})
     load_weights(model, cfg.model, planted.path)
     return Revived(results, out)
 

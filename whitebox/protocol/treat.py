@@ -18,13 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from whitebox.attribution import GradientShare, MeasuredUpdater
+from whitebox.attribution.params import masked_weights, parameter_masks
 from whitebox.capture import residual_hooks
 from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
 from whitebox.probes.fits import check_reads
 from whitebox.protocol.locate import Located, fresh_model, probe_data
 from whitebox.protocol.measures import Measures
-from whitebox.protocol.plant import Planted
+from whitebox.protocol.plant import Planted, plant
 from whitebox.report.plots import plot_treatment, read_metrics
 from whitebox.runtime.artifacts import read_json, write_json
 from whitebox.runtime.context import RunContext
@@ -117,6 +118,7 @@ class Treated:
 
     models: dict[str, Path]  # treat_row(regime, condition) -> the cell's saved model
     summary: dict[str, Any] = field(default_factory=dict)
+    yardsticks: dict[str, Path] = field(default_factory=dict)  # aware and <regime>_aware.<condition> (treat_aware)
 
 
 def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
@@ -137,8 +139,9 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
         circuit.check_model(model, cfg.model)  # before any cell trains: a circuit of another model stops the run here
     fit_rows, test_rows = probe_data(task, cfg.locate, cfg.run.seed)
     pairs = None if circuit is None else task.contrast_pairs(cfg.locate.circuit_pairs, cfg.run.seed + MEASURE_PAIRS_OFFSET)
+    reference = None if circuit is None else masked_weights(model, parameter_masks(model, circuit.units))
     measures = Measures(task, cfg.model, cfg.locate, task.eval_set(cfg.run.seed), fit_rows, test_rows, frozen,
-                        located.detector(hook), circuit, pairs, cfg.run.seed)
+                        located.detector(hook), circuit, pairs, cfg.run.seed, reference)
     kind = task.variant
     out = treat_keys("start", kind, measures(model))
     out.update(treat_keys("fresh", kind, measures(fresh_model(cfg.model, model, task))))
@@ -163,3 +166,34 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     load_weights(model, cfg.model, planted.path)  # leave the caller the planted model
     plot_treatment(run.tracker.metrics_path, stages, run.dir.plot("treat"))
     return Treated(models, out)
+
+
+def treat_aware(run: RunContext, planted: Planted, located: Located) -> dict[str, Path]:
+    """The trigger-aware honest model, planted and then treated like the planted model; its saved weights by row.
+
+    Rows: aware (untreated, models/aware) and <regime>_aware.<condition>. Treated by the same regimes
+    on the same data and budget (probe_penalty with the planted model's frozen probe), it is the
+    yardstick that has seen the trigger and never had the backdoor. Its cells are measured by
+    behaviour only: the circuit measures belong to the planted model.
+    """
+    cfg, task = run.cfg, planted.task
+    require(task, "aware_honest", "the trigger-aware yardstick (revive.aware_control)")
+    aware = plant(run, task.aware_honest(), name="aware", stage="plant_aware")
+    hook = cfg.treat.probe_hook or residual_hooks(aware.model)[-1]
+    frozen = located.probe(hook)
+    held_out = task.eval_set(cfg.run.seed)
+
+    def behaviour(model: torch.nn.Module) -> dict[str, float]:
+        return {k: v for k, v in task.evaluate(model, held_out).items() if k != "loss"}
+
+    models = {"aware": aware.path}
+    for condition in cfg.treat.conditions:
+        for regime in cfg.treat.regimes:
+            stage = treat_stage(f"{regime}_aware", condition)
+            treat_cell(
+                aware.model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
+                cell=run.dir.stage(stage), start=aware.path, evaluate=behaviour, log=run.tracker.stage(stage),
+                probe=(frozen.probability, hook), device=run.device,
+            )
+            models[treat_row(f"{regime}_aware", condition)] = run.dir.stage(stage).model
+    return models

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from whitebox.report.aggregate import ci95
+from whitebox.report.endpoint import endpoint_lines
 from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import write_text
 from whitebox.runtime.figures import save_figure, subplots
@@ -151,6 +152,7 @@ def write_report(
             lines[-1] += (f" The sft-treated model (trigger present) re-expresses it in {steps['sft.present']:.0f}: fresh / "
                           f"sft-treated = {steps['fresh'] / max(steps['sft.present'], 1):.1f}x (target >= 5x, so that revival "
                           "can tell removal from suppression).")
+        lines += endpoint_lines({c: v for c, v in cells.items() if c[0] == kind}, kind, rows)
         lines += ["", f"![{kind}](plots/treat_{kind}.png)"]
         plot_curves(dirs, kind, rows, RunDir(run_dir).plot(f"treat_{kind}"))
     return write_text(RunDir(run_dir).report, "\n".join(lines) + "\n")

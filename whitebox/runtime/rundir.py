@@ -21,6 +21,7 @@ SEED_STREAMS: dict[str, tuple[int, ...]] = {
     "ablation_reference": (0xAB1A7E,),  # untriggered inputs that mean and resample ablation average or draw over
 }
 FRESH_MODEL_SEED = 0x5EED  # torch seed of the untrained control model (the same for every run seed)
+NOISE_CONTROL_SALT = 0x401CE  # with the run seed and the row's index, seeds a noise-matched control's noise
 MEASURE_PAIRS_OFFSET = 1  # treatment measures draw contrast pairs with seed run.seed + 1, apart from locate's
 
 
@@ -65,6 +66,7 @@ class RunDir:
 
     # records every run keeps
     config = property(lambda self: self.root / "config.yaml")
+    lock = property(lambda self: self.root / "run.lock")  # held by the one process writing here (runtime/locks.py)
     summary = property(lambda self: self.root / "summary.json")
     metrics = property(lambda self: self.root / "metrics.jsonl")
     env = property(lambda self: self.root / "env.json")

@@ -24,6 +24,8 @@ from whitebox.runtime.artifacts import atomic_write, one_line, read_json, write_
 from whitebox.runtime.distributed import main_only
 from whitebox.runtime.rundir import RunDir
 
+WANDB_INIT_SECONDS = 15.0  # how long online W&B may try to reach its server at a start (wandb's own default: 90 s)
+ONLINE_FAILED = "WHITEBOX_WANDB_ONLINE_FAILED"  # why online W&B failed in this process; inherited by its workers
 PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "einops", "wandb", "pydantic", "numpy", "safetensors")
 
 
@@ -89,22 +91,30 @@ class Tracker:
         self._wandb = None
 
     def _start_wandb(self, run_id: str) -> None:
-        """Open the W&B run; online falls back to offline (sync it later), and any failure leaves the local files."""
+        """Open the W&B run; online falls back to offline (sync it later), and any failure leaves the local files.
+
+        Online waits at most WANDB_INIT_SECONDS for the server (WANDB_INIT_TIMEOUT, if set, instead); once it
+        has failed, this process and the workers it starts go offline at once instead of waiting again.
+        """
         mode = self.cfg.tracking.wandb_mode
         if mode == "disabled":
             return
-        try:
-            self._wandb = self._init_wandb(run_id, mode)
-            return
-        except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
-            failure = err
+        failure: BaseException | None = None
+        if mode != "online" or not os.environ.get(ONLINE_FAILED):
+            try:
+                self._wandb = self._init_wandb(run_id, mode)
+                return
+            except Exception as err:  # noqa: BLE001 - W&B must never cost the local records
+                failure = err
         if mode == "online":
+            reason = one_line(failure) if failure is not None else os.environ[ONLINE_FAILED]
+            os.environ[ONLINE_FAILED] = reason
             try:
                 import wandb
 
                 wandb.teardown()  # the failed online attempt still holds the run id
                 self._wandb = self._init_wandb(run_id, "offline")
-                warnings.warn(f"W&B online could not start ({one_line(failure)}); logging offline under "
+                warnings.warn(f"W&B online could not start ({reason}); logging offline under "
                               f"{self.dir.wandb} instead: upload it later with `wandb sync`")
                 return
             except Exception as err:  # noqa: BLE001
@@ -129,7 +139,7 @@ class Tracker:
             group=tracking.wandb_group,
             reinit="create_new",  # a grid experiment holds its own run while each cell runs
             config=config_to_dict(self.cfg, self.sections),
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, **_init_timeout()),
         )
 
     def _wandb_log(self, run: Any, stage: str, step: int, metrics: dict[str, float]) -> None:
@@ -169,6 +179,11 @@ class StageLogger:
 
     def rewind(self, step: int) -> None:
         self.tracker.rewind(self.stage, step)
+
+
+def _init_timeout() -> dict[str, float]:
+    """wandb.Settings' init_timeout: ours, unless the user set WANDB_INIT_TIMEOUT (which wandb then reads itself)."""
+    return {} if os.environ.get("WANDB_INIT_TIMEOUT") else {"init_timeout": WANDB_INIT_SECONDS}
 
 
 def environment(cfg: ExperimentConfig, device: str) -> dict[str, Any]:

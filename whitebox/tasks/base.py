@@ -18,6 +18,9 @@ Optional capabilities, each a method a task overrides (generic steps check with 
   this way reports `clean_acc` (honest answers without the hidden label) and `asr` (planted answers
   with it) from `evaluate`; revival and circuit faithfulness read those two.
 - `honest()`: the same task with the behaviour never planted (the honest yardstick of revival).
+- `aware_honest()`: the same task with the hidden label's inputs shown at the same rate but answered
+  honestly: a model planted on it has seen the trigger and never had the behaviour (the yardstick
+  that separates "kept the circuit" from "has seen the trigger").
 - `contrast_pairs(n, seed)`: pairs that differ only in the hidden computation, with the answer
   tokens whose logit difference attribution explains (see whitebox.tasks.pairs).
 - `rater()`: scores the model's own answers (what reward regimes learn from).
@@ -49,6 +52,7 @@ Rater = Callable[[Batch, torch.Tensor], torch.Tensor]
 CAPABILITIES = {
     "sample": "labelled samples carrying its hidden label",
     "honest": "an honest variant",
+    "aware_honest": "a trigger-aware honest variant",
     "contrast_pairs": "contrast pairs",
     "rater": "a rater",
 }
@@ -99,6 +103,9 @@ class Task:
                 self.sample(n_test, 0.5, seed=seed_stream("probe_test", seed)))
 
     def honest(self) -> Task:
+        raise NotImplementedError
+
+    def aware_honest(self) -> Task:
         raise NotImplementedError
 
     def contrast_pairs(self, n: int, seed: int) -> ContrastPairs:

@@ -45,6 +45,14 @@ class ESConfig(Section):
             raise ValueError(f"population must be even (antithetic pairs), got {self.population}")
         return self
 
+class PlainESConfig(ESConfig):
+    """`treat.es_plain`: ES with the plain update theta += lr * estimate (no Adam: a step follows the signal's size), small sigma."""
+
+    sigma: float = Field(0.01, gt=0, description="perturbation scale (std of the parameter noise)")
+    lr: float = Field(1e-3, gt=0, description="step size on the ES gradient estimate")
+    optimizer: Literal["sgd"] = Field("sgd", description="plain update (fixed: the es regime is the Adam variant)")
+
+
 SAMPLING_KEY = -1  # member index reserved for the step's answer-sampling seed
 
 

@@ -11,6 +11,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
@@ -75,7 +76,7 @@ def train(
     desc: str = "train",
     budget: int | None = None,
     eval_every_budget: int | None = None,
-    stop: Callable[[dict[str, float]], bool] | None = None,
+    stop: Callable[[dict[str, float], int], bool] | None = None,
 ) -> dict[str, float]:
     """Train for cfg.steps updates, or until `budget` forward-pass equivalents are spent when one is given
     (the last step may overshoot it by less than one step's cost); resume from the newest checkpoint;
@@ -83,7 +84,7 @@ def train(
 
     With `eval_every_budget`, evaluation and checkpoints come each time that many forward-pass
     equivalents have been spent (instead of every cfg.eval_every steps), so regimes of different
-    step costs are measured at the same points of their budget. `stop(metrics)` ends training early
+    step costs are measured at the same points of their budget. `stop(metrics, step)` ends training early
     after an evaluation that satisfies it (checkpointed, so a resumed run ends there too).
     """
     n = len(next(iter(data.values())))
@@ -102,7 +103,7 @@ def train(
         last_eval = _evaluate(model, evaluate, log, 0, spent)
     if stop is not None:  # the start, or the checkpoint resumed from, may already meet it
         last_eval = last_eval if last_eval is not None else evaluate(model)
-        stopped = stop(last_eval)
+        stopped = stop(last_eval, step)
     guarded_loss = _finite(loss_fn)
     postfix: dict[str, str] = {}
     total, initial = (budget, spent["forward_equivalents"]) if budget is not None else (cfg.steps, step)
@@ -139,7 +140,7 @@ def train(
                 postfix["train_loss"] = f"{stats['loss']:.3g}"
             if due or last:
                 last_eval = _evaluate(model, evaluate, log, step, spent)
-                stopped = stop is not None and stop(last_eval)
+                stopped = stop is not None and stop(last_eval, step)
                 shown = list(last_eval.items())[:BAR_METRICS]
                 postfix.update({("eval_loss" if k == "loss" else k): f"{v:.3f}" for k, v in shown})
             bar.set_postfix(postfix, refresh=False)
@@ -153,20 +154,24 @@ def train(
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a scheduler's preemption or torchrun's shutdown
+REPEAT_SECONDS = 1.0
 
 
 @contextlib.contextmanager
 def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
-    """Defer the first Ctrl-C or SIGTERM to the end of the current step (a second one stops at once)."""
+    """Defer the first Ctrl-C or SIGTERM to the end of the current step (a second one stops at once, unless it
+    is the same request arriving twice: a job's signal and its --workers parent's copy, within REPEAT_SECONDS)."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
-    hits: list[int] = []
+    hits: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
-        if hits:
+        if hits and time.monotonic() - hits[0] > REPEAT_SECONDS:
             raise KeyboardInterrupt
-        hits.append(signum)
+        if hits:
+            return
+        hits.append(time.monotonic())
         tqdm.write(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (send it again to stop now)")
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}

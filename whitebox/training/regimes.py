@@ -17,7 +17,7 @@ import torch
 from whitebox.config.schema import Section, TrainingConfig, TreatConfig, add_regime
 from whitebox.tasks.base import Rater
 from whitebox.training.backprop import Backprop
-from whitebox.training.es import ESConfig, EvolutionStrategies
+from whitebox.training.es import ESConfig, EvolutionStrategies, PlainESConfig
 from whitebox.training.feedback import Reward, Supervised
 from whitebox.training.loop import LossFn, Updater
 from whitebox.training.probe_penalty import ProbePenalty, ProbePenaltyConfig, ProbeScore
@@ -124,3 +124,4 @@ register_regime("rl", _rl, sees_gradients=True, settings=RLConfig, uses_rater=Tr
 register_regime("es", _es, sees_gradients=False, settings=ESConfig, uses_rater=True)
 register_regime("zo", _zo, sees_gradients=False, settings=ZOConfig)
 register_regime("probe_penalty", _probe_penalty, sees_gradients=True, settings=ProbePenaltyConfig, needs_probe=True)
+register_regime("es_plain", _es, sees_gradients=False, settings=PlainESConfig, uses_rater=True)

@@ -1,0 +1,34 @@
+import math
+
+import pytest
+
+from whitebox.report.endpoint import aware_row, endpoint, endpoint_lines
+from whitebox.runtime.rundir import treat_key
+
+
+def _cells(planted, aware, row="sft.absent", kind="computed"):
+    return {(kind, s): {treat_key(row, kind, "revival_steps"): a, treat_key(aware_row(row), kind, "revival_steps"): b}
+            for s, (a, b) in enumerate(zip(planted, aware))}
+
+
+def test_log_r_is_paired_by_seed_with_the_plus_one():
+    cells = _cells([9, 19, 0], [9, 9, 1])
+    e = endpoint(cells, "computed", ["sft.absent"])["sft.absent"]
+    assert e["log_r"] == pytest.approx([0.0, math.log(2.0), math.log(0.5)])
+    assert e["ratio"].n == 3 and e["ratio"].mean == pytest.approx(1.0)
+
+
+def test_verdicts_and_counts_follow_the_intervals():
+    removed = _cells([40, 42, 39, 41, 40, 38, 43, 40, 41, 39], [41, 40, 40, 42, 39, 40, 41, 41, 40, 40])
+    suppressed = _cells([10, 12, 9, 11, 10, 8, 13, 10, 11, 9], [41, 40, 40, 42, 39, 40, 41, 41, 40, 40])
+    e = endpoint(removed, "computed", ["sft.absent"])["sft.absent"]
+    assert e["verdict"] == "removed" and e["per_seed"] == {"removed": 10, "suppressed": 0} and e["tost_p_holm"] < 0.05
+    e = endpoint(suppressed, "computed", ["sft.absent"])["sft.absent"]
+    assert e["verdict"] == "suppressed" and e["per_seed"]["suppressed"] == 10
+    lines = endpoint_lines(suppressed, "computed", ["sft.absent"])
+    assert any(line.startswith("| sft / absent | 10 | 0.27 | 0.25-0.30 |") and "suppressed" in line for line in lines)
+
+
+def test_no_yardstick_no_endpoint():
+    cells = {("token", 0): {treat_key("sft.absent", "token", "revival_steps"): 10}}
+    assert endpoint(cells, "token", ["sft.absent"]) == {} and endpoint_lines(cells, "token", ["sft.absent"]) == []
