@@ -24,7 +24,7 @@ import torch
 from whitebox.fingerprint import model_identity
 from whitebox.hf_map import hf_location
 from whitebox.inputs import PositionRule, as_tokens, column, is_dataset, position_mask
-from whitebox.runtime.artifacts import ArtifactError, read_json, write_json
+from whitebox.runtime.artifacts import ArtifactError, one_line, read_json, write_json
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -153,15 +153,31 @@ def load_capture(out_dir: str | Path) -> Captured:
     """Reopen an on-disk capture as memory-mapped tensors; refuses one that never finished."""
     out_dir = Path(out_dir)
     manifest = read_json(out_dir / MANIFEST)
-    if manifest.get("format_version") != CAPTURE_FORMAT_VERSION:
-        raise ArtifactError(f"{out_dir / MANIFEST}: field 'format_version' is {manifest.get('format_version')!r}, "
-                            f"this whitebox reads {CAPTURE_FORMAT_VERSION}")
-    files = manifest["files"]
+    files = _checked_files(out_dir / MANIFEST, manifest)
     acts = {h: _open(out_dir / f) for h, f in files["acts"].items()}
     grads = {h: _open(out_dir / f) for h, f in files["grads"].items()} if files.get("grads") else None
     labels = _open(out_dir / files["labels"]) if files.get("labels") else None
-    return Captured(acts, labels, _open(out_dir / files["example"]), _open(out_dir / files["position"]),
-                    manifest["positions"], grads, manifest.get("model"))
+    example, position = _open(out_dir / files["example"]), _open(out_dir / files["position"])
+    if any(t.shape[:1] != example.shape[:1] for t in [*acts.values(), *(grads or {}).values(), position]):
+        raise ArtifactError(f"{out_dir}: the capture's files hold different numbers of rows; it is damaged")
+    return Captured(acts, labels, example, position, manifest["positions"], grads, manifest.get("model"))
+
+
+def _checked_files(path: Path, manifest: Any) -> dict[str, Any]:
+    """The manifest's `files`, each a .npy name inside the capture's folder; ArtifactError naming the field."""
+    if not isinstance(manifest, dict) or manifest.get("format_version") != CAPTURE_FORMAT_VERSION:
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise ArtifactError(f"{path}: field 'format_version' is {version!r}, this whitebox reads {CAPTURE_FORMAT_VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not isinstance(files.get("acts"), dict) or not isinstance(files.get("grads") or {}, dict):
+        raise ArtifactError(f"{path}: field 'files' must map acts (and grads) to their files; the capture is damaged")
+    names = [*files["acts"].values(), *(files.get("grads") or {}).values(), files.get("example"), files.get("position"),
+             *([files["labels"]] if files.get("labels") is not None else [])]
+    if not all(isinstance(n, str) and n.endswith(".npy") and Path(n).name == n for n in names):
+        raise ArtifactError(f"{path}: field 'files' must name .npy files inside the capture's folder; it is damaged")
+    if not isinstance(manifest.get("positions"), (str, int)) or isinstance(manifest["positions"], bool):
+        raise ArtifactError(f"{path}: field 'positions' must be a position rule; the capture is damaged")
+    return files
 
 
 def _labels(data: Any, labels: str | torch.Tensor | Sequence[int] | None, n: int) -> torch.Tensor | None:
@@ -275,4 +291,7 @@ def _open(path: Path) -> torch.Tensor:
     """A copy-on-write memory map of a .npy file as a tensor (writes never reach the file)."""
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found; the capture is incomplete")
-    return torch.from_numpy(np.load(path, mmap_mode="c"))
+    try:
+        return torch.from_numpy(np.load(path, mmap_mode="c"))
+    except (ValueError, OSError, TypeError, EOFError) as err:
+        raise ArtifactError(f"{path}: unreadable .npy file ({one_line(err)}); the capture is damaged") from None

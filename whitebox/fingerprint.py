@@ -18,10 +18,14 @@ ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "Lla
 
 def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
     """Architecture, the config's dims (or checkpoint name) and parameter shapes: models load each other's weights iff equal."""
+    return fingerprint_of(architecture(model, cfg), cfg, {name: list(t.shape) for name, t in model.state_dict().items()})
+
+
+def fingerprint_of(arch: str, cfg: ModelConfig, params: dict[str, list[int]]) -> dict[str, Any]:
+    """The fingerprint from its parts, so that a saved model's file can be checked before any model is built."""
     # a checkpoint's name says nothing of its weights (copies move, names get reused): the weights digest does
     dims = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("name_or_path", "revision")}
-    params = {name: list(t.shape) for name, t in model.state_dict().items()}
-    body = {"arch": architecture(model, cfg), "dims": dims, "params": params}
+    body = {"arch": arch, "dims": dims, "params": params}
     return {**body, "sha256": sha256_json(body)}
 
 

@@ -7,19 +7,23 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from whitebox import __version__
 from whitebox.config import ModelConfig
-from whitebox.fingerprint import fingerprint
-from whitebox.runtime.artifacts import ArtifactError, atomic_write, one_line, read_json, sha256_file, write_json
+from whitebox.fingerprint import fingerprint, fingerprint_of
+from whitebox.runtime.artifacts import (
+    ArtifactError, atomic_write, one_line, read_json, seal, sha256_file, unsealed, write_json,
+)
+from whitebox.runtime.memory import model_bytes, pretrained_bytes, require_memory
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+OPTIONAL_FIELDS = {"task": dict, "metrics": dict, "regime": str, "condition": str}  # what save_model's callers add
 
 
 def build_model(
@@ -67,6 +71,11 @@ def load_pretrained(
     from transformer_lens.model_bridge import TransformerBridge
 
     name = cfg.name_or_path
+    hf_config = Path(name) / "config.json"
+    if hf_config.is_file():  # a local folder: refuse what cannot fit before transformers allocates it
+        data = read_json(hf_config)
+        require_memory(pretrained_bytes(data) if isinstance(data, dict) else 0, f"{hf_config}: this checkpoint",
+                       "load it on a machine with more memory, or free some", ArtifactError)
     try:
         bridge = TransformerBridge.boot_transformers(name, device="cpu", dtype=getattr(torch, cfg.dtype or "float32"),
                                                      revision=cfg.revision, load_weights=pretrained_weights)
@@ -152,7 +161,7 @@ def save_model(model: torch.nn.Module, cfg: ModelConfig, directory: str | Path, 
         "weights_sha256": sha256_file(weights),
         **(extra or {}),
     }
-    write_json(directory / META, meta)
+    write_json(directory / META, seal(meta))
     return directory
 
 
@@ -173,9 +182,30 @@ def read_model_meta(directory: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: fields 'weights_sha256' (a string) and 'model_config' (an object) are damaged")
     if meta["format_version"] != FORMAT_VERSION:
         raise ArtifactError(
-            f"{path}: format_version {meta['format_version']} is not supported (this whitebox reads {FORMAT_VERSION})"
+            f"{path}: format_version {meta['format_version']!r} is not supported (this whitebox reads {FORMAT_VERSION})"
         )
+    for key, kind in OPTIONAL_FIELDS.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise ArtifactError(f"{path}: field {key!r} must be a JSON {'object' if kind is dict else 'string'}, got "
+                                f"{type(meta[key]).__name__}; the file is damaged")
+    if not all(isinstance(v, (int, float, str, bool)) or v is None for v in meta.get("metrics", {}).values()):
+        raise ArtifactError(f"{path}: field 'metrics' must map names to numbers or strings; the file is damaged")
+    if unsealed(meta):
+        raise ArtifactError(f"{path}: content hash differs from field 'sha256' (or it has none); the file was edited or "
+                            "damaged: save the model again")
+    if "vocab" in meta:
+        _check_vocab(path, meta["vocab"], meta["model_config"].get("d_vocab"))
     return meta
+
+
+def _check_vocab(path: Path, vocab: Any, d_vocab: Any) -> None:
+    """A saved vocabulary is a list of distinct token strings, no longer than the model's d_vocab."""
+    if not isinstance(vocab, list) or not vocab or not all(isinstance(t, str) and t for t in vocab):
+        raise ArtifactError(f"{path}: field 'vocab' must be a non-empty list of token strings; the file is damaged")
+    if len(set(vocab)) != len(vocab):
+        raise ArtifactError(f"{path}: field 'vocab' names a token twice; the file is damaged")
+    if isinstance(d_vocab, int) and len(vocab) > d_vocab:
+        raise ArtifactError(f"{path}: field 'vocab' has {len(vocab)} tokens but model_config.d_vocab is {d_vocab}")
 
 
 def load_weights(model: torch.nn.Module, cfg: ModelConfig, directory: str | Path) -> torch.nn.Module:
@@ -215,9 +245,32 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
         cfg = ModelConfig.model_validate(meta["model_config"])
     except ValidationError as err:
         raise ArtifactError(f"{Path(directory) / META}: field 'model_config' is invalid ({err.errors()[0]['msg']})") from None
+    if cfg.source == "from_config":
+        _check_before_building(directory, meta, cfg)
     vocab = meta.get("vocab") or [str(i) for i in range(cfg.d_vocab or 0)]
     model = build_model(cfg, None if cfg.source == "pretrained" else vocab)
     return load_weights(model, cfg, directory).to(device, print_details=False), cfg
+
+
+def _check_before_building(directory: Path, meta: dict[str, Any], cfg: ModelConfig) -> None:
+    """Refuse, before any allocation, weights that are not the file recorded, a config they were not saved with,
+    or a model too large for this machine."""
+    weights, path = directory / WEIGHTS, directory / META
+    if cfg.d_vocab is None or cfg.n_ctx is None:
+        raise ArtifactError(f"{path}: field 'model_config' lacks d_vocab or n_ctx; the file is damaged")
+    if not weights.is_file():
+        raise ArtifactError(f"{weights}: file not found")
+    if sha256_file(weights) != meta["weights_sha256"]:
+        raise ArtifactError(f"{weights}: content hash differs from {META}; the file is corrupt or was replaced")
+    try:
+        with safe_open(str(weights), "pt") as f:
+            params = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(f"{weights}: unreadable safetensors file ({one_line(err)})") from None
+    if fingerprint_of(cfg.arch, cfg, params)["sha256"] != meta["fingerprint"]["sha256"]:
+        raise ArtifactError(f"{path}: field 'model_config' or 'fingerprint' does not match {WEIGHTS}; the file was edited")
+    require_memory(model_bytes(cfg, cfg.d_vocab, cfg.n_ctx), f"{path}: this model", "load it on a machine with more "
+                   "memory, or free some", ArtifactError)
 
 
 def _describe_mismatch(saved: dict[str, Any], ours: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from whitebox.runtime.context import RunContext
 from whitebox.runtime.env import amendment, check_unchanged, differences, read_env
 from whitebox.runtime.experiment import EXPERIMENTS, Experiment
 from whitebox.runtime.locks import new_directory, writing
+from whitebox.runtime.memory import check_config
 from whitebox.runtime.records import read_summary
 from whitebox.runtime.rundir import RunDir
 from whitebox.runtime.tracking import Tracker, write_config
@@ -117,7 +118,7 @@ def run_or_resume(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
-    """The config's experiment, after its config-time checks: sections it reads, its own check, --workers."""
+    """The config's experiment, after its config-time checks: sections it reads, its own check, --workers, memory."""
     experiment = find_experiment(cfg.experiment)
     experiment.validate(cfg)
     check_workers(experiment, workers)
@@ -125,6 +126,7 @@ def prepare(cfg: ExperimentConfig, workers: int = 1) -> Experiment:
     if cfg.model.source == "pretrained" and not task.uses_model_tokenizer:
         raise ConfigError(f"model.source: a pretrained model reads text with its own tokenizer, but task {task.name!r} "
                           "makes token ids of its own vocabulary; use model.source: from_config (or a text task)")
+    check_config(cfg, experiment.sections, task)
     return experiment
 
 

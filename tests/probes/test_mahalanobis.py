@@ -12,6 +12,7 @@ from whitebox.capture import capture
 from whitebox.config import ModelConfig
 from whitebox.models import build_model
 from whitebox.probes import ProbeError, fit_detectors, load_detector
+from whitebox.runtime.artifacts import seal
 from whitebox.tasks import get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
 
@@ -53,6 +54,9 @@ def test_round_trip_and_bad_artifacts(tmp_path):
     meta_path = saved / "detector.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "d_model": 7}))
+    with pytest.raises(ProbeError, match=r"detector\.json: content hash differs from field 'sha256'"):
+        load_detector(saved)
+    meta_path.write_text(json.dumps(seal({k: v for k, v in meta.items() if k != "sha256"} | {"d_model": 7})))
     with pytest.raises(ProbeError, match=r"detector\.json: field 'd_model' is 7 but detector\.safetensors tensor 'mean' has shape \[6\]"):
         load_detector(saved)
     meta_path.write_text(json.dumps({**meta, "detector_type": "knn"}))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from whitebox.probes import Probe, ProbeError, fit_probes, load_probe
-from whitebox.runtime.artifacts import ArtifactError
+from whitebox.runtime.artifacts import ArtifactError, seal
 
 
 @pytest.fixture
@@ -21,7 +21,8 @@ def saved(probe, tmp_path):
     return probe.save(tmp_path / "probe")
 
 
-def _edit(directory, **fields):
+def _edit(directory, reseal=True, **fields):
+    """Edit probe.json's fields; with reseal, recompute its content hash so the checks behind the hash are reached."""
     path = directory / "probe.json"
     meta = json.loads(path.read_text())
     for key, value in fields.items():
@@ -29,7 +30,7 @@ def _edit(directory, **fields):
             del meta[key]
         else:
             meta[key] = value
-    path.write_text(json.dumps(meta))
+    path.write_text(json.dumps(seal({k: v for k, v in meta.items() if k != "sha256"}) if reseal else meta))
 
 
 def test_round_trip_is_exact(probe, saved):
@@ -41,7 +42,7 @@ def test_round_trip_is_exact(probe, saved):
         assert getattr(loaded, name) == getattr(probe, name), name
     meta = json.loads((saved / "probe.json").read_text())
     assert {"format_version", "probe_type", "hook", "position", "d_model", "model", "training_data", "metrics",
-            "whitebox_version", "created", "weights_sha256"} <= set(meta)
+            "whitebox_version", "created", "weights_sha256", "sha256"} <= set(meta)
     assert meta["training_data"]["description"] == "planted gaussian" and len(meta["training_data"]["sha256"]) == 64
     assert sorted(p.name for p in saved.iterdir()) == ["probe.json", "probe.safetensors"]
 
@@ -95,6 +96,14 @@ def test_replaced_weights_fail_the_hash(saved, probe, tmp_path):
 def test_tampered_or_missing_field(saved, fields, message):
     _edit(saved, **fields)
     with pytest.raises(ProbeError, match=message):
+        load_probe(saved)
+
+
+@pytest.mark.parametrize("fields", [{"probe_type": "lda"}, {"position": 3}, {"hook": "blocks.0.hook_out"},
+                                    {"metrics": {}}, {"sha256": ...}])
+def test_an_edit_without_the_hash_is_refused(saved, fields):
+    _edit(saved, reseal=False, **fields)
+    with pytest.raises(ProbeError, match=r"probe\.json: (content hash differs from field 'sha256'|missing field 'sha256')"):
         load_probe(saved)
 
 

@@ -43,10 +43,11 @@ def _sha(data: bytes) -> str:
 
 
 def _reseal_weights(key: str, weights: str) -> Callable[[dict[str, bytes], dict], None]:
-    """Set the JSON's hash field to the (damaged) weight file's hash."""
+    """Set the JSON's hash field to the (damaged) weight file's hash, then its own content hash to match."""
     def reseal(files: dict[str, bytes], meta: dict) -> None:
         if weights in files:
             meta[key] = _sha(files[weights])
+        _reseal_circuit(files, meta)
     return reseal
 
 
@@ -56,6 +57,7 @@ def _reseal_checkpoint(files: dict[str, bytes], meta: dict) -> None:
 
 
 def _reseal_circuit(files: dict[str, bytes], meta: dict) -> None:
+    """Set the JSON's own content hash (`sha256`, over every other field) to match its edited fields."""
     meta["sha256"] = sha256_json({k: v for k, v in meta.items() if k != "sha256"})
 
 

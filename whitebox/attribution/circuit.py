@@ -7,18 +7,19 @@ stored in the artifact (`rule`, with its threshold) beside the scores that ranke
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from pydantic import ValidationError
 
 from whitebox.attribution.ablation import Ablation, ablated
 from whitebox.attribution.components import Component
-from whitebox.config import ModelConfig
+from whitebox.config import ConfigError, ModelConfig
 from whitebox.fingerprint import fingerprint
-from whitebox.runtime.artifacts import ArtifactError, read_json, sha256_json, write_json
+from whitebox.runtime.artifacts import ArtifactError, one_line, read_json, seal, unsealed, write_json
 from whitebox.runtime.rundir import seed_stream
 from whitebox.tasks import Task, get_task, has
 
@@ -59,8 +60,7 @@ class Circuit:
 
     def to_json(self) -> dict[str, Any]:
         """The file's content: every field, then `sha256` of the rest, so an edited or damaged file is refused."""
-        body = json.loads(json.dumps(self._body()))  # hashed as it will read back (tuples as lists, keys as strings)
-        return {**body, "sha256": sha256_json(body)}
+        return seal(self._body())
 
     def _body(self) -> dict[str, Any]:
         return {
@@ -102,21 +102,37 @@ class Circuit:
         for key in ("components", "scores"):
             for item in data[key]:
                 try:
-                    Component.parse(item if isinstance(item, str) else repr(item))
+                    unit = Component.parse(item if isinstance(item, str) else repr(item))
                 except ValueError as err:
                     raise CircuitError(f"{path}: field {key!r}: {err}") from None
+                if key == "components" and unit.kind == "resid":
+                    raise CircuitError(f"{path}: field 'components': {item} is a residual-stream position; a circuit is "
+                                       "made of heads, MLPs and neurons")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["scores"].values()):
             raise CircuitError(f"{path}: field 'scores' must map component ids to numbers")
+        if not all(math.isfinite(v) for v in data["scores"].values()):
+            raise CircuitError(f"{path}: field 'scores' holds NaN or infinity")
+        if not 0 < data["threshold"] <= 1:
+            raise CircuitError(f"{path}: field 'threshold' must be in (0, 1], got {data['threshold']!r}")
+        if len(set(data["components"])) != len(data["components"]):
+            raise CircuitError(f"{path}: field 'components' names a component twice")
         if "sha256" not in data["model_fingerprint"]:
             raise CircuitError(f"{path}: field 'model_fingerprint' has no 'sha256'")
-        body = {k: v for k, v in data.items() if k != "sha256"}
-        if "sha256" in data and data["sha256"] != sha256_json(body):  # files written before the hash have none
-            raise CircuitError(f"{path}: content hash differs from field 'sha256'; the file was modified or damaged")
+        if unsealed(data):
+            raise CircuitError(f"{path}: content hash differs from field 'sha256' (or it has none); the file was "
+                               "modified or damaged: locate the circuit again")
+        try:
+            get_task(data["task"])
+        except (ConfigError, ValidationError, ValueError, TypeError) as err:
+            reason = one_line(err) if isinstance(err, ConfigError) else "not a valid task section"
+            raise CircuitError(f"{path}: field 'task': {reason}") from None
         fields = {k: data[k] for k in _REQUIRED if k not in ("format_version", "kind")}
         return cls(**fields, hooks=data.get("hooks", {}), metrics=data.get("metrics", {}), details=data.get("details", {}))
 
     def check_model(self, model: torch.nn.Module, model_cfg: ModelConfig | None = None) -> None:
-        """Refuse a model whose fingerprint differs (parameter shapes only, when no config is given)."""
+        """Refuse a model whose fingerprint differs (parameter shapes only, when no config is given), or that lacks
+        one of the circuit's components."""
+        self.check_components(model)
         saved = self.model_fingerprint
         if model_cfg is not None:
             if fingerprint(model, model_cfg)["sha256"] != saved["sha256"]:
@@ -125,6 +141,21 @@ class Circuit:
         shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
         if "params" in saved and shapes != saved["params"]:
             raise CircuitError("circuit: field 'model_fingerprint' lists other parameters or shapes than this model's")
+
+    def check_components(self, model: torch.nn.Module) -> None:
+        """Refuse components beyond the model's layers, heads, neurons or context (e.g. L99.H0 on a 2-layer model)."""
+        cfg = model.cfg
+        layers, positions = int(cfg.n_layers), int(getattr(cfg, "n_ctx", 0) or 0)
+        sizes = {"head": int(cfg.n_heads), "neuron": int(getattr(cfg, "d_mlp", 0) or 0), "resid": positions}  # 0: unknown
+        for unit in self.units:
+            size = sizes.get(unit.kind, 0)
+            fits = (unit.layer < layers + (unit.kind == "resid")  # the residual stream has n_layers + 1 rows
+                    and (unit.index is None or not size or unit.index < size)
+                    and (unit.pos is None or not positions or unit.pos < positions))
+            if not fits:
+                raise CircuitError(f"circuit: field 'components': {unit.id} is not in this model ({layers} layers of "
+                                   f"{sizes['head']} heads and {sizes['neuron']} neurons, {positions} positions); "
+                                   "locate the circuit on this model")
 
     @contextlib.contextmanager
     def ablate(

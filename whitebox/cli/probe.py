@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from whitebox.config import ConfigError, ExperimentConfig
+from whitebox.config.schema import MAX_SEED
 from whitebox.runtime.rundir import RunDir
 
 
@@ -105,25 +106,34 @@ def _outside(root: Path, checkpoint: str | None, option: str) -> None:
 
 def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_mismatch: bool) -> dict[str, Any]:
     """Score a saved probe on `n` fresh examples of the checkpoint's own task."""
-    from whitebox.capture import capture
+    from whitebox.capture import canonical_hook, capture
     from whitebox.models import load_model, read_model_meta
     from whitebox.probes import load_probe
-    from whitebox.probes.artifact import check_model
+    from whitebox.probes.fits import check_model, check_reads
     from whitebox.probes.metrics import summary
+    from whitebox.runtime.memory import capture_bytes, examples_bytes, require_memory
     from whitebox.runtime.rundir import seed_stream
     from whitebox.tasks import require
 
     if n < 2:
         raise ConfigError(f"--n: need at least 2 examples, got {n}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed: must be an integer from 0 to {MAX_SEED}, got {seed}")
     probe = load_probe(probe_dir)
     model, model_cfg = load_model(checkpoint)
     check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
     task = _task_of(read_model_meta(checkpoint), checkpoint, None)
     require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
+    length = None if task.uses_model_tokenizer else task.seq_len()
+    check_reads(probe, model, f"{probe_dir}/probe.json", length)
+    positions = length if probe.position == "all" else 1
+    need = capture_bytes(n, 1, probe.d_model, positions or 1) + examples_bytes(n, length or 1)
+    require_memory(need, f"--n {n} (fresh examples and their activations)", "lower --n", ConfigError)
     rows = task.sample(n, 0.5, seed=seed_stream("probe_eval", seed))
     position = "last" if probe.position in (None, "mask") else probe.position
-    acts = capture(model.eval(), rows, [probe.hook], positions=position, labels=task.hidden_label)
-    scores = probe.score(acts.acts[probe.hook])
+    hook = canonical_hook(model, probe.hook)  # the probe may name an alias; activations come keyed by the canonical name
+    acts = capture(model.eval(), rows, [hook], positions=position, labels=task.hidden_label)
+    scores = probe.score(acts.acts[hook])
     stats = summary(scores[None], acts.labels)[0]
     return {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
 
@@ -146,7 +156,11 @@ def _task_of(meta: dict[str, Any], checkpoint: str, wanted: Any) -> Any:
 
 def run_probe_command(args: argparse.Namespace) -> dict[str, Any]:
     from whitebox.runner import load_config
+    from whitebox.runtime.memory import check_config
+    from whitebox.tasks import get_task
 
     if args.probe_command == "fit":
-        return fit_command(load_config(args.config, args.overrides), args.out)
+        cfg = load_config(args.config, args.overrides)
+        check_config(cfg, ("locate",), get_task(cfg.task))  # the model's size is the checkpoint's: load_model checks it
+        return fit_command(cfg, args.out)
     return eval_command(args.probe_dir, args.checkpoint, args.n, args.seed, args.allow_fingerprint_mismatch)

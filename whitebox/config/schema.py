@@ -22,6 +22,8 @@ from pydantic.fields import FieldInfo
 from whitebox.config.slots import _CHOICES, _PROBE_KINDS, _REGIMES, _TASKS, RegimeOptions, _check_names
 
 ALWAYS_READ = ("experiment", "run", "tracking")  # sections every experiment reads (the runner and the tracker)
+MAX_SEED = 2**32 - 1  # numpy's global seed (seeded with torch's at every start) takes 32 bits
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class Section(BaseModel):
@@ -32,7 +34,7 @@ class Section(BaseModel):
     list may not name one twice.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @field_validator("*")
     @classmethod
@@ -68,18 +70,18 @@ class ModelConfig(Section):
         "native", description="native: transformer-lens built-in; gpt2/llama: HF architecture from an in-memory config"
     )
     n_layers: int = Field(2, ge=1, le=96, description="transformer blocks")
-    d_model: int = Field(128, ge=1, description="residual stream width")
-    n_heads: int = Field(4, ge=1, description="attention heads per layer")
-    d_head: int | None = Field(None, ge=1, description="default: d_model // n_heads")
-    d_mlp: int | None = Field(None, ge=1, description="default: 4 * d_model")
+    d_model: int = Field(128, ge=1, le=65_536, description="residual stream width")
+    n_heads: int = Field(4, ge=1, le=1_024, description="attention heads per layer")
+    d_head: int | None = Field(None, ge=1, le=65_536, description="default: d_model // n_heads")
+    d_mlp: int | None = Field(None, ge=1, le=262_144, description="default: 4 * d_model")
     act_fn: Literal["gelu", "gelu_new", "relu", "silu"] = Field(
         None, validate_default=False, description="MLP activation; default: silu for llama, else gelu"
     )
     normalization: Literal["LN", "RMS", "none"] = Field(
         None, validate_default=False, description="LayerNorm, RMSNorm or none (native only); default: RMS for llama, else LN"
     )
-    n_ctx: int | None = Field(None, ge=1, description="default: the task's sequence length")
-    d_vocab: int | None = Field(None, ge=1, description="default: the task's vocabulary size")
+    n_ctx: int | None = Field(None, ge=1, le=131_072, description="default: the task's sequence length")
+    d_vocab: int | None = Field(None, ge=1, le=1_048_576, description="default: the task's vocabulary size")
 
     @model_validator(mode="before")
     @classmethod
@@ -280,7 +282,7 @@ class DeceptionConfig(Section):
 
 
 class GridConfig(Section):
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds: one planted model each")
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds: one planted model each")
     triggers: list[str] = Field(
         default_factory=lambda: ["token", "computed"], min_length=1,
         description="task variants, one cell each: the value of the task's variant key (the backdoor's trigger kind)",
@@ -289,7 +291,7 @@ class GridConfig(Section):
 
 class RunConfig(Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run directory name and W&B run name")
-    seed: int = Field(0, ge=0, description="seeds model init, data and batch order")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds model init, data and batch order")
     out_dir: str = Field("runs", description="parent of the run directory runs/<name>")
 
 

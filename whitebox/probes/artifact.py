@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,9 +24,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from whitebox import __version__
-from whitebox.fingerprint import ARCH_NAMES, model_identity
+from whitebox.probes.fits import check_model, check_position
 from whitebox.probes.live import LiveScores, attach_module, attach_scorer
-from whitebox.runtime.artifacts import ArtifactError, ProbeError, atomic_write, read_json, sha256_file, write_json
+from whitebox.runtime.artifacts import (
+    ArtifactError, ProbeError, atomic_write, read_json, seal, sha256_file, unsealed, write_json,
+)
 
 FORMAT_VERSION = 1
 
@@ -73,6 +74,7 @@ class ArtifactMeta(_Strict):
     whitebox_version: str
     created: str
     weights_sha256: str = Field(min_length=64, max_length=64)
+    sha256: str = Field(min_length=64, max_length=64, description="sha256 of every other field (whitebox.runtime.artifacts.seal)")
 
 
 @dataclass(kw_only=True)
@@ -129,6 +131,7 @@ class HookArtifact:
         where = f"{self.STEM} at {self.hook}"
         check_model(self.model, model, cfg, allow_fingerprint_mismatch, where)
         rule = self.position if positions is None else positions
+        check_position(rule, int(getattr(getattr(model, "cfg", None), "n_ctx", 0) or 0), where)
         if hasattr(model, "hook_dict"):
             return attach_scorer(model, self.hook, self.d_model, rule, self.score, where, detach)
         if self.hf_location is None:
@@ -171,35 +174,6 @@ def json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str) -> None:
-    """Refuse a model whose identity differs from the one the artifact was fitted on (unless allowed)."""
-    if saved is None:
-        return  # fitted on raw arrays: only the width can be checked
-    ours = model_identity(model, cfg)
-    problems = []
-    if ARCH_NAMES.get(saved["arch"], saved["arch"]) != ARCH_NAMES.get(ours["arch"], ours["arch"]):
-        problems.append(f"arch {saved['arch']!r} vs this model's {ours['arch']!r}")
-    if saved.get("fingerprint") and ours["fingerprint"]:
-        if saved["fingerprint"] != ours["fingerprint"]:
-            problems.append("model fingerprint differs (config or parameter shapes)")
-    elif saved["params_sha256"] != ours["params_sha256"]:
-        problems.append("parameter names or shapes differ")
-    if not problems and saved.get("weights_sha256") and saved["weights_sha256"] != ours["weights_sha256"]:
-        problems.append(f"other weights (fitted on {_named(saved)}, applied to {_named(ours)})")
-    if not problems:
-        return
-    message = f"{where}: fitted on a different model: {'; '.join(problems)}"
-    if not allow_mismatch:
-        raise ProbeError(f"{message}; pass allow_fingerprint_mismatch=True to use it anyway")
-    warnings.warn(message, stacklevel=3)
-
-
-def _named(identity: dict[str, Any]) -> str:
-    """A checkpoint's name, or its weights digest when it was built from config."""
-    name = identity.get("checkpoint")
-    return f"{name!r} (weights {identity['weights_sha256'][:12]})" if name else f"weights {identity['weights_sha256'][:12]}"
-
-
 def data_sha256(acts: torch.Tensor, labels: torch.Tensor | None) -> str:
     """sha256 of the float32 activations [n, d] and the labels the artifact was fitted on."""
     digest = hashlib.sha256()
@@ -220,7 +194,7 @@ def write_artifact(directory: str | Path, stem: str, tensors: dict[str, torch.Te
     directory = Path(directory)
     plain = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     weights = atomic_write(directory / f"{stem}.safetensors", lambda tmp: save_file(plain, str(tmp)))
-    write_json(directory / f"{stem}.json", {**meta, "weights_sha256": sha256_file(weights)})
+    write_json(directory / f"{stem}.json", seal({**meta, "weights_sha256": sha256_file(weights)}))
     return directory
 
 
@@ -244,10 +218,16 @@ def read_artifact(
     if raw["format_version"] != FORMAT_VERSION:
         raise ProbeError(f"{meta_path}: field 'format_version' is {raw['format_version']!r}; "
                          f"this whitebox reads format {FORMAT_VERSION} (re-save the {stem} with this version)")
+    if "sha256" not in raw:
+        raise ProbeError(f"{meta_path}: missing field 'sha256' (the hash of every other field; files saved before "
+                         f"whitebox sealed them have none): fit and save the {stem} again")
     try:
         meta = schema.model_validate(raw)
     except ValidationError as err:
         raise ProbeError(f"{meta_path}: {_describe(err)}") from None
+    if unsealed(raw):
+        raise ProbeError(f"{meta_path}: content hash differs from field 'sha256'; the file was edited or damaged "
+                         f"(fit and save the {stem} again)")
     if not weights_path.is_file():
         raise ProbeError(f"{weights_path}: file not found")
     try:
@@ -264,6 +244,8 @@ def read_artifact(
         if tuple(tensors[name].shape) != shape:
             raise ProbeError(f"{meta_path}: field 'd_model' is {meta.d_model} but {weights_path.name} tensor "
                              f"{name!r} has shape {list(tensors[name].shape)}, expected {list(shape)}; re-save the {stem}")
+        if tensors[name].is_floating_point() and not bool(torch.isfinite(tensors[name]).all()):
+            raise ProbeError(f"{weights_path}: tensor {name!r} holds NaN or infinity; fit and save the {stem} again")
     return tensors, meta
 
 

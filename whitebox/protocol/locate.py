@@ -30,7 +30,7 @@ from whitebox.probes import (
     load_probe,
 )
 from whitebox.protocol.plant import Planted
-from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.artifacts import ProbeError, read_json, write_json
 from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
@@ -46,15 +46,23 @@ class Located:
     summary: dict[str, Any]  # the step's summary keys, locate.<measure>
 
     def probe(self, hook: str) -> Probe:
-        return load_probe(self.dir.probe(hook))
+        return _reads(load_probe(self.dir.probe(hook)), hook, self.dir.probe(hook) / "probe.json")
 
     def detector(self, hook: str) -> MahalanobisDetector:
-        return load_detector(self.dir.detector(hook))
+        return _reads(load_detector(self.dir.detector(hook)), hook, self.dir.detector(hook) / "detector.json")
 
     @property
     def circuit(self) -> Circuit | None:
         """The located circuit; None when the task has no contrast pairs to locate one with."""
         return Circuit.load(self.dir.circuit) if self.dir.circuit.is_file() else None
+
+
+def _reads(artifact: Any, hook: str, path: Path) -> Any:
+    """The artifact saved for `hook`, refused when its file names another hook (the measures index by it)."""
+    if artifact.hook != hook:
+        raise ProbeError(f"{path}: field 'hook' is {artifact.hook!r} but the file is the one for {hook!r}; fit the probes "
+                         "again")
+    return artifact
 
 
 def probe_data(task: Task, cfg: LocateConfig, seed: int) -> tuple[Dataset, Dataset]:

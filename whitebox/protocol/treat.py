@@ -22,6 +22,7 @@ from whitebox.attribution.params import masked_weights, parameter_masks
 from whitebox.capture import residual_hooks
 from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
+from whitebox.probes.fits import check_reads
 from whitebox.protocol.locate import Located, fresh_model, probe_data
 from whitebox.protocol.measures import Measures
 from whitebox.protocol.plant import Planted, plant
@@ -133,7 +134,10 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     cfg, model, task = run.cfg, planted.model, planted.task
     hook = cfg.treat.probe_hook or residual_hooks(model)[-1]
     frozen = located.probe(hook)
+    check_reads(frozen, model, f"{located.dir.probe(hook)}/probe.json")
     circuit = located.circuit
+    if circuit is not None:
+        circuit.check_model(model, cfg.model)  # before any cell trains: a circuit of another model stops the run here
     fit_rows, test_rows = probe_data(task, cfg.locate, cfg.run.seed)
     pairs = None if circuit is None else task.contrast_pairs(cfg.locate.circuit_pairs, cfg.run.seed + MEASURE_PAIRS_OFFSET)
     reference = None if circuit is None else masked_weights(model, parameter_masks(model, circuit.units))

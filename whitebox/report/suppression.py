@@ -46,18 +46,25 @@ CRITERION = (
 def derived(summary: dict[str, Any], kind: str, rows: list[str]) -> dict[str, float]:
     """Per-seed ratios to the untreated model (start) and to a fresh model, for every row."""
     def get(row: str, measure: str) -> float:
-        return float(summary.get(treat_key(row, kind, measure), math.nan))
+        value = summary.get(treat_key(row, kind, measure), math.nan)
+        return float(value) if isinstance(value, (int, float)) else math.nan
 
     out = {}
     for row in rows:
-        out[treat_key(row, kind, "circuit_mass_rel")] = get(row, "circuit_mass") / get("start", "circuit_mass")
+        out[treat_key(row, kind, "circuit_mass_rel")] = ratio(get(row, "circuit_mass"), get("start", "circuit_mass"))
         out[treat_key(row, kind, "circuit_ablation_effect_rel")] = (
-            get(row, "circuit_ablation_effect") / get("start", "circuit_ablation_effect"))
-        out[treat_key(row, kind, "circuit_weight_norm_change")] = get(row, "circuit_weight_norm") / get("start", "circuit_weight_norm") - 1
+            ratio(get(row, "circuit_ablation_effect"), get("start", "circuit_ablation_effect")))
+        out[treat_key(row, kind, "circuit_weight_norm_change")] = (
+            ratio(get(row, "circuit_weight_norm"), get("start", "circuit_weight_norm")) - 1)
         for control in ("fresh", "honest"):
             out[treat_key(row, kind, f"revival_speedup_vs_{control}")] = (
-                get(control, "revival_steps") / max(get(row, "revival_steps"), 1.0))
+                ratio(get(control, "revival_steps"), max(get(row, "revival_steps"), 1.0)))
     return out
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is 0 (an empty circuit, a measure that was 0 before treatment): a table shows no number."""
+    return a / b if b != 0 else math.nan
 
 
 def aggregate(cells: dict[tuple[str, int], dict[str, Any]], rows: list[str]) -> dict[str, float]:

@@ -14,6 +14,8 @@ from safetensors import SafetensorError
 
 from whitebox.runtime.distributed import main_only
 
+MAX_JSON_BYTES = 256 << 20  # a model.json with a million-token vocabulary is about 20 MB
+
 
 class ArtifactError(Exception):
     """A file on disk is missing, corrupt or does not match what it must be loaded into."""
@@ -95,10 +97,15 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found")
+    if (size := path.stat().st_size) > MAX_JSON_BYTES:
+        raise ArtifactError(f"{path}: {size:,} bytes, more than any JSON file whitebox writes ({MAX_JSON_BYTES:,}); "
+                            "it is not one of its files")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{path}: not valid JSON ({err}); the file is truncated or corrupt") from None
+    except RecursionError:
+        raise ArtifactError(f"{path}: JSON nested too deeply to read; the file is not one whitebox wrote") from None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -111,3 +118,14 @@ def sha256_file(path: str | Path) -> str:
 
 def sha256_json(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def seal(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as it will read back, plus `sha256` of it: so that an edit to any field of the file is refused."""
+    plain = json.loads(json.dumps(body))  # tuples as lists, keys as strings
+    return {**plain, "sha256": sha256_json(plain)}
+
+
+def unsealed(data: dict[str, Any]) -> bool:
+    """True when `data` (a sealed file's content) has no `sha256`, or one that differs from the hash of the rest."""
+    return data.get("sha256") != sha256_json({k: v for k, v in data.items() if k != "sha256"})
