@@ -30,7 +30,7 @@ from whitebox.probes import (
     load_probe,
 )
 from whitebox.protocol.plant import Planted
-from whitebox.runtime.artifacts import ProbeError, read_json, write_json
+from whitebox.runtime.artifacts import ProbeError, write_json
 from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
