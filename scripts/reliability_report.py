@@ -86,7 +86,9 @@ def render(suite: dict[str, Any], faults: dict[str, Any] | None) -> str:
                  "disk_full": "full disk (writes refused past a file size)",
                  "config_edit": "killed, config.yaml edited: resume refused, then undone",
                  "foreign_checkpoint": "killed, another run's checkpoint copied in: refused, then removed",
-                 "checkpoint_edit": "killed, checkpoint.json's step or budget edited: refused, then undone"}
+                 "checkpoint_edit": "killed, checkpoint.json's step or budget edited: refused, then undone",
+                 "writers": "a second writer at once (two `run --out D`, or a `--resume` of a running D)",
+                 "parent_signal": "SIGTERM / SIGINT / SIGKILL to the `--workers 2` parent alone, then `--resume --workers 2`"}
         for fault, name in names.items():
             f = faults.get(fault)
             if f and f["trials"]:
@@ -94,9 +96,17 @@ def render(suite: dict[str, Any], faults: dict[str, Any] | None) -> str:
                 lines.append(f"| {name} | {f['trials']} | {f['survived']} | {f['faults']} ({where}) | {f['steps_redone']} "
                              f"| {f['finished_stages_recomputed']} | {f['records_lost']} | {f['summaries_differing']} |")
         lost = sum(faults[f]["records_lost"] + faults[f]["summaries_differing"] for f in names if f in faults)
+        writers, parent = faults.get("writers") or {}, faults.get("parent_signal") or {}
         lines += [
             "",
             f"Data lost over all trials (metrics records missing, summaries differing): {lost}.",
+        ]
+        if writers.get("trials") or parent.get("trials"):
+            lines += ["", f"Second writers: both ran in {writers.get('both_ran', 0)} of {writers.get('trials', 0)} trials "
+                      "(the other must be refused in one line naming the lock's holder). Signals to the workers' parent: "
+                      f"{parent.get('orphans', 0)} workers left running, at most {parent.get('seconds_to_stop_max')} s "
+                      "from the signal until every worker had stopped."]
+        lines += [
             "",
             "How the faults are made: SIGKILL lands at the n-th I/O event of the child (before a file is renamed into "
             "place, half-way through a metrics record, before a directory is removed, or at a training step); Ctrl-C is "

@@ -80,12 +80,10 @@ def affine_model() -> torch.nn.Module:
     return model.to(torch.float64)  # so "exact" can be checked to 1e-6
 
 
-# Which tiny planted models the selection rule finds a circuit on (measured 2026-12-01, torch 2.13.0,
-# transformers 5.24; seed 0 was the fixture until a dependency update changed its numerics): seed 2, a
-# faithful 1-unit circuit; seed 1, found, but ablating it removes only a third of the logit difference;
-# seeds 0 and 3, none. The rule is not robust on every model (docs/BENCHMARKS.md, circuit across seeds).
+# The tiny planted model the selection rule finds a faithful 1-unit circuit on (seed 2, measured 2026-12-01,
+# torch 2.13.0, transformers 5.24). Which seeds give none depends on the CPU's floating-point path (seed 0
+# did on one machine and not on another), so the not-found test forces that case with threshold 1 instead.
 FOUND_SEED = 2
-NOT_FOUND_SEEDS = (0, 3)
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,8 @@ def test_converges_to_patching_where_the_component_is_the_whole_difference(plant
         scores = integrated_patching(model, pairs, comps, steps=steps).scores
         errors[steps] = max(abs(scores[c] - exact.scores[c]) for c in exact.scores) / scale
     assert errors[1] > 0.05  # attribution patching alone is visibly off here
-    assert errors[1] > errors[4] > errors[32] > errors[128] and errors[128] < 0.01, errors
+    # O(1/k) in the limit; a few points may overshoot first (k=4 can be worse than k=1), so no monotone claim for small k
+    assert errors[1] > errors[32] > errors[128] and errors[128] < 0.01, errors
 
 
 def test_limit_is_integrated_gradients_on_the_first_block_input(planted, task_cfg):

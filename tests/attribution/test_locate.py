@@ -1,21 +1,19 @@
 
 import pytest
 
-from tests.attribution.conftest import NOT_FOUND_SEEDS, plant_tiny
 from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.locate import locate_circuit, plot_component_scores
 from whitebox.attribution.scores import ComponentScores
 from whitebox.tasks import get_task
 
 
-@pytest.mark.parametrize("seed", NOT_FOUND_SEEDS)
-def test_locate_says_so_when_the_rule_finds_no_faithful_circuit(seed, task_cfg):
-    model, cfg = plant_tiny(seed)
-    circuit, metrics = locate_circuit(model, cfg, get_task(task_cfg), n_pairs=64, seed=0, ig_steps=0)
+def test_locate_says_so_when_the_rule_finds_no_faithful_circuit(planted, task_cfg):
+    """threshold 1 asks for an ablated ASR whose one-sided Wilson bound is 0, which no finite sample gives: never found."""
+    model, cfg = planted
+    circuit, metrics = locate_circuit(model, cfg, get_task(task_cfg), n_pairs=64, seed=0, ig_steps=0, threshold=1.0)
     assert metrics["base_asr"] > 0.95  # a backdoor is there ...
     assert metrics["circuit_found"] == 0.0  # ... but the rule's stopping criterion was never met, and says so
-    assert metrics["ablation_asr"] > 0.1 or metrics["complement_ablation_asr"] < 0.9  # held-out: not faithful
-    assert circuit.metrics["circuit_found"] == 0.0
+    assert circuit.metrics["circuit_found"] == 0.0 and "threshold=1.0" in circuit.rule
 
 
 def test_locate_finds_a_faithful_circuit(planted, task_cfg, tmp_path):
