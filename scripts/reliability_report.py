@@ -32,7 +32,7 @@ def run_suite() -> dict[str, Any]:
         env = {**os.environ, "WHITEBOX_RELIABILITY_FIGURES": str(figures), "OMP_NUM_THREADS": "1"}
         started = time.perf_counter()
         code = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/reliability",
-                               f"--junitxml={junit}"], cwd=ROOT, env=env).returncode
+                               "-m", "slow or not slow", f"--junitxml={junit}"], cwd=ROOT, env=env).returncode
         seconds = time.perf_counter() - started
         records = [json.loads(line) for line in figures.read_text().splitlines()] if figures.is_file() else []
         tests = []
