@@ -130,7 +130,8 @@ def render(suite: dict[str, Any], faults: dict[str, Any] | None) -> str:
     lines += ["## Every test", "", "| test | what it checks | outcome | seconds |", "|---|---|---|---|"]
     docs = docstrings()
     for t in suite["tests"]:
-        module, name = t["test"].rsplit(".", 1)[-1].split("::")
+        path, name = t["test"].split("::", 1)  # a parametrized id may hold dots
+        module = path.rsplit(".", 1)[-1]
         lines.append(f"| `{module}::{name}` | {docs.get(name.split('[')[0], '')} | {t['outcome']} | {t['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 

@@ -52,7 +52,7 @@ def _laughs(levels: int = 9) -> str:
     ("laughs.yaml", _laughs().encode(), ["laughs.yaml", "aliases"]),
     ("list.yaml", b"- 1\n- 2\n", ["list.yaml", "mapping"]),
     ("bom16.yaml", "run: {name: a}\n".encode("utf-16"), ["bom16.yaml"]),
-])
+], ids=lambda value: value if isinstance(value, str) and value.endswith(".yaml") else "")
 def test_a_config_file_that_is_not_yaml_text(tmp_path, name, content, names):
     """Non-UTF-8 bytes, binary data, a 2 MB file, an alias bomb: one line naming the file, no run directory."""
     path = tmp_path / name

@@ -281,7 +281,8 @@ def test_hostile_circuit_components(circuit, tmp_path, figures):
 
 
 @pytest.mark.parametrize("name", ["probe.json", "model.json"])
-@pytest.mark.parametrize("content", ["[" * 200_000 + "]" * 200_000, '{"a": ' * 100_000 + "1" + "}" * 100_000])
+@pytest.mark.parametrize("content", ["[" * 200_000 + "]" * 200_000, '{"a": ' * 100_000 + "1" + "}" * 100_000],
+                         ids=["lists", "objects"])
 def test_json_nested_without_bound(saved, tmp_path, name, content):
     """A JSON file nested 100,000 deep (a parser bomb): one line, not RecursionError."""
     directory = copy_of(saved.probe if name == "probe.json" else saved.model, tmp_path)
