@@ -42,8 +42,7 @@ def attach_scorer(
     detach: bool = True,
 ) -> Iterator[LiveScores]:
     """Run `score` on `hook`'s activation at `position` in every forward pass while the context is open."""
-    if position == "mask":
-        raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
+    _check_live(position, where)
     try:
         name = canonical_hook(model, hook)
     except ValueError as err:
@@ -52,14 +51,10 @@ def attach_scorer(
     if name in residual_hooks(model) and width != d_model:
         raise ProbeError(f"{where}: field 'd_model' is {d_model} but the model's residual width at {name} is {width}")
     live = LiveScores(name)
+    record = _recorder(live, d_model, position, score, where, detach)
 
     def read(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        if act.shape[-1] != d_model:
-            raise ProbeError(f"{where}: field 'd_model' is {d_model} but {name} has width {act.shape[-1]} on this model")
-        x = _select(act, position)  # batch d, or batch pos d
-        if x is not None:
-            s = score(x.detach() if detach else x)
-            live.scores.append(s.detach() if detach else s)
+        record(act)
         return act
 
     with model.hooks(fwd_hooks=[(name, read)]):
@@ -77,23 +72,17 @@ def attach_module(
     detach: bool = True,
 ) -> Iterator[LiveScores]:
     """The same live scoring on a plain Hugging Face model, at the input or output of the module the hook is."""
-    if position == "mask":
-        raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
+    _check_live(position, where)
     try:
         module = model.get_submodule(location["module"])
     except AttributeError:
         raise ProbeError(f"{where}: this model has no module {location['module']!r}; it is not the architecture the "
                          "probe was fitted on") from None
     live = LiveScores(location["module"])
+    record = _recorder(live, d_model, position, score, where, detach)
 
     def read(act: Any) -> None:
-        act = act[0] if isinstance(act, (tuple, list)) else act  # a decoder layer returns (hidden, ...)
-        if act.shape[-1] != d_model:
-            raise ProbeError(f"{where}: field 'd_model' is {d_model} but {location['module']} has width {act.shape[-1]}")
-        x = _select(act, position)
-        if x is not None:
-            s = score(x.detach() if detach else x)
-            live.scores.append(s.detach() if detach else s)
+        record(act[0] if isinstance(act, (tuple, list)) else act)  # a decoder layer returns (hidden, ...)
 
     if location["io"] == "input":
         handle = module.register_forward_pre_hook(
@@ -104,6 +93,28 @@ def attach_module(
         yield live
     finally:
         handle.remove()
+
+
+def _check_live(position: Any, where: str) -> None:
+    """A position rule that needs a mask has none to read during a live pass."""
+    if position == "mask":
+        raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
+
+
+def _recorder(
+    live: LiveScores, d_model: int, position: Any, score: Callable[[torch.Tensor], torch.Tensor], where: str, detach: bool,
+) -> Callable[[torch.Tensor], None]:
+    """What each pass does with the activation: check its width, select `position`, score it into `live`."""
+
+    def record(act: torch.Tensor) -> None:
+        if act.shape[-1] != d_model:
+            raise ProbeError(f"{where}: field 'd_model' is {d_model} but {live.hook} has width {act.shape[-1]} on this model")
+        x = _select(act, position)  # batch d, or batch pos d
+        if x is not None:
+            s = score(x.detach() if detach else x)
+            live.scores.append(s.detach() if detach else s)
+
+    return record
 
 
 def _select(act: torch.Tensor, position: Any) -> torch.Tensor | None:
