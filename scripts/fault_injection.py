@@ -339,20 +339,8 @@ def trial(index: int, seed: int, work: Path, config: Path, ref: dict[str, Any], 
         if line.startswith("step "):
             steps[line.split()[1]] = steps.get(line.split()[1], 0) + 1
     redone = sum(steps.get(s, 0) - n for s, n in ref["steps"].items())
-    if (run_dir / "summary.json").is_file():
-        summary = json.loads((run_dir / "summary.json").read_text())
-        differ = sorted(k for k in set(summary) | set(ref["summary"])  # compared as JSON text: NaN equals NaN
-                        if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
-        if differ:
-            problems.append(f"summary differs from the uninterrupted run at {', '.join(differ[:5])}")
-        got = records(run_dir)
-        lost = sum(1 for r in ref["records"] if r not in got)
-        extra = len(got) - len(ref["records"]) + lost
-        if got != ref["records"]:
-            problems.append(f"metrics.jsonl differs: {lost} records lost, {extra} extra or duplicated")
-    else:
-        problems.append("no summary.json")
-        lost, extra = len(ref["records"]), 0
+    more, lost, extra = compare(run_dir, ref)
+    problems += more
     return {"trial": name, "fault": fault, "fault_points": faults, "faults_delivered": len(kinds), "faulted_at": kinds,
             "attempts": attempts, "steps_redone": redone, "records_lost": lost, "records_extra": extra,
             "survived": not problems, "problems": problems}
@@ -393,7 +381,8 @@ def compare(run_dir: Path, ref: dict[str, Any]) -> tuple[list[str], int, int]:
     if not (run_dir / "summary.json").is_file():
         return ["no summary.json"], len(ref["records"]), 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    differ = sorted(k for k in set(summary) | set(ref["summary"]) if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
+    differ = sorted(k for k in set(summary) | set(ref["summary"])  # compared as JSON text: NaN equals NaN
+                    if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
     got = records(run_dir)
     lost = sum(1 for r in ref["records"] if r not in got)
     extra = len(got) - len(ref["records"]) + lost
@@ -565,18 +554,10 @@ def tamper_trial(index: int, seed: int, work: Path, config: Path, ref: dict[str,
     attempts += 1
     if code != 0:
         problems.append(f"resume after undoing the change: exit {code} (see {log})")
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-    differ = sorted(k for k in set(summary) | set(ref["summary"])
-                    if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
-    if differ:
-        problems.append(f"summary differs from the uninterrupted run at {', '.join(differ[:5])}")
-    got = records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
-    lost = sum(1 for r in ref["records"] if r not in got)
-    if got != ref["records"]:
-        problems.append(f"metrics.jsonl differs: {lost} records lost")
+    more, lost, extra = compare(run_dir, ref)
+    problems += more
     return {"trial": name, "fault": fault, "fault_points": [at], "faults_delivered": len(kinds), "faulted_at": kinds,
-            "attempts": attempts, "steps_redone": 0, "records_lost": lost,
-            "records_extra": len(got) - len(ref["records"]) + lost,
+            "attempts": attempts, "steps_redone": 0, "records_lost": lost, "records_extra": extra,
             "survived": not problems, "problems": problems}
 
 
