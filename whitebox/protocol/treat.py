@@ -22,14 +22,15 @@ from whitebox.attribution.params import masked_weights, parameter_masks
 from whitebox.capture import residual_hooks
 from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
+from whitebox.probes import Probe
 from whitebox.probes.fits import check_reads
 from whitebox.protocol.locate import Located, fresh_model, probe_data
 from whitebox.protocol.measures import Measures
 from whitebox.protocol.plant import Planted, plant
 from whitebox.report.plots import plot_treatment, read_metrics
 from whitebox.runtime.artifacts import write_json
-from whitebox.runtime.records import read_numbers
 from whitebox.runtime.context import RunContext
+from whitebox.runtime.records import read_numbers
 from whitebox.runtime.rundir import (
     MEASURE_PAIRS_OFFSET,
     StageDir,
@@ -122,6 +123,14 @@ class Treated:
     yardsticks: dict[str, Path] = field(default_factory=dict)  # aware and <regime>_aware.<condition> (treat_aware)
 
 
+def frozen_probe(run: RunContext, model: torch.nn.Module, located: Located) -> tuple[Probe, str]:
+    """The located probe at treat.probe_hook (default: the last residual hook), checked against `model`; and that hook."""
+    hook = run.cfg.treat.probe_hook or residual_hooks(model)[-1]
+    frozen = located.probe(hook)
+    check_reads(frozen, model, f"{located.dir.probe(hook)}/probe.json")
+    return frozen, hook
+
+
 def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     """Every regime x condition cell of cfg.treat on copies of the planted model.
 
@@ -132,9 +141,7 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     against the forward-pass budget per cell.
     """
     cfg, model, task = run.cfg, planted.model, planted.task
-    hook = cfg.treat.probe_hook or residual_hooks(model)[-1]
-    frozen = located.probe(hook)
-    check_reads(frozen, model, f"{located.dir.probe(hook)}/probe.json")
+    frozen, hook = frozen_probe(run, model, located)
     circuit = located.circuit
     if circuit is not None:
         circuit.check_model(model, cfg.model)  # before any cell trains: a circuit of another model stops the run here
@@ -180,8 +187,7 @@ def treat_aware(run: RunContext, planted: Planted, located: Located) -> dict[str
     cfg, task = run.cfg, planted.task
     require(task, "aware_honest", "the trigger-aware yardstick (revive.aware_control)")
     aware = plant(run, task.aware_honest(), name="aware", stage="plant_aware")
-    hook = cfg.treat.probe_hook or residual_hooks(aware.model)[-1]
-    frozen = located.probe(hook)
+    frozen, hook = frozen_probe(run, aware.model, located)
     held_out = task.eval_set(cfg.run.seed)
 
     def behaviour(model: torch.nn.Module) -> dict[str, float]:
