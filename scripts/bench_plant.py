@@ -1,13 +1,16 @@
-"""Benchmark plant training through the TransformerBridge against a plain-torch GPT of the same size.
+"""Benchmark plant training (whitebox's fast path and the hooked bridge) against a plain-torch GPT of the same size.
 
-One training step each (AdamW, answer-token cross-entropy, the batch of the backdoor task), the
-bridge via whitebox's own Backprop updater and `supervised` loss, the reference a minimal GPT
-(pre-LN blocks, causal torch attention, GELU MLP) with the same widths and parameter count in the
-same process. Reports training tokens per second and the ratio ours / plain torch (target >= 0.9
-on the GPU). Timings are medians of --repeats interleaved rounds; on CPU they are this process's
-CPU time (use --threads 1 on a shared machine), on CUDA wall time after synchronising.
+One training step each (AdamW, answer-token cross-entropy, the batch of the backdoor task): whitebox
+through its own Backprop updater and `supervised` loss, once on the hook-free fast path (what plant
+training runs) and once through the TransformerBridge's hooked forward; the reference a minimal GPT
+(pre-LN blocks, fused QKV, scaled_dot_product_attention, GELU MLP, unembedding only the answer
+position) holding the very same weights. Before timing, all three train a few steps from the same
+weights on the same batch and must reach the same losses. Reports training tokens per second and
+the ratio ours / plain torch (target >= 0.9). Timings are medians of --repeats interleaved rounds,
+CPU time of this process and wall time (use --threads 1 on a shared machine); on CUDA wall time
+after synchronising.
 
-    python scripts/bench_plant.py --out bench_plant.json                       # CPU, quickstart size
+    python scripts/bench_plant.py --threads 1 --out bench_plant.json           # CPU, quickstart size
     python scripts/bench_plant.py --device cuda --d-model 512 --n-layers 8 --precision bf16 --compile
 """
 
@@ -24,13 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from whitebox import fast_path
 from whitebox.config import ModelConfig, TrainingConfig
 from whitebox.models import build_model
 from whitebox.tasks import get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.training import Backprop, supervised
+from whitebox.training.backprop import lr_factor
 
 RATIO_TARGET = 0.9
+CHECK_STEPS = 5  # steps from the same weights whose losses must agree
+LOSS_TOLERANCE = 1e-4
 
 
 class Block(nn.Module):
@@ -59,38 +66,80 @@ class PlainGPT(nn.Module):
         self.ln, self.unembed = nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits at the answer position only: [batch, vocab]."""
         x = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
         for block in self.blocks:
             x = block(x)
-        return self.unembed(self.ln(x))
+        return self.unembed(self.ln(x[:, -1]))
+
+    @torch.no_grad()
+    def copy_from(self, bridge: nn.Module) -> PlainGPT:
+        """Take a native bridge's weights (q, k, v concatenated into the fused projection)."""
+        inner = bridge.original_model
+        self.embed.weight.copy_(inner.tok_embed._original_component.weight)
+        self.pos.weight.copy_(inner.pos._original_component.weight)
+        for ours, theirs in zip(self.blocks, inner.layers):
+            theirs = theirs._original_component
+            attn, mlp = theirs.attn._original_component, theirs.mlp._original_component
+            lin = [getattr(attn, n)._original_component for n in "qkv"]
+            ours.qkv.weight.copy_(torch.cat([m.weight for m in lin]))
+            ours.qkv.bias.copy_(torch.cat([m.bias for m in lin]))
+            ours.out.load_state_dict(attn.o._original_component.state_dict())
+            ours.ln1.load_state_dict(theirs.ln1._original_component.state_dict())
+            ours.ln2.load_state_dict(theirs.ln2._original_component.state_dict())
+            ours.mlp[0].load_state_dict(mlp.fc_in._original_component.state_dict())
+            ours.mlp[2].load_state_dict(mlp.fc_out._original_component.state_dict())
+        self.ln.load_state_dict(inner.ln_out._original_component.state_dict())
+        self.unembed.weight.copy_(inner.head._original_component.weight)
+        return self
 
 
-def plain_step(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> Callable[[dict], None]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+def plain_step(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> Callable[[dict], float]:
+    """The same update as Backprop: AdamW with decay on matrices only, its warmup schedule, clipping; returns the loss."""
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None
 
-    def step(batch: dict) -> None:
+    def step(batch: dict) -> float:
         with amp if amp is not None else torch.enable_grad():
-            loss = F.cross_entropy(model(batch["tokens"])[:, -1].float(), batch["target"])
+            loss = F.cross_entropy(model(batch["tokens"]).float(), batch["target"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        scheduler.step()
+        return float(loss.detach())
 
     return step
 
 
-def timed(step: Callable[[dict], None], batch: dict, device: torch.device, iters: int) -> float:
-    """Seconds per step: CPU time of this process on CPU, wall time on CUDA."""
-    clock = time.perf_counter if device.type == "cuda" else time.process_time
+def timed(step: Callable[[dict], float], batch: dict, device: torch.device, iters: int) -> tuple[float, float]:
+    """Seconds per step: (CPU time of this process, wall time); on CUDA both are wall time after synchronising."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = clock()
+    cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(iters):
         step(batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (clock() - start) / iters
+    wall = (time.perf_counter() - wall) / iters
+    return (wall if device.type == "cuda" else (time.process_time() - cpu) / iters), wall
+
+
+def through(fast: bool, step: Callable[[dict], float]) -> Callable[[dict], float]:
+    """`step` with whitebox's fast path on or off."""
+
+    def run(batch: dict) -> float:
+        previous = fast_path.set_enabled(fast)
+        try:
+            return step(batch)
+        finally:
+            fast_path.set_enabled(previous)
+
+    return run
 
 
 def main() -> None:
@@ -120,35 +169,51 @@ def main() -> None:
     batch = {k: v.to(device) for k, v in rows.items()}
 
     torch.manual_seed(0)
-    bridge = build_model(model_cfg, vocab, device).train()
-    updater = Backprop(bridge, train_cfg, device)
-    forward = torch.compile(bridge) if args.compile else bridge
-    ours = lambda b: updater.step(forward, b, supervised)  # noqa: E731
-    plain_model = PlainGPT(model_cfg).to(device).train()
-    plain = plain_step(torch.compile(plain_model) if args.compile else plain_model, train_cfg, device)
-    params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("ours", bridge), ("plain", plain_model))}
+    bridges = {name: build_model(model_cfg, vocab, device).train() for name in ("ours", "bridge")}
+    bridges["bridge"].load_state_dict(bridges["ours"].state_dict())
+    plain_model = PlainGPT(model_cfg).to(device).train().copy_from(bridges["ours"])
+    params = {"ours": sum(p.numel() for p in bridges["ours"].parameters()),
+              "plain": sum(p.numel() for p in plain_model.parameters())}
 
-    steps = {"ours": ours, "plain": plain}
-    for step in steps.values():  # warm-up (and compilation)
-        timed(step, batch, device, 3)
-    samples: dict[str, list[float]] = {name: [] for name in steps}
+    def whitebox_step(model: nn.Module) -> Callable[[dict], float]:
+        updater = Backprop(model, train_cfg, device)
+        forward = torch.compile(model) if args.compile else model
+        return lambda b: updater.step(forward, b, supervised)["loss"]
+
+    steps = {"ours": through(True, whitebox_step(bridges["ours"])), "bridge": through(False, whitebox_step(bridges["bridge"])),
+             "plain": plain_step(torch.compile(plain_model) if args.compile else plain_model, train_cfg, device)}
+    # the same answer: from the same weights on the same batch, the same losses step after step (also the warm-up)
+    losses = {name: [step(batch) for _ in range(CHECK_STEPS)] for name, step in steps.items()}
+    gaps = {name: max(abs(a - b) for a, b in zip(losses[name], losses["plain"])) for name in ("ours", "bridge")}
+    if max(gaps.values()) > LOSS_TOLERANCE or params["ours"] != params["plain"]:
+        raise SystemExit(f"the three do not compute the same training: loss gaps {gaps}, parameters {params}")
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    wall: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.repeats):
         for name, step in steps.items():
-            samples[name].append(timed(step, batch, device, args.iters))
+            c, w = timed(step, batch, device, args.iters)
+            cpu[name].append(c)
+            wall[name].append(w)
     tokens = args.batch_size * batch["tokens"].shape[1]
-    seconds = {name: statistics.median(s) for name, s in samples.items()}
+    seconds = {name: statistics.median(s) for name, s in cpu.items()}
     result = {
         "device": str(device), "precision": args.precision, "compile": args.compile, "threads": torch.get_num_threads(),
         "model": model_cfg.model_dump(mode="json"), "batch_size": args.batch_size, "tokens_per_step": tokens, "params": params,
-        "seconds_per_step": seconds, "samples": samples,
+        "same_answer": {"steps": CHECK_STEPS, "losses": losses, "max_gap_to_plain": gaps, "tolerance": LOSS_TOLERANCE},
+        "seconds_per_step": seconds, "wall_seconds_per_step": {name: statistics.median(s) for name, s in wall.items()},
+        "samples": cpu, "wall_samples": wall,
         "tokens_per_second": {name: tokens / s for name, s in seconds.items()},
-        "ratio_ours_over_plain": seconds["plain"] / seconds["ours"], "target": RATIO_TARGET,
+        "ratio_ours_over_plain": seconds["plain"] / seconds["ours"],
+        "ratio_bridge_over_plain": seconds["plain"] / seconds["bridge"], "target": RATIO_TARGET,
         "torch": torch.__version__, "platform": platform.platform(),
     }
-    print(f"{'':8}{'params':>10}{'ms/step':>10}{'tokens/s':>12}")
+    print(f"{'':8}{'params':>10}{'ms/step':>10}{'wall ms':>10}{'tokens/s':>12}")
     for name in steps:
-        print(f"{name:8}{params[name]:>10}{1000 * seconds[name]:>10.2f}{result['tokens_per_second'][name]:>12.0f}")
-    print(f"ours / plain torch throughput: {result['ratio_ours_over_plain']:.2f} (target >= {RATIO_TARGET} on GPU)")
+        print(f"{name:8}{params['plain' if name == 'plain' else 'ours']:>10}{1000 * seconds[name]:>10.2f}"
+              f"{1000 * result['wall_seconds_per_step'][name]:>10.2f}{result['tokens_per_second'][name]:>12.0f}")
+    print(f"same losses over {CHECK_STEPS} steps: max gap to plain torch {max(gaps.values()):.1e}")
+    print(f"ours (fast path) / plain torch throughput: {result['ratio_ours_over_plain']:.2f} (target >= {RATIO_TARGET}); "
+          f"hooked bridge / plain: {result['ratio_bridge_over_plain']:.2f}")
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
+from whitebox import fast_path
 from whitebox.config.errors import ConfigError
 from whitebox.config.schema import TaskSection, add_task
 from whitebox.config.slots import task_config_class
@@ -163,8 +164,8 @@ def match_rater(column: str = "honest_target") -> Rater:
 
 
 def answer_logits(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits for the token after the last input position: [batch, d_vocab]."""
-    return model(tokens)[:, -1, :]
+    """Logits for the token after the last input position: [batch, d_vocab] (hook-free forwards take the fast path)."""
+    return fast_path.logits(model, tokens, last_only=True)
 
 
 @torch.no_grad()

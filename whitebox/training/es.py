@@ -4,7 +4,7 @@ Antithetic pairs theta +- sigma * eps_j, centred-rank fitness shaping, and noise
 from an integer seed derive_seed(run seed, step, j) whenever it is needed: a member is fully described
 by its seed and its fitness, so under torchrun the population is sharded across ranks that exchange
 only fitness scalars (communication does not grow with the model).
-The population is evaluated in chunks, each one vmapped forward over stacked perturbed weights.
+The population is evaluated in chunks, each one batched forward over stacked perturbed weights.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Literal
 import torch
 from pydantic import Field, model_validator
 
+from whitebox import fast_path
 from whitebox.config.schema import Section
 from whitebox.runtime import distributed
 from whitebox.tasks.base import answer_logits
@@ -183,7 +184,10 @@ class EvolutionStrategies:
 
 
 def population_answer_logits(model: torch.nn.Module, members: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
-    """Answer logits of every member on the same tokens in one vmapped forward: [members, batch, vocab]."""
+    """Answer logits of every member on the same tokens in one batched forward: [members, batch, vocab]
+    (the fast path's stacked-weight forward where it applies, otherwise the bridge vmapped over the members)."""
+    if fast_path.usable(model):
+        return fast_path.population_logits(model, members, tokens)
 
     def one(params: dict[str, torch.Tensor]) -> torch.Tensor:
         with swapped_parameters(model, params):

@@ -1,0 +1,122 @@
+"""The hook-free fast path computes what the bridge computes, on the same parameters, and steps aside for hooks."""
+
+import contextlib
+
+import pytest
+import torch
+
+from whitebox import fast_path
+from whitebox.config import ModelConfig, TrainingConfig
+from whitebox.models import build_model
+from whitebox.tasks.base import answer_logits
+from whitebox.training import Backprop, supervised
+from whitebox.training.es import population_answer_logits, sequential_answer_logits
+
+VOCAB = [str(i) for i in range(10)] + ["<bos>", "=", "<trig>"]
+
+
+def _model(arch="native", seed=0, **kw):
+    dims = {"n_layers": 2, "d_model": 16, "n_heads": 2, "d_mlp": 32, "n_ctx": 8, "d_vocab": 13, **kw}
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(arch=arch, **dims), VOCAB)
+
+
+@contextlib.contextmanager
+def bridge_only():
+    previous = fast_path.set_enabled(False)
+    try:
+        yield
+    finally:
+        fast_path.set_enabled(previous)
+
+
+TOKENS = torch.randint(0, 13, (5, 8), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("normalization", ["LN", "RMS", "none"])
+@pytest.mark.parametrize("act_fn", ["gelu", "relu", "silu"])
+def test_logits_and_gradients_match_the_bridge(normalization, act_fn):
+    model = _model(normalization=normalization, act_fn=act_fn)
+    assert fast_path.why_not(model) is None and fast_path.usable(model)
+
+    def run(fn):
+        model.zero_grad()
+        out = fn()
+        out.logsumexp(-1).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fast, fast_grads = run(lambda: fast_path.logits(model, TOKENS))
+    slow, slow_grads = run(lambda: model(TOKENS))
+    assert fast.shape == slow.shape == (5, 8, 13)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert fast_grads.keys() == slow_grads.keys()
+    for name in slow_grads:
+        torch.testing.assert_close(fast_grads[name], slow_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    torch.testing.assert_close(fast_path.logits(model, TOKENS, last_only=True), slow[:, -1], atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fast, _model(normalization=normalization, act_fn=act_fn, seed=1)(TOKENS))  # weights matter
+
+
+def test_a_hooked_model_runs_through_the_bridge_and_the_hook_sees_it():
+    model = _model()
+    seen = []
+    model.blocks[0].hook_out.add_hook(lambda act, hook: seen.append(act.shape))
+    assert fast_path.hooked(model) and not fast_path.usable(model)
+    answer_logits(model, TOKENS)
+    assert seen == [torch.Size([5, 8, 16])]
+    model.reset_hooks()
+    assert fast_path.usable(model)
+    answer_logits(model, TOKENS)
+    assert len(seen) == 1  # no hook left: the fast path, which never touches a HookPoint
+
+
+def test_a_hook_that_edits_activations_changes_answer_logits():
+    model = _model()
+    clean = answer_logits(model, TOKENS)
+    with model.hooks(fwd_hooks=[("blocks.1.hook_out", lambda act, hook: act * 0)]):
+        edited = answer_logits(model, TOKENS)
+    assert not torch.allclose(edited, clean)
+    torch.testing.assert_close(edited, model.unembed(model.ln_final(torch.zeros(5, 8, 16)))[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_architectures_without_a_fast_path_fall_back_to_the_bridge():
+    model = _model("gpt2")
+    assert fast_path.why_not(model) == "only native bridges have a fast path"
+    assert torch.equal(fast_path.logits(model, TOKENS), model(TOKENS))
+    assert fast_path.why_not(torch.nn.Linear(2, 2)) == "only native bridges have a fast path"
+
+
+def test_population_logits_match_each_member_through_the_bridge():
+    model = _model().eval()
+    gen = torch.Generator().manual_seed(2)
+    members = {n: p.detach() + 0.1 * torch.randn(3, *p.shape, generator=gen) for n, p in model.named_parameters()}
+    members.pop("head._original_component.weight")  # a parameter left out is shared by every member
+    with torch.no_grad():
+        batched = population_answer_logits(model, members, TOKENS)
+        with bridge_only():
+            one_by_one = sequential_answer_logits(model, members, TOKENS)
+    assert batched.shape == (3, 5, 13)
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(batched[0], batched[1])
+
+
+def test_population_logits_refuse_a_hooked_model():
+    model = _model()
+    model.blocks[0].hook_out.add_hook(lambda act, hook: act)
+    with pytest.raises(ValueError, match="needs the fast path"):
+        fast_path.population_logits(model, {}, TOKENS)
+
+
+def test_training_through_the_fast_path_follows_the_bridge_within_rounding():
+    cfg = TrainingConfig(lr=3e-3, batch_size=5, steps=20, warmup_steps=2, device="cpu")
+    batch = {"tokens": TOKENS, "target": torch.tensor([0, 1, 2, 3, 4])}
+    losses = {}
+    for fast in (True, False):
+        model = _model().train()
+        updater = Backprop(model, cfg, torch.device("cpu"))
+        previous = fast_path.set_enabled(fast)
+        try:
+            losses[fast] = [updater.step(model, batch, supervised)["loss"] for _ in range(20)]
+        finally:
+            fast_path.set_enabled(previous)
+    assert losses[True][-1] < 0.5 * losses[True][0]  # it trains
+    torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), atol=1e-4, rtol=1e-4)

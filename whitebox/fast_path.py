@@ -1,0 +1,186 @@
+"""Hook-free forwards through fused kernels, on the bridge's own parameters.
+
+A TransformerBridge runs every activation through a HookPoint and materialises the attention
+pattern, which only hooks need. When nothing is hooked, a native bridge's forward is recomputed here
+from the wrapped torch modules (the same parameter tensors): scaled_dot_product_attention instead of
+the explicit softmax, the norms and linears called directly. Gradients, optimizers, checkpoints and
+ES's swapped parameters see the very same tensors, so training through this path changes nothing
+but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
+falls back to the bridge's own forward.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch.nn.modules import module as torch_module
+
+_HOOK_POINTS: weakref.WeakKeyDictionary[torch.nn.Module, list[torch.nn.Module]] = weakref.WeakKeyDictionary()
+_UNSUPPORTED: weakref.WeakKeyDictionary[torch.nn.Module, str | None] = weakref.WeakKeyDictionary()
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> bool:
+    """Turn the fast path on or off process-wide (benchmarks and equality tests); returns the previous setting."""
+    global _enabled
+    previous, _enabled = _enabled, enabled
+    return previous
+
+
+def why_not(model: torch.nn.Module) -> str | None:
+    """Why `model` cannot take the fast path at all (None: it can, whenever nothing is hooked)."""
+    if model not in _UNSUPPORTED:
+        _UNSUPPORTED[model] = _unsupported(model)
+    return _UNSUPPORTED[model]
+
+
+def _unsupported(model: torch.nn.Module) -> str | None:
+    if not hasattr(model, "original_model"):  # not a bridge: transformer-lens need not even be imported
+        return "only native bridges have a fast path"
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.model_bridge.sources.native.model import NativeMLP, NativeModel, NativeRMSNorm
+
+    if not isinstance(model, TransformerBridge) or not isinstance(model.original_model, NativeModel):
+        return "only native bridges have a fast path"
+    cfg = model.cfg
+    inner = model.original_model
+    if inner.pos is None:
+        return "rotary position embeddings"
+    if float(cfg.attn_scores_soft_cap) > 0 or float(cfg.output_logits_soft_cap) > 0:
+        return "soft-capped scores or logits"
+    if cfg.attention_dir != "causal":
+        return "bidirectional attention"
+    if cfg.attn_only or any(not isinstance(_inner(b).mlp._original_component, NativeMLP) for b in inner.layers):
+        return "attention-only or gated-MLP blocks"
+    if any(_inner(b).mlp._original_component.ln is not None for b in inner.layers):
+        return "SoLU-LN MLPs"
+    norms = [_orig(inner.ln_out)] + [_orig(getattr(_inner(b), ln)) for b in inner.layers for ln in ("ln1", "ln2")]
+    if not all(isinstance(n, (torch.nn.Identity, torch.nn.LayerNorm, NativeRMSNorm)) for n in norms):
+        return "parameter-free (Pre) norms"
+    return None
+
+
+def hooked(model: torch.nn.Module) -> bool:
+    """Whether any hook (forward, pre-forward or backward, on a HookPoint or globally) could observe a forward."""
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks or torch_module._global_backward_hooks:
+        return True
+    if model not in _HOOK_POINTS:
+        _HOOK_POINTS[model] = [m for m in model.modules() if type(m).__name__ == "HookPoint"]
+    return any(h._forward_hooks or h._forward_pre_hooks or h._backward_hooks or h._backward_pre_hooks
+               for h in _HOOK_POINTS[model])
+
+
+def usable(model: torch.nn.Module) -> bool:
+    """Take the fast path for this call: enabled, a supported bridge, and nothing hooked."""
+    return _enabled and why_not(model) is None and not hooked(model)
+
+
+def logits(model: torch.nn.Module, tokens: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
+    """The model's logits [batch, pos, vocab] (or [batch, vocab] at the last position with last_only),
+    through the fast path when it is usable and through the bridge otherwise."""
+    if not usable(model):
+        out = model(tokens)
+        return out[:, -1, :] if last_only else out
+    return _forward(model.original_model, tokens, getattr, last_only)
+
+
+def population_logits(
+    model: torch.nn.Module, members: dict[str, torch.Tensor], tokens: torch.Tensor, *, last_only: bool = True
+) -> torch.Tensor:
+    """Logits of every member on the same tokens in one batched forward: [members, batch, (pos,) vocab].
+
+    `members` maps parameter names (model.named_parameters()) to stacked weights [members, *shape];
+    a parameter left out is shared by every member. Needs usable(model).
+    """
+    if not usable(model):
+        raise ValueError(f"population_logits needs the fast path ({why_not(model) or 'the model is hooked'})")
+    names = {id(p): name for name, p in model.named_parameters()}
+    count = len(next(iter(members.values())))
+
+    def weight(module: torch.nn.Module, leaf: str) -> torch.Tensor | None:
+        own = getattr(module, leaf)
+        return members.get(names.get(id(own), ""), own) if own is not None else None
+
+    return _forward(model.original_model, tokens.expand(count, *tokens.shape), weight, last_only)
+
+
+Weight = Callable[[torch.nn.Module, str], "torch.Tensor | None"]
+
+
+def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool) -> torch.Tensor:
+    """The native model's forward on `tokens` [*lead, pos] with each parameter read through `weight`;
+    a weight with one more leading dim than the module's holds one copy per member (lead = members, batch)."""
+    x = _embed(weight(_orig(inner.tok_embed), "weight"), tokens)
+    pos = weight(_orig(inner.pos), "weight")[..., : tokens.shape[-1], :]  # (members) pos d_model
+    x = x + (pos if pos.ndim == 2 else pos[:, None])
+    for block in inner.layers:
+        block = _inner(block)
+        attn, mlp = block.attn._original_component, block.mlp._original_component
+        x = x + _attention(attn, _norm(_orig(block.ln1), x, weight), weight)
+        hidden = mlp.act(_linear(_orig(mlp.fc_in), _norm(_orig(block.ln2), x, weight), weight))
+        x = x + _linear(_orig(mlp.fc_out), hidden, weight)
+    if last_only:
+        x = x[..., -1, :]
+    return _linear(_orig(inner.head), _norm(_orig(inner.ln_out), x, weight), weight)
+
+
+def _embed(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    if table.ndim == 2:
+        return F.embedding(tokens, table)
+    return table[torch.arange(len(table), device=tokens.device).view(-1, *[1] * (tokens.ndim - 1)), tokens]
+
+
+def _linear(module: torch.nn.Module, x: torch.Tensor, weight: Weight) -> torch.Tensor:
+    w, b = weight(module, "weight"), weight(module, "bias")
+    if w.ndim == 2:
+        return F.linear(x, w, b)
+    flat = x.reshape(len(w), -1, x.shape[-1])  # members rows in: one weight matrix per member
+    if b is None:
+        out = torch.bmm(flat, w.mT)
+    elif b.ndim == 1:  # a bias shared by every member
+        out = torch.bmm(flat, w.mT) + b
+    else:
+        out = torch.baddbmm(b.unsqueeze(1), flat, w.mT)
+    return out.view(*x.shape[:-1], w.shape[1])
+
+
+def _norm(module: torch.nn.Module, x: torch.Tensor, weight: Weight) -> torch.Tensor:
+    """LayerNorm, RMSNorm or none, fused; per-member gains and biases are applied after the normalisation."""
+    if isinstance(module, torch.nn.Identity):
+        return x
+    w = weight(module, "weight")
+    layer = isinstance(module, torch.nn.LayerNorm)
+    b = weight(module, "bias") if layer else None
+    shape = (x.shape[-1],)
+    if w.ndim == 1:
+        return F.layer_norm(x, shape, w, b, module.eps) if layer else F.rms_norm(x, shape, w, module.eps)
+    normed = F.layer_norm(x, shape, eps=module.eps) if layer else F.rms_norm(x, shape, eps=module.eps)
+    lead = (len(w), *[1] * (x.ndim - 2), -1)
+    normed = normed * w.view(lead)
+    return normed if b is None else normed + (b if b.ndim == 1 else b.view(lead))
+
+
+def _attention(attn: Any, x: torch.Tensor, weight: Weight) -> torch.Tensor:
+    """Causal multi-head attention (grouped key/value heads repeated) through scaled_dot_product_attention."""
+    q = rearrange(_linear(_orig(attn.q), x, weight), "... s (h e) -> ... h s e", h=attn.n_heads)
+    k = rearrange(_linear(_orig(attn.k), x, weight), "... s (h e) -> ... h s e", h=attn.n_kv_heads)
+    v = rearrange(_linear(_orig(attn.v), x, weight), "... s (h e) -> ... h s e", h=attn.n_kv_heads)
+    if attn.kv_repeats > 1:
+        k, v = k.repeat_interleave(attn.kv_repeats, dim=-3), v.repeat_interleave(attn.kv_repeats, dim=-3)
+    lead = q.shape[:-3]
+    q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))  # batch heads pos e: the fused CPU kernel wants 4-D
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / attn.scale).view(*lead, *q.shape[1:])
+    return _linear(_orig(attn.o), rearrange(out, "... h s e -> ... s (h e)"), weight)
+
+
+def _orig(bridge_component: Any) -> torch.nn.Module:
+    """The plain torch module a bridge component wraps (its parameters are the bridge's)."""
+    return bridge_component._original_component
+
+
+def _inner(block: Any) -> Any:
+    return block._original_component
