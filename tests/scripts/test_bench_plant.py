@@ -17,9 +17,14 @@ def test_bench_plant_compares_same_size_models_and_writes_its_numbers(tmp_path):
     result = json.loads(out.read_text())
     params = result["params"]
     assert params["ours"] == params["plain"]  # the reference has the same parameters
-    assert len(result["samples"]["ours"]) == len(result["samples"]["plain"]) == 2
+    assert len(result["samples"]["ours"]) == len(result["samples"]["bridge"]) == len(result["samples"]["plain"]) == 2
+    same = result["same_answer"]  # from the same weights, the same losses: the three train the same model
+    assert len(same["losses"]["plain"]) == same["steps"] == 5
+    assert max(same["max_gap_to_plain"].values()) <= same["tolerance"]
+    assert same["losses"]["plain"][-1] < same["losses"]["plain"][0]
     seconds = result["seconds_per_step"]
     assert result["ratio_ours_over_plain"] == seconds["plain"] / seconds["ours"]
     assert result["tokens_per_step"] == 8 * result["model"]["n_ctx"]  # batch x tokens of one input
     assert result["tokens_per_second"]["ours"] == result["tokens_per_step"] / seconds["ours"]
-    assert "ours / plain torch throughput" in proc.stdout
+    assert result["ratio_bridge_over_plain"] == seconds["plain"] / seconds["bridge"]
+    assert "ours (fast path) / plain torch throughput" in proc.stdout
