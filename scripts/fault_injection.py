@@ -380,9 +380,11 @@ def compare(run_dir: Path, ref: dict[str, Any]) -> tuple[list[str], int, int]:
     """Problems of a finished run against the uninterrupted one: (problems, records lost, records extra)."""
     if not (run_dir / "summary.json").is_file():
         return ["no summary.json"], len(ref["records"]), 0
-    summary = json.loads((run_dir / "summary.json").read_text())
-    differ = sorted(k for k in set(summary) | set(ref["summary"])  # compared as JSON text: NaN equals NaN
-                    if json.dumps(summary.get(k)) != json.dumps(ref["summary"].get(k)))
+    from whitebox.runtime.records import results
+
+    summary, expected = results(json.loads((run_dir / "summary.json").read_text())), results(ref["summary"])
+    differ = sorted(k for k in set(summary) | set(expected)  # compared as JSON text: NaN equals NaN
+                    if json.dumps(summary.get(k)) != json.dumps(expected.get(k)))
     got = records(run_dir)
     lost = sum(1 for r in ref["records"] if r not in got)
     extra = len(got) - len(ref["records"]) + lost

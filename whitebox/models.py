@@ -14,7 +14,14 @@ from whitebox import __version__
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint, fingerprint_of
 from whitebox.runtime.artifacts import (
-    ArtifactError, atomic_write, one_line, read_json, seal, sha256_file, unsealed, write_json,
+    ArtifactError,
+    atomic_write,
+    one_line,
+    read_json,
+    seal,
+    sha256_file,
+    unsealed,
+    write_json,
 )
 from whitebox.runtime.memory import model_bytes, pretrained_bytes, require_memory
 

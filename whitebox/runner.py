@@ -15,7 +15,15 @@ import torch
 
 import whitebox.experiments  # noqa: F401  (registers the built-in experiments)
 import whitebox.variants  # noqa: F401  (and the tasks, regimes and probe kinds, built-in and plugins)
-from whitebox.config import ConfigError, ExperimentConfig, config_to_dict, dump_yaml, load_config, parse_config, read_yaml
+from whitebox.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+    parse_config,
+    read_yaml,
+)
 from whitebox.runtime import distributed
 from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.context import RunContext
@@ -26,8 +34,8 @@ from whitebox.runtime.memory import check_config
 from whitebox.runtime.records import read_summary
 from whitebox.runtime.rundir import RunDir
 from whitebox.runtime.tracking import Tracker, write_config
-from whitebox.training.checkpoints import owned_by
 from whitebox.tasks import get_task
+from whitebox.training.checkpoints import owned_by
 
 ENTRY_POINT_GROUP = "whitebox.experiments"  # third-party experiments: a function, or an Experiment
 __all__ = [  # load_config and parse_config are whitebox.config's, here with every built-in variant registered
@@ -240,11 +248,20 @@ def _execute(cfg: ExperimentConfig, run_dir: RunDir, experiment: Experiment, wor
         tracker = Tracker(run_dir, cfg, experiment.sections).start(str(device))
         try:
             tracker.update_summary({"status": "running"})
-            with owned_by(tracker.owner()):  # checkpoints of this run only
-                results = experiment.run(RunContext(cfg, run_dir, tracker, device, run_or_resume, workers))
-            return tracker.update_summary({**results, "status": "complete"})
+            ctx = RunContext(cfg, run_dir, tracker, device, run_or_resume, workers)
+            with owned_by(tracker.owner()), ctx.timed("total"):  # checkpoints of this run only
+                results = experiment.run(ctx)
+            print(timing_line(ctx.timing), flush=True)
+            return tracker.update_summary({**results, **ctx.timing, "status": "complete"})
         finally:
             tracker.finish()
+
+
+def timing_line(timing: dict[str, float]) -> str:
+    """One line: the run's wall time, then each timed step's, largest first."""
+    steps = sorted(((k.removeprefix("timing."), v) for k, v in timing.items() if k != "timing.total"), key=lambda kv: -kv[1])
+    parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in steps)
+    return f"whitebox: wall time {timing.get('timing.total', 0.0):.1f} s (this process)" + (f"; by step, s: {parts}" if parts else "")
 
 
 @contextlib.contextmanager

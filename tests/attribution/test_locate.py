@@ -1,5 +1,4 @@
 
-import pytest
 
 from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.locate import locate_circuit, plot_component_scores

@@ -69,6 +69,17 @@ def test_every_cell_is_measured_at_the_same_budget_points_and_reported(suppresse
     assert (run_dir / "plots" / "treat.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_every_step_s_wall_time_is_in_the_summary(suppressed):
+    _, summary = suppressed
+    cells = [f"treat.{r}-{c}" for c in ("present", "absent") for r in ("sft", "es", "zo")]
+    revivals = [f"revive.{name}" for name in ("start", "fresh", "honest", "sft.present", "es.absent")]
+    steps = ["plant", "locate", "treat.measure_controls", "plant_honest", "report", *cells, *revivals]
+    timing = {k.removeprefix("timing."): v for k, v in summary.items() if k.startswith("timing.")}
+    assert set(steps) <= set(timing), set(steps) - set(timing)
+    assert all(timing[step] > 0 for step in steps)
+    assert sum(v for k, v in timing.items() if k != "total") <= timing["total"]  # the steps do not overlap
+
+
 def test_frozen_probe_starts_at_its_locate_auroc(suppressed):
     run_dir, summary = suppressed
     hook = "blocks.1.hook_out"  # the last residual hook: the default probe_hook

@@ -24,6 +24,7 @@ from tests.conftest import TINY, one_thread
 from whitebox.cli.main import main
 from whitebox.config import parse_config
 from whitebox.runtime.artifacts import WriteFailed
+from whitebox.runtime.records import results
 from whitebox.tasks import get_task
 from whitebox.training import TrainingDiverged
 from whitebox.training.backprop import Backprop
@@ -87,7 +88,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes(tmp_path, tiny_yaml, re
     assert list_checkpoints(run_dir / "checkpoints" / "plant")[-1].name == "step_0000011"
     assert f"interrupted; continue with `whitebox run --resume {run_dir}`" in log.read_text()
     assert fi.attempt(["run", "--resume", str(run_dir)], None, ledger, log) == 0
-    assert json.loads((run_dir / "summary.json").read_text()) == reference[0]
+    assert results(json.loads((run_dir / "summary.json").read_text())) == results(reference[0])
     assert _records(run_dir) == reference[1]
 
 
@@ -134,7 +135,7 @@ def test_a_full_disk_stops_with_one_line_and_loses_nothing(tmp_path, reference, 
     assert "No space left on device" in message and "\n" not in message and str(run_dir) in message
     assert _script().intact(run_dir) == []
     started = (run_dir / "config.yaml").is_file()  # else the CLI says: run the same command again
-    assert (whitebox.resume(run_dir) if started else whitebox.run(parse_config(TINY), out=run_dir)) == reference[0]
+    assert results(whitebox.resume(run_dir) if started else whitebox.run(parse_config(TINY), out=run_dir)) == results(reference[0])
     assert _records(run_dir) == reference[1]
 
 
@@ -153,7 +154,7 @@ def test_a_read_only_run_directory_is_refused_in_one_line_and_left_as_it_was(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write (Read-only file system)" in err[0] and f"--resume {run_dir}" in err[0]
     assert _files(run_dir) == before
-    assert whitebox.resume(run_dir) == reference[0]
+    assert results(whitebox.resume(run_dir)) == results(reference[0])
 
 
 def test_wandb_unreachable_online_falls_back_to_offline_and_keeps_every_record(tmp_path, reference, monkeypatch):
@@ -163,7 +164,7 @@ def test_wandb_unreachable_online_falls_back_to_offline_and_keeps_every_record(t
     monkeypatch.setenv("WANDB_INIT_TIMEOUT", "5")
     with pytest.warns(UserWarning, match="W&B online could not start .*logging offline"):
         summary = whitebox.run(parse_config(TINY), ["tracking.wandb_mode=online"], out=tmp_path / "run")
-    assert summary == reference[0]
+    assert results(summary) == results(reference[0])
     assert _records(tmp_path / "run") == reference[1]
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
 

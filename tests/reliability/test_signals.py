@@ -17,7 +17,6 @@ from whitebox.grid.workers import _failure
 from whitebox.runtime.signals import PARENT
 
 
-
 def test_a_signal_to_the_workers_parent_alone_stops_every_worker(tmp_path, figures):
     """SIGTERM to the `--workers 2` parent only (as a scheduler preempting it): passed on, both workers checkpoint
     and exit, the parent exits 130 within seconds with one line, every lock released."""

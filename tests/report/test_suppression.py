@@ -20,6 +20,7 @@ from whitebox.report.suppression import verdict
 from whitebox.runner import resume
 from whitebox.runtime.artifacts import read_json
 from whitebox.runtime.locks import hold
+from whitebox.runtime.records import results
 
 GRID = {**SUPPRESSION, "experiment": "suppression", "run": {"name": "grid", "seed": 0},
         "treat": {**SUPPRESSION["treat"], "regimes": ["sft", "zo"], "conditions": ["present"]},
@@ -47,6 +48,7 @@ def workers_grid(tmp_path_factory):
 def differences(got: dict, expected: dict) -> dict:
     """The keys whose values differ (NaN equals NaN), with both values."""
     same = lambda a, b: a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))  # noqa: E731
+    got, expected = results(got), results(expected)  # wall times differ run to run
     return {k: (got.get(k), expected.get(k)) for k in got.keys() | expected.keys() if not same(got.get(k), expected.get(k))}
 
 

@@ -9,8 +9,8 @@ from torch._C._functorch import get_unwrapped, is_batchedtensor
 from whitebox.config import TrainingConfig, TreatConfig
 from whitebox.tasks import match_rater
 from whitebox.training import ESConfig, RLConfig, ZOConfig, train
-from whitebox.training.es import PlainESConfig
 from whitebox.training.checkpoints import checkpoint_spent, list_checkpoints
+from whitebox.training.es import PlainESConfig
 from whitebox.training.regimes import build_regime
 
 BATCH = 16

@@ -22,16 +22,20 @@ from whitebox.training import REGIMES
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    planted = plant(ctx, get_task(ctx.cfg.task))
-    plot_training(ctx.tracker.metrics_path, "plant", ctx.dir.plot("plant"))
-    located = locate(ctx, planted)
+    with ctx.timed("plant"):
+        planted = plant(ctx, get_task(ctx.cfg.task))
+        plot_training(ctx.tracker.metrics_path, "plant", ctx.dir.plot("plant"))
+    with ctx.timed("locate"):
+        located = locate(ctx, planted)
     treated = treat(ctx, planted, located)
     if ctx.cfg.revive.aware_control:
-        treated.yardsticks.update(treat_aware(ctx, planted, located))
+        with ctx.timed("aware"):
+            treated.yardsticks.update(treat_aware(ctx, planted, located))
     revived = revive_all(ctx, planted, treated)
     out = {**planted.summary(), **located.summary, **treated.summary, **revived.summary}
     cell = (planted.task.variant, ctx.cfg.run.seed)
-    build_report(ctx.run_dir, ctx.cfg, {cell: out}, {cell: ctx.run_dir})
+    with ctx.timed("report"):
+        build_report(ctx.run_dir, ctx.cfg, {cell: out}, {cell: ctx.run_dir})
     return out
 
 

@@ -27,7 +27,14 @@ from whitebox import __version__
 from whitebox.probes.fits import check_model, check_position
 from whitebox.probes.live import LiveScores, attach_module, attach_scorer
 from whitebox.runtime.artifacts import (
-    ArtifactError, ProbeError, atomic_write, read_json, seal, sha256_file, unsealed, write_json,
+    ArtifactError,
+    ProbeError,
+    atomic_write,
+    read_json,
+    seal,
+    sha256_file,
+    unsealed,
+    write_json,
 )
 
 FORMAT_VERSION = 1

@@ -31,9 +31,9 @@ from whitebox.probes import (
 )
 from whitebox.protocol.plant import Planted
 from whitebox.runtime.artifacts import ProbeError, write_json
-from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
+from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, step_keys
 from whitebox.tasks import Task, has
 

@@ -29,8 +29,8 @@ import torch
 from datasets import Dataset
 
 from whitebox.attribution import Circuit, GradientShare
-from whitebox.attribution.params import masked_weights
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
+from whitebox.attribution.params import masked_weights
 from whitebox.capture import capture
 from whitebox.config import LocateConfig, ModelConfig
 from whitebox.probes import MahalanobisDetector, Probe, auroc, evaluate_detector, fit_probes

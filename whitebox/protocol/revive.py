@@ -28,9 +28,17 @@ from whitebox.protocol.plant import Planted, plant_honest
 from whitebox.protocol.treat import Treated, fine_tuning
 from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import write_json
-from whitebox.runtime.records import read_numbers
 from whitebox.runtime.context import RunContext
-from whitebox.runtime.rundir import NOISE_CONTROL_SALT, StageDir, cell_name, seed_stream, split_row, treat_key, treat_row
+from whitebox.runtime.records import read_numbers
+from whitebox.runtime.rundir import (
+    NOISE_CONTROL_SALT,
+    StageDir,
+    cell_name,
+    seed_stream,
+    split_row,
+    treat_key,
+    treat_row,
+)
 from whitebox.tasks import Task, require
 from whitebox.training import Backprop, supervised, train
 from whitebox.training.loop import StageLog
@@ -138,7 +146,8 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
     kind = task.variant
     honest = run.dir.model("honest")
     if not (honest / META).is_file():  # meta is written last
-        plant_honest(run, task)
+        with run.timed("plant_honest"):
+            plant_honest(run, task)
     starts: dict[str, Path | None] = {"start": planted.path, "fresh": None, "honest": honest, **treated.models}
     if cfg.revive.noise_control:
         for i, (row, weights) in enumerate(treated.models.items()):
@@ -152,9 +161,10 @@ def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
     for name, weights in starts.items():
         subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
         stage = f"revive/{name}"
-        result = revive(subject, task, cfg.revive, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
-                        log=run.tracker.stage(stage), records=partial(read_metrics, run.tracker.metrics_path, stage),
-                        device=run.device)
+        with run.timed(f"revive.{name}"):
+            result = revive(subject, task, cfg.revive, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
+                            log=run.tracker.stage(stage), records=partial(read_metrics, run.tracker.metrics_path, stage),
+                            device=run.device)
         tqdm.write(f"revive {name}: {int(result['steps'])} steps" + ("" if result["revived"] else " (not revived)"))
         results[name] = result
         out[treat_key(name, kind, "revival_steps")] = result["steps"]

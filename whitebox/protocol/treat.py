@@ -151,18 +151,20 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     measures = Measures(task, cfg.model, cfg.locate, task.eval_set(cfg.run.seed), fit_rows, test_rows, frozen,
                         located.detector(hook), circuit, pairs, cfg.run.seed, reference)
     kind = task.variant
-    out = treat_keys("start", kind, measures(model))
-    out.update(treat_keys("fresh", kind, measures(fresh_model(cfg.model, model, task))))
+    with run.timed("treat.measure_controls"):
+        out = treat_keys("start", kind, measures(model))
+        out.update(treat_keys("fresh", kind, measures(fresh_model(cfg.model, model, task))))
     stages, models = [], {}
     for condition in cfg.treat.conditions:
         for regime in cfg.treat.regimes:
             stage, row = treat_stage(regime, condition), treat_row(regime, condition)
-            final = treat_cell(
-                model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
-                cell=run.dir.stage(stage), start=planted.path, evaluate=measures, log=run.tracker.stage(stage),
-                probe=(frozen.probability, hook), circuit_units=circuit.units if circuit is not None else None,
-                device=run.device,
-            )
+            with run.timed(f"treat.{cell_name(regime, condition)}"):
+                final = treat_cell(
+                    model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
+                    cell=run.dir.stage(stage), start=planted.path, evaluate=measures, log=run.tracker.stage(stage),
+                    probe=(frozen.probability, hook), circuit_units=circuit.units if circuit is not None else None,
+                    device=run.device,
+                )
             shares = [r["train/circuit.grad_share"] for r in read_metrics(run.tracker.metrics_path, stage)
                       if math.isfinite(r.get("train/circuit.grad_share", math.nan))]  # NaN: a step with no gradient
             if shares:

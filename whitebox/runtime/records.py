@@ -30,6 +30,14 @@ def read_object(path: Path, fix: str = RESTORE) -> dict[str, Any]:
     return data
 
 
+TIMING = "timing."  # summary keys of wall time (whitebox.runtime.context): they differ run to run, results do not
+
+
+def results(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary without its timing.* keys: what two runs of the same config must agree on."""
+    return {k: v for k, v in summary.items() if not k.startswith(TIMING)}
+
+
 def read_summary(path: Path) -> dict[str, Any]:
     """summary.json: an object of flat keys to numbers, strings, booleans or null; the treat.* keys reports use, numbers."""
     summary = read_flat(path, _summary_fix(path))
