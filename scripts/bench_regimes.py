@@ -1,8 +1,12 @@
 """Benchmark the treatment regimes side by side on one model and one batch.
 
-(a) ES: the time of one ES step over population x the time of one forward of the batch (the
-    physical limit is 1.0; target <= 1.3), and the speed-up of the vmapped population over the same
-    step evaluating members one by one.
+(a) ES: the time of one ES step against its floor, the population's forward as one batched
+    plain-torch forward of population x batch rows (scripts/plain_gpt.py holding the same weights),
+    and against the FLOP count of that forward at the GEMM rate measured here (target: <= 1.3x the
+    plain-torch floor); the speed-up of the batched population over evaluating members one by one;
+    the default CPU chunking (examples_per_forward 256) beside the one-chunk layout CUDA uses, in
+    time and memory. Before timing, the batched population's logits are checked against the
+    member-by-member ones.
 (b) Peak memory of a zo, es (and every other) step against a no-grad forward (inference) and a
     backprop step. CUDA: torch.cuda.max_memory_allocated. CPU: tensors resident before the step
     (weights, buffers, optimizer state, reference model) plus the peak of the bytes the step
@@ -10,8 +14,9 @@
     allocator). Target: zo <= 1.1 x inference.
 (c) Steps and forward-pass equivalents per second of every regime.
 
-Every timing is the median of --repeats runs, interleaved across regimes in the same process; on CPU it
-is this process's CPU time (run with --threads 1 on a shared machine), on CUDA wall time.
+Every timing is the median of --repeats runs after a warm-up step, interleaved across regimes in the
+same process; on CPU it is this process's CPU time (run with --threads 1 on a shared machine), on CUDA
+wall time. The model is the quickstart's (2 layers, width 64) on today's backdoor task (16 + 4 tokens).
 
     python scripts/bench_regimes.py --out bench_regimes.json
 """
@@ -30,7 +35,9 @@ import time
 from typing import Any, Callable
 
 import torch
+from plain_gpt import PlainGPT
 
+from whitebox import fast_path
 from whitebox.config import ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import build_model, load_model
 from whitebox.tasks import get_task, match_rater
@@ -47,7 +54,7 @@ ES_TARGET, ZO_MEMORY_TARGET = 1.3, 1.1
 def setup(args) -> tuple[torch.nn.Module, dict[str, torch.Tensor], torch.device]:
     """The quickstart architecture (or a saved model) and one batch of backdoor inputs."""
     device = torch.device(args.device)
-    task = BackdoorTaskConfig(seq_len=8, n_values=16)
+    task = BackdoorTaskConfig(seq_len=16, n_values=64)
     if args.model_dir:
         model, _ = load_model(args.model_dir, device)
     else:
@@ -60,9 +67,9 @@ def setup(args) -> tuple[torch.nn.Module, dict[str, torch.Tensor], torch.device]
     return model, {k: v.to(device) for k, v in batch.items()}, device
 
 
-def make_updater(name: str, model: torch.nn.Module, args, device: torch.device):
+def make_updater(name: str, model: torch.nn.Module, args, device: torch.device, examples_per_forward: int | None = None):
     cfg = TreatConfig(
-        es=ESConfig(population=args.population, examples_per_forward=args.examples_per_forward),
+        es=ESConfig(population=args.population, examples_per_forward=examples_per_forward or args.examples_per_forward),
         zo=ZOConfig(),
         rl=RLConfig(kl_coef=0.1),
     )
@@ -98,6 +105,55 @@ def forward_fn(model, batch) -> Callable[[], Any]:
 
 def step_fn(updater, loss_fn, model, batch) -> Callable[[], Any]:
     return lambda: updater.step(model, batch, loss_fn)
+
+
+def population_floor(model: torch.nn.Module, batch: dict[str, torch.Tensor], population: int) -> Callable[[], Any]:
+    """The ES population's forward as one batched plain-torch forward of population x batch rows (one weight set)."""
+    plain = PlainGPT(model_config(model)).to(batch["tokens"].device).eval().copy_from(model)
+    rows = batch["tokens"].repeat(population, 1)
+
+    def run():
+        with torch.no_grad():
+            plain(rows)
+
+    return run
+
+
+def model_config(model: torch.nn.Module) -> ModelConfig:
+    c = model.cfg
+    return ModelConfig(n_layers=c.n_layers, d_model=c.d_model, n_heads=c.n_heads, d_mlp=c.d_mlp, d_vocab=c.d_vocab, n_ctx=c.n_ctx)
+
+
+def population_flops(model: torch.nn.Module, rows: int, seq: int) -> int:
+    """Multiply-adds x 2 of the population's forward: projections and MLP at every position, attention over
+    the positions, the unembedding at the answer position only."""
+    c = model.cfg
+    per_token = c.n_layers * (4 * c.d_model**2 + 2 * c.d_model * c.d_mlp + 2 * seq * c.d_model)
+    return 2 * rows * (seq * per_token + c.d_model * c.d_vocab)
+
+
+def gemm_rate(model: torch.nn.Module, rows: int, device: torch.device, repeats: int) -> float:
+    """FLOP/s of this machine's matrix multiply at the population forward's MLP shape (median of `repeats`)."""
+    c = model.cfg
+    a, b = torch.randn(rows, c.d_model, device=device), torch.randn(c.d_model, c.d_mlp, device=device)
+    a @ b  # warm-up
+    seconds = [timed(lambda: a @ b, device, 5) for _ in range(repeats)]
+    return 2 * rows * c.d_model * c.d_mlp / statistics.median(seconds)
+
+
+@torch.no_grad()
+def population_matches_members(model: torch.nn.Module, batch: dict[str, torch.Tensor], population: int) -> float:
+    """Largest |difference| between the batched population's answer logits and the bridge's, member by member."""
+    gen = torch.Generator().manual_seed(0)
+    members = {n: p.detach() + 0.01 * torch.randn(population, *p.shape, generator=gen).to(p)
+               for n, p in model.named_parameters()}
+    batched = es_module.population_answer_logits(model, members, batch["tokens"])
+    previous = fast_path.set_enabled(False)
+    try:
+        reference = es_module.sequential_answer_logits(model, members, batch["tokens"])
+    finally:
+        fast_path.set_enabled(previous)
+    return float((batched - reference).abs().max())
 
 
 @contextlib.contextmanager
@@ -175,38 +231,49 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, batch, device = setup(args)
+    rows, seq = args.population * args.batch, batch["tokens"].shape[1]
+    gap = population_matches_members(model, batch, args.population)
+    if gap > 1e-4:
+        raise SystemExit(f"the batched population's logits differ from the member-by-member ones by {gap:.1e}")
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     updaters = {}
-    for name in REGIMES:
+    for name in (*REGIMES, "es_one_chunk"):
         model.load_state_dict(start_state)
-        updaters[name] = make_updater(name, model, args, device)
+        updaters[name] = make_updater("es" if name == "es_one_chunk" else name, model, args, device,
+                                      examples_per_forward=rows if name == "es_one_chunk" else None)
         updaters[name][0].step(model, batch, updaters[name][1])  # warm-up; creates optimizer state
     model.load_state_dict(start_state)
+    floor = population_floor(model, batch, args.population)
+    floor()  # warm-up
 
-    times: dict[str, list[float]] = {k: [] for k in ("forward", *REGIMES, "es_member_loop")}
+    steps = (*REGIMES, "es_one_chunk")
+    times: dict[str, list[float]] = {k: [] for k in ("forward", "population_floor", *steps, "es_member_loop")}
     for _ in range(args.repeats):
-        for name in REGIMES:
+        for name in steps:
             model.load_state_dict(start_state)  # every regime steps from the same weights
             times[name].append(timed(step_fn(*updaters[name], model, batch), device, args.iters))
         times["forward"].append(timed(forward_fn(model, batch), device, 4 * args.iters))
+        times["population_floor"].append(timed(floor, device, args.iters))
         model.load_state_dict(start_state)
         with member_by_member():
             times["es_member_loop"].append(timed(step_fn(*updaters["es"], model, batch), device, args.iters))
     med = {k: statistics.median(v) for k, v in times.items()}
+    rate = gemm_rate(model, rows * seq, device, args.repeats)
+    flop_floor = population_flops(model, rows, seq) / rate
 
-    memory: dict[str, list[int]] = {k: [] for k in ("inference", *REGIMES)}
+    memory: dict[str, list[int]] = {k: [] for k in ("inference", *steps)}
     for _ in range(args.repeats):
         model.zero_grad(set_to_none=True)
         memory["inference"].append(peak_bytes(forward_fn(model, batch), model, None, device))
-        for name in REGIMES:
+        for name in steps:
             model.load_state_dict(start_state)
             model.zero_grad(set_to_none=True)
             memory[name].append(peak_bytes(step_fn(*updaters[name], model, batch), model, updaters[name][0], device))
     mem = {k: statistics.median(v) for k, v in memory.items()}
 
-    cost = {name: updaters[name][0].step(model, batch, updaters[name][1])["forward_equivalents"] for name in REGIMES}
-    # ratios per repeat (forward and ES timed back to back), then the median
-    es_ratio = statistics.median(e / (args.population * f) for e, f in zip(times["es"], times["forward"]))
+    cost = {name: updaters[name][0].step(model, batch, updaters[name][1])["forward_equivalents"] for name in steps}
+    # ratios per repeat (the floor and ES timed back to back), then the median
+    es_ratio = statistics.median(e / f for e, f in zip(times["es"], times["population_floor"]))
     es_speedup = statistics.median(loop / e for loop, e in zip(times["es_member_loop"], times["es"]))
     result = {
         "device": str(device),
@@ -214,15 +281,26 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch": args.batch,
+        "seq_len": seq,
         "population": args.population,
         "n_params": sum(p.numel() for p in model.parameters()),
         "repeats": args.repeats,
         "memory_method": "cuda max_memory_allocated" if device.type == "cuda" else "resident tensors + torch.profiler peak allocation",
         "forward_s": med["forward"],
-        "es_step_over_population_forwards": es_ratio,
+        "population_floor_s": med["population_floor"],
+        "population_flops": population_flops(model, rows, seq),
+        "gemm_flops_per_s": rate,
+        "flop_floor_s": flop_floor,
+        "es_step_over_floor": es_ratio,
+        "es_step_over_flop_floor": med["es"] / flop_floor,
+        "es_one_chunk_over_floor": med["es_one_chunk"] / med["population_floor"],
+        "es_target": ES_TARGET,
+        "es_population_max_abs_diff_to_member_loop": gap,
         "es_batched_speedup_over_member_loop": es_speedup,
         "clock": "wall" if device.type == "cuda" else "process CPU time",
         "zo_memory_over_inference": mem["zo"] / mem["inference"],
+        "es_memory_over_sft": mem["es"] / mem["sft"],
+        "es_one_chunk_memory_over_sft": mem["es_one_chunk"] / mem["sft"],
         "regimes": {
             name: {
                 "step_s": med[name],
@@ -233,7 +311,7 @@ def main() -> None:
                 "memory_over_inference": mem[name] / mem["inference"],
                 "memory_over_backprop": mem[name] / mem["sft"],
             }
-            for name in REGIMES
+            for name in steps
         },
         "inference_peak_bytes": mem["inference"],
         "raw_times_s": times,
@@ -251,8 +329,13 @@ def main() -> None:
               f"{row['forward_equivalents_per_s']:>12.0f}{row['peak_bytes'] / 2**20:>10.2f}"
               f"{row['memory_over_inference']:>9.2f}{row['memory_over_backprop']:>11.2f}")
     verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
-    print(f"ES step / (population x forward): {es_ratio:.2f} (limit 1.0, target <= {ES_TARGET}: {verdict(es_ratio <= ES_TARGET)})")
-    print(f"ES batched population vs member-by-member step: {result['es_batched_speedup_over_member_loop']:.2f}x faster")
+    print(f"ES step / plain-torch floor ({rows} rows in one forward, {1000 * med['population_floor']:.1f} ms): {es_ratio:.2f} "
+          f"(target <= {ES_TARGET}: {verdict(es_ratio <= ES_TARGET)}); / FLOP floor ({1000 * flop_floor:.1f} ms at "
+          f"{rate / 1e9:.1f} GFLOP/s): {result['es_step_over_flop_floor']:.2f}; one chunk: {result['es_one_chunk_over_floor']:.2f}")
+    print(f"ES batched population vs member-by-member step: {result['es_batched_speedup_over_member_loop']:.2f}x faster; "
+          f"logits within {gap:.1e} of the member loop")
+    print(f"ES peak memory / sft: {result['es_memory_over_sft']:.2f} (chunks of {updaters['es'][0].cfg.examples_per_forward or 256} "
+          f"examples), {result['es_one_chunk_memory_over_sft']:.2f} in one chunk")
     zo = result["zo_memory_over_inference"]
     print(f"zo peak memory / inference: {zo:.3f} (target <= {ZO_MEMORY_TARGET}: {verdict(zo <= ZO_MEMORY_TARGET)})")
     print(f"wrote {args.out}")

@@ -38,14 +38,18 @@ def tiny_yaml(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def one_thread():
-    """Tiny models train fastest on one thread, and do not stall when other jobs share the cores."""
+def torch_threads(count: int):
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def one_thread():
+    """Tiny models train fastest on one thread, and do not stall when other jobs share the cores."""
+    return torch_threads(1)
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ from the wrapped torch modules (the same parameter tensors): scaled_dot_product_
 the explicit softmax, the norms and linears called directly. Gradients, optimizers, checkpoints and
 ES's swapped parameters see the very same tensors, so training through this path changes nothing
 but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
-falls back to the bridge's own forward.
+falls back to the bridge's own forward. WHITEBOX_FAST_PATH=0 in the environment sends every forward
+through the bridge (how runs before the fast path computed; env.json records which was used).
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any, Callable
 
@@ -21,7 +23,7 @@ from torch.nn.modules import module as torch_module
 
 _HOOK_POINTS: weakref.WeakKeyDictionary[torch.nn.Module, list[torch.nn.Module]] = weakref.WeakKeyDictionary()
 _UNSUPPORTED: weakref.WeakKeyDictionary[torch.nn.Module, str | None] = weakref.WeakKeyDictionary()
-_enabled = True
+_enabled = os.environ.get("WHITEBOX_FAST_PATH", "1") != "0"
 
 
 def set_enabled(enabled: bool) -> bool:
@@ -29,6 +31,10 @@ def set_enabled(enabled: bool) -> bool:
     global _enabled
     previous, _enabled = _enabled, enabled
     return previous
+
+
+def enabled() -> bool:
+    return _enabled
 
 
 def why_not(model: torch.nn.Module) -> str | None:

@@ -24,7 +24,7 @@ from whitebox.config import (
     parse_config,
     read_yaml,
 )
-from whitebox.runtime import distributed
+from whitebox.runtime import distributed, lanes
 from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.env import amendment, check_unchanged, differences, read_env
@@ -245,6 +245,7 @@ def _execute(cfg: ExperimentConfig, run_dir: RunDir, experiment: Experiment, wor
     with _main_prints():
         print(f"whitebox: run directory {run_dir} (device {device}{world})\n{dump_yaml(cfg, experiment.sections)}", flush=True)
         seed_everything(cfg.run.seed)
+        lanes.STOP.clear()  # a Ctrl-C of an earlier run in this process is not this run's
         tracker = Tracker(run_dir, cfg, experiment.sections).start(str(device))
         try:
             tracker.update_summary({"status": "running"})

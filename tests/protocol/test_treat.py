@@ -6,7 +6,7 @@ import torch
 
 import whitebox
 import whitebox.cli.main
-from tests.conftest import TINY
+from tests.conftest import TINY, one_thread, torch_threads
 from tests.training.conftest import ListLog
 from whitebox.attribution import Circuit, attribution_patching
 from whitebox.attribution.integrated_patching import integrated_patching
@@ -15,13 +15,14 @@ from whitebox.models import load_model, state_tensors
 from whitebox.protocol.measures import circuit_measures
 from whitebox.protocol.treat import treat_cell, treatment_data
 from whitebox.report.plots import read_metrics
+from whitebox.runtime.records import read_digests, results
 from whitebox.runtime.rundir import StageDir
 from whitebox.tasks import backdoor, get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
 
 BUDGET, POINTS = 12_000, 3
 SUPPRESSION = {
-    **TINY, "experiment": "treat", "model": {**TINY["model"], "n_layers": 2},
+    **TINY, "experiment": "treat", "run": {**TINY["run"], "lanes": 2}, "model": {**TINY["model"], "n_layers": 2},
     "training": {**TINY["training"], "steps": 60, "lr": 1e-2},
     "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 16, "ig_steps": 0},
     "treat": {"regimes": ["sft", "es", "zo"], "conditions": ["present", "absent"], "budget": BUDGET, "eval_points": POINTS,
@@ -32,8 +33,22 @@ SUPPRESSION = {
 
 @pytest.fixture(scope="module")
 def suppressed(tmp_path_factory):
+    """The treat run in two lanes of one torch thread each."""
     run_dir = tmp_path_factory.mktemp("suppression") / "run"
-    return run_dir, whitebox.run(parse_config(SUPPRESSION), out=run_dir)
+    with torch_threads(2):
+        return run_dir, whitebox.run(parse_config(SUPPRESSION), out=run_dir)
+
+
+def test_two_lanes_give_exactly_what_one_lane_gives(suppressed, tmp_path):
+    run_dir, summary = suppressed
+    with one_thread():
+        serial = whitebox.run(parse_config({**SUPPRESSION, "run": {**TINY["run"], "lanes": 1}}), out=tmp_path / "serial")
+    assert json.dumps(results(serial)) == json.dumps(results(summary)) and len(results(summary)) > 150  # NaN equals NaN
+    by_stage = lambda d: {s: [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(d / "metrics.jsonl", s)]
+                          for s in read_digests(d / "metrics.stages.json")}  # noqa: E731
+    assert by_stage(tmp_path / "serial") == by_stage(run_dir)
+    timing = {k: v for k, v in summary.items() if k.startswith("timing.")}
+    assert sum(v for k, v in timing.items() if k != "timing.total") > timing["timing.total"]  # steps overlapped
 
 
 @pytest.mark.parametrize("kind", ["token", "computed"])
@@ -77,7 +92,7 @@ def test_every_step_s_wall_time_is_in_the_summary(suppressed):
     timing = {k.removeprefix("timing."): v for k, v in summary.items() if k.startswith("timing.")}
     assert set(steps) <= set(timing), set(steps) - set(timing)
     assert all(timing[step] > 0 for step in steps)
-    assert sum(v for k, v in timing.items() if k != "total") <= timing["total"]  # the steps do not overlap
+    assert all(v <= timing["total"] for v in timing.values())
 
 
 def test_frozen_probe_starts_at_its_locate_auroc(suppressed):

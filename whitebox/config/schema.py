@@ -293,6 +293,16 @@ class RunConfig(Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run directory name and W&B run name")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds model init, data and batch order")
     out_dir: str = Field("runs", description="parent of the run directory runs/<name>")
+    lanes: int | Literal["auto"] = Field(
+        "auto", description="threads that run independent steps side by side (treat, suppression), sharing the torch "
+        "threads; auto: 2 on a CPU with >= 2 torch threads, else 1")
+
+    @field_validator("lanes")
+    @classmethod
+    def _lanes(cls, value: int | str) -> int | str:
+        if value != "auto" and not 1 <= value <= 64:
+            raise ValueError(f"must be auto or 1..64, got {value}")
+        return value
 
 
 def _default_task() -> TaskSection:

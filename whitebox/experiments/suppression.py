@@ -45,5 +45,5 @@ def rebuild_report(run_dir: Path) -> tuple[Path, list[str]]:
 
 SUPPRESSION = register_experiment(
     "suppression", run, sections=("grid", "model", "task", "training", "locate", "treat", "revive"),
-    check=check, cells="treat", report=rebuild_report, unread=PLANTS_ITS_OWN,
+    check=check, cells="treat", report=rebuild_report, unread=PLANTS_ITS_OWN, lanes=True,
 )

@@ -33,6 +33,7 @@ from whitebox.protocol.plant import Planted
 from whitebox.runtime.artifacts import ProbeError, write_json
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
+from whitebox.runtime.lanes import seeded
 from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, step_keys
 from whitebox.tasks import Task, has
@@ -171,8 +172,7 @@ def plot_probe_auroc(rows: list[dict[str, Any]], out: str | Path, title: str) ->
 def fresh_model(model_cfg: ModelConfig, like: torch.nn.Module, task: Task) -> torch.nn.Module:
     """A randomly initialised model of the same architecture, seeded apart from the planted one."""
     vocab = None if task.uses_model_tokenizer else task.vocabulary()
-    with torch.random.fork_rng():
-        torch.manual_seed(FRESH_MODEL_SEED)
+    with seeded(FRESH_MODEL_SEED):
         fresh = build_model(model_cfg, vocab, next(like.parameters()).device, pretrained_weights=False)
     return fresh.eval()
 

@@ -11,6 +11,7 @@ import torch
 from whitebox.config import ModelConfig
 from whitebox.models import META, build_model, load_weights, read_model_meta, save_model
 from whitebox.runtime.context import RunContext
+from whitebox.runtime.lanes import seeded
 from whitebox.runtime.rundir import step_keys
 from whitebox.tasks import Task, require
 from whitebox.training import Backprop, supervised, train
@@ -43,8 +44,8 @@ def plant(run: RunContext, task: Task, evaluate: Evaluate | None = None, *, name
     """
     cfg = run.cfg
     vocab = task.vocabulary()
-    torch.manual_seed(cfg.run.seed)
-    model = build_model(cfg.model, vocab, run.device)
+    with seeded(cfg.run.seed):
+        model = build_model(cfg.model, vocab, run.device)
     saved = run.dir.model(name)
     if (saved / META).is_file():  # planted before an interruption (model.json is written last): read back
         load_weights(model, cfg.model, saved)
@@ -73,3 +74,11 @@ def plant_honest(run: RunContext, task: Task) -> Planted:
     """The same training on the task's honest variant (the behaviour never planted), saved as models/honest."""
     require(task, "honest", "the honest yardstick of revival")
     return plant(run, task.honest(), name="honest", stage="plant_honest")
+
+
+def lane_model(run: RunContext, task: Task, weights: Path | None) -> torch.nn.Module:
+    """A model object of one step's own, loaded with `weights` (None: as initialised): what a step that may run
+    beside others (whitebox.runtime.lanes) trains or hooks."""
+    with seeded(run.cfg.run.seed):  # under the RNG lock: another lane's seeded build does not interleave
+        model = build_model(run.cfg.model, None if task.uses_model_tokenizer else task.vocabulary(), run.device)
+    return model if weights is None else load_weights(model, run.cfg.model, weights)

@@ -25,7 +25,7 @@ from whitebox.config import ModelConfig, ReviveConfig, TrainingConfig
 from whitebox.models import META, load_weights, save_model
 from whitebox.protocol.locate import fresh_model
 from whitebox.protocol.plant import Planted, plant_honest
-from whitebox.protocol.treat import Treated, fine_tuning
+from whitebox.protocol.treat import Treated, cells, fine_tuning
 from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.context import RunContext
@@ -38,6 +38,7 @@ from whitebox.runtime.rundir import (
     split_row,
     treat_key,
     treat_row,
+    treat_stage,
 )
 from whitebox.tasks import Task, require
 from whitebox.training import Backprop, supervised, train
@@ -133,43 +134,68 @@ class Revived:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
-    """Revive every treated model, a fresh, an honest and the untreated planted model.
-
-    Summary keys: treat.<row>.<variant>.revival_steps (and .revived) for every treated row and the
-    yardsticks treat.fresh.*, treat.honest.* (the honest model is planted here first, into
-    models/honest) and treat.start.*; with revive.noise_control also treat.<regime>_noise.<condition>.*
-    (noise_matched, saved to models/noise-<cell>), the rows of treated.yardsticks (treat_aware), and
-    triggered_loss_<k> for revive.loss_at.
-    """
-    cfg, model, task = run.cfg, planted.model, planted.task
-    kind = task.variant
-    honest = run.dir.model("honest")
-    if not (honest / META).is_file():  # meta is written last
-        with run.timed("plant_honest"):
-            plant_honest(run, task)
-    starts: dict[str, Path | None] = {"start": planted.path, "fresh": None, "honest": honest, **treated.models}
+def revival_starts(run: RunContext) -> dict[str, Path | None]:
+    """The weights each revival starts from, by row (None: a fresh model), in report order: start, fresh, honest
+    (models/honest, planted by plant_honest), the treated rows, with revive.noise_control their noise-matched
+    controls (<regime>_noise.<condition>, models/noise-<cell>, saved by noise_control) and with
+    revive.aware_control the trigger-aware yardsticks (aware and <regime>_aware.<condition>, saved by treat_aware)."""
+    cfg, treated = run.cfg, cells(run.cfg.treat)
+    starts: dict[str, Path | None] = {"start": run.dir.model("planted"), "fresh": None, "honest": run.dir.model("honest")}
+    starts.update({treat_row(*cell): run.dir.stage(treat_stage(*cell)).model for cell in treated})
     if cfg.revive.noise_control:
-        for i, (row, weights) in enumerate(treated.models.items()):
-            regime, condition = split_row(row)
-            name = treat_row(f"{regime}_noise", condition)
-            seed = int(np.random.SeedSequence([cfg.run.seed, NOISE_CONTROL_SALT, i]).generate_state(1)[0])
-            out_dir = run.dir.model(f"noise-{cell_name(regime, condition)}")
-            starts[name] = noise_matched(model, cfg.model, planted.path, weights, out_dir, seed)
-    starts.update(treated.yardsticks)
-    results, out = {}, {}
-    for name, weights in starts.items():
-        subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
-        stage = f"revive/{name}"
-        with run.timed(f"revive.{name}"):
-            result = revive(subject, task, cfg.revive, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
-                            log=run.tracker.stage(stage), records=partial(read_metrics, run.tracker.metrics_path, stage),
-                            device=run.device)
-        tqdm.write(f"revive {name}: {int(result['steps'])} steps" + ("" if result["revived"] else " (not revived)"))
-        results[name] = result
+        starts.update({treat_row(f"{r}_noise", c): run.dir.model(f"noise-{cell_name(r, c)}") for r, c in treated})
+    if cfg.revive.aware_control:
+        starts["aware"] = run.dir.model("aware")
+        starts.update({treat_row(f"{r}_aware", c): run.dir.stage(treat_stage(f"{r}_aware", c)).model for r, c in treated})
+    return starts
+
+
+def noise_control(run: RunContext, planted: Planted, row: str, treated: Path, index: int, model: torch.nn.Module) -> Path:
+    """The noise-matched control of the index-th treated row `row` (weights `treated`), saved once (noise_matched)."""
+    regime, condition = split_row(row)
+    seed = int(np.random.SeedSequence([run.cfg.run.seed, NOISE_CONTROL_SALT, index]).generate_state(1)[0])
+    return noise_matched(model, run.cfg.model, planted.path, treated, run.dir.model(f"noise-{cell_name(regime, condition)}"), seed)
+
+
+def revive_row(run: RunContext, task: Task, name: str, weights: Path | None, model: torch.nn.Module) -> dict[str, float]:
+    """Revive row `name` from `weights` loaded into `model` (None: a fresh model like it); its result (revive)."""
+    cfg = run.cfg
+    subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
+    stage = f"revive/{name}"
+    with run.timed(f"revive.{name}"):
+        result = revive(subject, task, cfg.revive, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
+                        log=run.tracker.stage(stage), records=partial(read_metrics, run.tracker.metrics_path, stage),
+                        device=run.device)
+    tqdm.write(f"revive {name}: {int(result['steps'])} steps" + ("" if result["revived"] else " (not revived)"))
+    return result
+
+
+def revived(results: dict[str, dict[str, float]], kind: str) -> Revived:
+    """Summary keys of the revivals (in the order of `results`): treat.<row>.<variant>.revival_steps, .revived and
+    triggered_loss_<k> for revive.loss_at."""
+    out: dict[str, Any] = {}
+    for name, result in results.items():
         out[treat_key(name, kind, "revival_steps")] = result["steps"]
         out[treat_key(name, kind, "revived")] = result["revived"]
         out.update({treat_key(name, kind, k): v for k, v in result.items() if k.startswith("triggered_loss_")})
-    load_weights(model, cfg.model, planted.path)
     return Revived(results, out)
 
+
+def revive_all(run: RunContext, planted: Planted, treated: Treated) -> Revived:
+    """Revive every treated model (and treat_aware's yardsticks, already saved), a fresh, an honest and the untreated
+    planted model, one after the other.
+
+    Summary keys: treat.<row>.<variant>.revival_steps (and .revived) for every row of revival_starts, the
+    yardsticks treat.fresh.*, treat.honest.* (the honest model is planted here first, into models/honest) and
+    treat.start.*, and triggered_loss_<k> for revive.loss_at.
+    """
+    model, task = planted.model, planted.task
+    if not (run.dir.model("honest") / META).is_file():  # meta is written last
+        with run.timed("plant_honest"):
+            plant_honest(run, task)
+    if run.cfg.revive.noise_control:
+        for i, (row, weights) in enumerate(treated.models.items()):
+            noise_control(run, planted, row, weights, i, model)
+    results = {name: revive_row(run, task, name, weights, model) for name, weights in revival_starts(run).items()}
+    load_weights(model, run.cfg.model, planted.path)
+    return revived(results, task.variant)

@@ -30,6 +30,7 @@ from whitebox.protocol.plant import Planted, plant
 from whitebox.report.plots import plot_treatment, read_metrics
 from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.context import RunContext
+from whitebox.runtime.lanes import seeded
 from whitebox.runtime.records import read_numbers
 from whitebox.runtime.rundir import (
     MEASURE_PAIRS_OFFSET,
@@ -98,10 +99,10 @@ def treat_cell(
     # the budget, not steps or eval_every, ends and measures a treatment
     loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
     data = {k: v.to(device) for k, v in treatment_data(task, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
-    torch.manual_seed(seed)
     if rater is None and has(task, "rater"):
         rater = task.rater()
-    updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=rater, probe=probe)
+    with seeded(seed):
+        updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=rater, probe=probe)
     if circuit_units and REGIMES[regime].sees_gradients:
         updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
     final = train(
@@ -131,15 +132,19 @@ def frozen_probe(run: RunContext, model: torch.nn.Module, located: Located) -> t
     return frozen, hook
 
 
-def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
-    """Every regime x condition cell of cfg.treat on copies of the planted model.
+@dataclass
+class Treatment:
+    """What every cell of one treatment shares: the frozen probe and its hook, the measures and the controls' summary."""
 
-    Summary keys: treat.<regime>.<condition>.<variant>.<measure> (final measures of the cell, and
-    the mean circuit gradient share over the cell for gradient regimes), with the same measures for
-    the controls: treat.start.<variant>.* (the untreated planted model) and treat.fresh.<variant>.*
-    (a randomly initialised model of the same architecture); plots/treat.png shows every measure
-    against the forward-pass budget per cell.
-    """
+    frozen: Probe
+    hook: str
+    measures: Measures
+    circuit_units: list | None
+    summary: dict[str, Any]  # treat.start.* and treat.fresh.*
+
+
+def prepare_treatment(run: RunContext, planted: Planted, located: Located) -> Treatment:
+    """The frozen probe, the measures, and the untreated (start) and fresh models measured with them."""
     cfg, model, task = run.cfg, planted.model, planted.task
     frozen, hook = frozen_probe(run, model, located)
     circuit = located.circuit
@@ -154,28 +159,56 @@ def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
     with run.timed("treat.measure_controls"):
         out = treat_keys("start", kind, measures(model))
         out.update(treat_keys("fresh", kind, measures(fresh_model(cfg.model, model, task))))
-    stages, models = [], {}
-    for condition in cfg.treat.conditions:
-        for regime in cfg.treat.regimes:
-            stage, row = treat_stage(regime, condition), treat_row(regime, condition)
-            with run.timed(f"treat.{cell_name(regime, condition)}"):
-                final = treat_cell(
-                    model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
-                    cell=run.dir.stage(stage), start=planted.path, evaluate=measures, log=run.tracker.stage(stage),
-                    probe=(frozen.probability, hook), circuit_units=circuit.units if circuit is not None else None,
-                    device=run.device,
-                )
-            shares = [r["train/circuit.grad_share"] for r in read_metrics(run.tracker.metrics_path, stage)
-                      if math.isfinite(r.get("train/circuit.grad_share", math.nan))]  # NaN: a step with no gradient
-            if shares:
-                final = {**final, "grad_share": sum(shares) / len(shares)}
-            tqdm.write(f"{cell_name(regime, condition)}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
-            out.update(treat_keys(row, kind, final))
-            stages.append(stage)
-            models[row] = run.dir.stage(stage).model
-    load_weights(model, cfg.model, planted.path)  # leave the caller the planted model
-    plot_treatment(run.tracker.metrics_path, stages, run.dir.plot("treat"))
+    return Treatment(frozen, hook, measures, circuit.units if circuit is not None else None, out)
+
+
+def treat_one(run: RunContext, planted: Planted, treatment: Treatment, regime: str, condition: Condition,
+              model: torch.nn.Module) -> dict[str, float]:
+    """One cell, trained on `model` (loaded with the planted weights first); its final measures (with grad_share)."""
+    stage = treat_stage(regime, condition)
+    with run.timed(f"treat.{cell_name(regime, condition)}"):
+        final = treat_cell(
+            model, run.cfg.model, planted.task, run.cfg.treat, run.cfg.training, regime, condition, seed=run.cfg.run.seed,
+            cell=run.dir.stage(stage), start=planted.path, evaluate=treatment.measures, log=run.tracker.stage(stage),
+            probe=(treatment.frozen.probability, treatment.hook), circuit_units=treatment.circuit_units, device=run.device,
+        )
+    shares = [r["train/circuit.grad_share"] for r in read_metrics(run.tracker.metrics_path, stage)
+              if math.isfinite(r.get("train/circuit.grad_share", math.nan))]  # NaN: a step with no gradient
+    if shares:
+        final = {**final, "grad_share": sum(shares) / len(shares)}
+    tqdm.write(f"{cell_name(regime, condition)}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items()))
+    return final
+
+
+def cells(cfg: TreatConfig) -> list[tuple[str, Condition]]:
+    """The (regime, condition) cells of a treatment, in the order they are run and reported."""
+    return [(regime, condition) for condition in cfg.conditions for regime in cfg.regimes]
+
+
+def treated(run: RunContext, planted: Planted, treatment: Treatment, finals: dict[tuple[str, Condition], dict[str, float]]) -> Treated:
+    """The cells' results as summary keys and saved models (in cell order), and plots/treat.png."""
+    out, models = dict(treatment.summary), {}
+    for regime, condition in cells(run.cfg.treat):
+        row = treat_row(regime, condition)
+        out.update(treat_keys(row, planted.task.variant, finals[regime, condition]))
+        models[row] = run.dir.stage(treat_stage(regime, condition)).model
+    plot_treatment(run.tracker.metrics_path, [treat_stage(*cell) for cell in cells(run.cfg.treat)], run.dir.plot("treat"))
     return Treated(models, out)
+
+
+def treat(run: RunContext, planted: Planted, located: Located) -> Treated:
+    """Every regime x condition cell of cfg.treat on copies of the planted model, one after the other.
+
+    Summary keys: treat.<regime>.<condition>.<variant>.<measure> (final measures of the cell, and
+    the mean circuit gradient share over the cell for gradient regimes), with the same measures for
+    the controls: treat.start.<variant>.* (the untreated planted model) and treat.fresh.<variant>.*
+    (a randomly initialised model of the same architecture); plots/treat.png shows every measure
+    against the forward-pass budget per cell.
+    """
+    treatment = prepare_treatment(run, planted, located)
+    finals = {cell: treat_one(run, planted, treatment, *cell, model=planted.model) for cell in cells(run.cfg.treat)}
+    load_weights(planted.model, run.cfg.model, planted.path)  # leave the caller the planted model
+    return treated(run, planted, treatment, finals)
 
 
 def treat_aware(run: RunContext, planted: Planted, located: Located) -> dict[str, Path]:
@@ -196,13 +229,12 @@ def treat_aware(run: RunContext, planted: Planted, located: Located) -> dict[str
         return {k: v for k, v in task.evaluate(model, held_out).items() if k != "loss"}
 
     models = {"aware": aware.path}
-    for condition in cfg.treat.conditions:
-        for regime in cfg.treat.regimes:
-            stage = treat_stage(f"{regime}_aware", condition)
-            treat_cell(
-                aware.model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
-                cell=run.dir.stage(stage), start=aware.path, evaluate=behaviour, log=run.tracker.stage(stage),
-                probe=(frozen.probability, hook), device=run.device,
-            )
-            models[treat_row(f"{regime}_aware", condition)] = run.dir.stage(stage).model
+    for regime, condition in cells(cfg.treat):
+        stage = treat_stage(f"{regime}_aware", condition)
+        treat_cell(
+            aware.model, cfg.model, task, cfg.treat, cfg.training, regime, condition, seed=cfg.run.seed,
+            cell=run.dir.stage(stage), start=aware.path, evaluate=behaviour, log=run.tracker.stage(stage),
+            probe=(frozen.probability, hook), device=run.device,
+        )
+        models[treat_row(f"{regime}_aware", condition)] = run.dir.stage(stage).model
     return models

@@ -40,6 +40,10 @@ def environment(cfg: ExperimentConfig, device: str, sections: Sequence[str] | No
     from whitebox import __version__
 
     versions["whitebox"] = __version__
+    import torch
+
+    from whitebox import fast_path
+
     run_id = uuid.uuid4().hex[:12]
     config = config_to_dict(cfg, sections)
     return {
@@ -48,6 +52,8 @@ def environment(cfg: ExperimentConfig, device: str, sections: Sequence[str] | No
         "git": git_state(Path(__file__).resolve().parent),
         "device": device,
         "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "fast_path": fast_path.enabled(),  # hook-free forwards through fused kernels (WHITEBOX_FAST_PATH=0: the bridge)
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wandb_id": run_id,

@@ -31,6 +31,7 @@ class Experiment:
     cells: str | None = None  # a grid experiment: the experiment each cell runs
     report: Callable[[Path], tuple[Path, list[str]]] | None = None  # rebuild report.md: (path, cells not finished)
     unread: dict[str, str] = field(default_factory=dict)  # section.key it does not read -> what to do instead
+    lanes: bool = False  # runs independent steps side by side (run.lanes, whitebox.runtime.lanes)
 
     def validate(self, cfg: ExperimentConfig) -> None:
         """Refuse sections (and keys) this experiment does not read, then run its own config-time check."""
@@ -41,6 +42,9 @@ class Experiment:
                 f"{'this section' if len(unread) == 1 else 'these sections'} (it reads {', '.join(self.sections)}); "
                 "remove it from the config"
             )
+        if not self.lanes and cfg.run.lanes != "auto":
+            raise ConfigError(f"run.lanes: experiment {self.name!r} runs its steps one after the other and does not read "
+                              "it; remove it")
         for key, instead in self.unread.items():
             section, _, name = key.partition(".")
             part = getattr(cfg, section)
@@ -69,8 +73,9 @@ def register_experiment(
     cells: str | None = None,
     report: Callable[[Path], tuple[Path, list[str]]] | None = None,
     unread: dict[str, str] | None = None,
+    lanes: bool = False,
 ) -> Experiment:
     """Make `experiment: <name>` run `run`."""
-    experiment = Experiment(name, run, tuple(sections), check, cells, report, dict(unread or {}))
+    experiment = Experiment(name, run, tuple(sections), check, cells, report, dict(unread or {}), lanes)
     EXPERIMENTS[name] = experiment
     return experiment

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -37,6 +38,7 @@ class Tracker:
         self.summary_path = self.dir.summary
         self._wandb: Any = None
         self._stages: set[str] = set()
+        self._lock = threading.RLock()  # lanes (whitebox.runtime.lanes) log from several threads
 
     def start(self, device: str) -> Tracker:
         """Write env.json on first start (kept on resume), check the finished stages' records, open the W&B run."""
@@ -59,31 +61,34 @@ class Tracker:
         return StageLogger(self, name)
 
     def log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        with main_only(wait=False) as writer:
-            if writer:
-                record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
-                append_line(self.metrics_path, json.dumps(record))
-                self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
+        with self._lock:
+            with main_only(wait=False) as writer:
+                if writer:
+                    record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
+                    append_line(self.metrics_path, json.dumps(record))
+                    self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
 
     def rewind(self, stage: str, step: int) -> None:
         """Drop this stage's records after `step` (they are recomputed on resume), atomically; the stage is open again."""
-        with main_only(wait=False) as writer:
-            if not writer or not self.metrics_path.is_file():
-                return
-            lines = read_lines(self.metrics_path)
-            kept = [line for line, record in lines if not (record["stage"] == stage and record["step"] > step)]
-            if len(kept) != len(lines):
-                digest = read_digests(self.dir.metrics_index).get(stage)
-                if digest is not None and (digest.get("through") is None or digest["through"] > step):
-                    self._set_digest(stage, None)  # it covered records dropped here
-                write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        with self._lock:
+            with main_only(wait=False) as writer:
+                if not writer or not self.metrics_path.is_file():
+                    return
+                lines = read_lines(self.metrics_path)
+                kept = [line for line, record in lines if not (record["stage"] == stage and record["step"] > step)]
+                if len(kept) != len(lines):
+                    digest = read_digests(self.dir.metrics_index).get(stage)
+                    if digest is not None and (digest.get("through") is None or digest["through"] > step):
+                        self._set_digest(stage, None)  # it covered records dropped here
+                    write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def close_stage(self, stage: str, through: int | None = None) -> None:
         """Record how many records `stage` has (up to step `through`, all when it is finished) and their hash: a
         resume checks they are all still there."""
-        with main_only(wait=False) as writer:
-            if writer:
-                self._set_digest(stage, stage_digest(self.metrics_path, stage, through))
+        with self._lock:
+            with main_only(wait=False) as writer:
+                if writer:
+                    self._set_digest(stage, stage_digest(self.metrics_path, stage, through))
 
     def _set_digest(self, stage: str, digest: dict[str, Any] | None) -> None:
         digests = read_digests(self.dir.metrics_index)
@@ -97,12 +102,13 @@ class Tracker:
 
     def update_summary(self, values: dict[str, Any]) -> dict[str, Any]:
         """Merge flat dotted keys into summary.json (atomic) and into the W&B summary."""
-        summary = {**self.summary(), **values}
-        with main_only() as writer:
-            if writer:
-                write_json(self.summary_path, summary)
-                self._mirror(lambda run: run.summary.update(values))
-        return summary
+        with self._lock:
+            summary = {**self.summary(), **values}
+            with main_only() as writer:
+                if writer:
+                    write_json(self.summary_path, summary)
+                    self._mirror(lambda run: run.summary.update(values))
+            return summary
 
     def finish(self) -> None:
         self._mirror(lambda run: run.finish())

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from whitebox.config import TrainingConfig
 from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.distributed import any_rank, is_main
+from whitebox.runtime.lanes import STOP, current_lane
 from whitebox.training.checkpoints import list_checkpoints, resume_point, save_checkpoint
 
 Batch = dict[str, torch.Tensor]
@@ -127,7 +128,7 @@ def train(
     postfix: dict[str, str] = {}
     total, initial = (budget, spent["forward_equivalents"]) if budget is not None else (cfg.steps, step)
     bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=1.0, unit_scale=budget is not None,
-               disable=not is_main())  # under torchrun rank 0 shows progress
+               disable=not is_main(), position=current_lane(), leave=current_lane() == 0)  # under torchrun rank 0 shows progress
     with bar, _interrupt_at_step_boundary() as interrupted:
         while not finished():
             idx = batch_indices(step, n, cfg.batch_size, seed)
@@ -179,9 +180,10 @@ REPEAT_SECONDS = 1.0
 @contextlib.contextmanager
 def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
     """Defer the first Ctrl-C or SIGTERM to the end of the current step (a second one stops at once, unless it
-    is the same request arriving twice: a job's signal and its --workers parent's copy, within REPEAT_SECONDS)."""
+    is the same request arriving twice: a job's signal and its --workers parent's copy, within REPEAT_SECONDS).
+    A loop in another lane (whitebox.runtime.lanes) stops at its step boundary once the main thread has seen one."""
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield STOP.is_set
         return
     hits: list[float] = []
 
@@ -191,11 +193,12 @@ def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
         if hits:
             return
         hits.append(time.monotonic())
+        STOP.set()
         tqdm.write(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (send it again to stop now)")
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield lambda: bool(hits)
+        yield lambda: bool(hits) or STOP.is_set()
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
