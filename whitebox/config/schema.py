@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 from pydantic.fields import FieldInfo
+from typing_extensions import NotRequired, TypedDict
 
 from whitebox.config.slots import _CHOICES, _PROBE_KINDS, _REGIMES, _TASKS, RegimeOptions, _check_names
 
@@ -169,14 +170,23 @@ class TrackingConfig(Section):
     wandb_group: str | None = Field(None, description="W&B group; the cells of a grid experiment are grouped under its run name")
 
 
+class MatchPosition(TypedDict):
+    """Read the tokens spelling the first occurrence of `match` in each text (whitebox.inputs.MatchRule)."""
+
+    __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]
+    match: Annotated[str, Field(min_length=1)]
+    tokens: NotRequired[Literal["last", "all"]]
+
+
 class LocateConfig(Section):
     checkpoint: str | None = Field(
         None, description="saved model directory to locate in (`whitebox probe fit`); null: the run's planted model"
     )
     hooks: Literal["resid"] | list[str] = Field("resid", description="resid: every residual-stream hook; or hook names")
-    position: Literal["last", "all", "mean"] | int = Field(
+    position: Literal["last", "all", "mean"] | int | MatchPosition = Field(
         "last", description="token position read: last (the answer position; each input's last real token), all, mean "
-        "(of every real token), or an index (negative: from the end)"
+        "(of every real token), an index (negative: from the end), or {match: ' secret'} (the last token spelling its "
+        "first occurrence in each text; tokens: all for every token of it)"
     )
     probe: str = Field(
         "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}
