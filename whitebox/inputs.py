@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Sequence, TypedDict
 
 import torch
-from typing_extensions import NotRequired, TypedDict
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 class MatchRule(TypedDict):
     """The tokens spelling the first occurrence of `match` in each text: the last of them, or all of them."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]  # a config's typo is an error, not ignored
     match: str
     tokens: NotRequired[Literal["last", "all"]]  # default "last"
     selected: NotRequired[dict[str, int]]  # written by capture: how many rows read each token; ignored as input

@@ -14,11 +14,20 @@ The registries call `add_task`, `add_regime` and `add_probe_kind` below, which r
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NotRequired, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+    with_config,
+)
 from pydantic.fields import FieldInfo
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from whitebox.config.slots import _CHOICES, _PROBE_KINDS, _REGIMES, _TASKS, RegimeOptions, _check_names
 
@@ -170,10 +179,10 @@ class TrackingConfig(Section):
     wandb_group: str | None = Field(None, description="W&B group; the cells of a grid experiment are grouped under its run name")
 
 
+@with_config(ConfigDict(extra="forbid"))
 class MatchPosition(TypedDict):
     """Read the tokens spelling the first occurrence of `match` in each text (whitebox.inputs.MatchRule)."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]
     match: Annotated[str, Field(min_length=1)]
     tokens: NotRequired[Literal["last", "all"]]
 

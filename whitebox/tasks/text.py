@@ -3,10 +3,10 @@
 `task: {name: text, path: data.jsonl}` reads a JSONL, CSV or parquet file, or a `datasets`
 dataset saved with `save_to_disk`, with a text column and a binary label column (0/1 or
 true/false): the hidden label probes and detectors look for. The texts are not tokenised here:
-`capture` tokenises them with the model's own tokenizer, padded on the right, so the task works
-with any pretrained model (`model.source: pretrained`), wrapped in its chat template with
-`chat_template: true`. Probes are fitted and scored on two
-disjoint seeded subsets of the rows (`probe_split`), each with both labels.
+`capture` tokenises them with the model's own tokenizer (in its chat template with
+`chat_template: true`), padded on the right, so the task works with any pretrained model
+(`model.source: pretrained`). Probes are fitted and scored on two disjoint seeded subsets of the
+rows (`probe_split`), each with both labels.
 
 What this task does not supply: training splits and an answer to evaluate (it plants nothing),
 so the plant, treat and revive steps refuse it at config time; use `experiment: probe`.
