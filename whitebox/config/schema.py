@@ -20,6 +20,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_serializer,
@@ -197,6 +199,19 @@ class LocateConfig(Section):
         "(of every real token), an index (negative: from the end), or {match: ' secret'} (the last token spelling its "
         "first occurrence in each text; tokens: all for every token of it)"
     )
+    @field_validator("position", mode="before")
+    @classmethod
+    def _match_position(cls, value: Any) -> Any:
+        """A mistyped match position is named as one, not as a value fitting none of the union's members."""
+        if isinstance(value, dict):
+            try:
+                TypeAdapter(MatchPosition).validate_python(value)
+            except ValidationError as err:
+                first = err.errors()[0]
+                raise ValueError(f"a match position is {{match: text, tokens: last or all}}; "
+                                 f"{'.'.join(map(str, first['loc'])) or 'it'}: {first['msg']} (got {value!r})") from None
+        return value
+
     probe: str = Field(
         "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}
     )
