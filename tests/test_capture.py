@@ -135,7 +135,7 @@ def test_bad_arguments(data):
     model, _ = _bridge("native")
     with pytest.raises(ValueError, match=r"position 99 lies outside some input \(lengths 8-8\)"):
         capture(model, data, ["blocks.0.hook_in"], positions=99)
-    with pytest.raises(ValueError, match="positions must be 'last', 'all', 'mean', an index or a bool mask"):
+    with pytest.raises(ValueError, match=r"positions must be 'last', 'all', 'mean', an index, \{'match': text\} or a bool mask"):
         capture(model, data, ["blocks.0.hook_in"], positions="first")
     with pytest.raises(ValueError, match="labels='nope': not a column"):
         capture(model, data, ["blocks.0.hook_in"], labels="nope")

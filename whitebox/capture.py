@@ -9,7 +9,10 @@ example-major: with `positions="all"` row `r` is example `example[r]` at token `
 Inputs of different lengths (strings tokenised with the model's tokenizer, token lists, or a
 `tokens` column with an `attention_mask` column) are padded on the right: a causal model's
 activations at a real token never see the padding after it, so `last` is each input's last real
-token, `all` its real tokens and `mean` their average (one row per input).
+token, `all` its real tokens and `mean` their average (one row per input). With
+`positions={"match": " secret"}` each text's rows are the tokens spelling the first occurrence of
+" secret" (the last of them, or all with `"tokens": "all"`); the rule is recorded with the tokens it read.
+With `chat_template=True` each text is first wrapped as a user turn in the tokenizer's chat template.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ import torch
 
 from whitebox.fingerprint import model_identity
 from whitebox.hf_map import hf_location
-from whitebox.inputs import PositionRule, as_tokens, column, is_dataset, position_mask
+from whitebox.inputs import (
+    PositionRule,
+    as_tokens,
+    column,
+    is_dataset,
+    match_mask,
+    position_mask,
+    prompt_format,
+    texts_of,
+)
 from whitebox.runtime.artifacts import ArtifactError, one_line, read_json, write_json
 
 if TYPE_CHECKING:
@@ -44,10 +56,11 @@ class Captured:
     labels: torch.Tensor | None  # rows
     example: torch.Tensor  # rows: index of the source example
     position: torch.Tensor  # rows: token position read (non-negative; -1 for a "mean" row)
-    positions: PositionRule  # the rule the rows were selected by
+    positions: PositionRule  # the rule the rows were selected by (a match rule with the tokens it selected)
     grads: dict[str, torch.Tensor] | None = None  # canonical hook -> rows d, same rows as acts
     model: dict[str, Any] | None = None  # model identity, see whitebox.fingerprint.model_identity
     locations: dict[str, dict[str, Any]] | None = None  # hook -> where it is in the HF model (whitebox.hf_map)
+    prompt_format: dict[str, Any] | None = None  # how texts became prompts (whitebox.inputs.prompt_format); None: token ids
 
     @property
     def hooks(self) -> list[str]:
@@ -101,21 +114,31 @@ def capture(
     grad_fn: GradFn | None = None,
     dtype: torch.dtype = torch.float32,
     cfg: Any = None,
+    chat_template: bool = False,
 ) -> Captured:
     """Activations at `hooks` for every example of `data`, batch by batch, keeping only `positions`.
 
     data: a Dataset with a `tokens` column (and optionally `attention_mask`) or a `text` column, a `[n, pos]` token
     tensor, a list of strings (tokenised with the model's tokenizer) or of token-id lists.
-    positions: "last", "all", "mean", an index (negative: from each input's end), or a `[n, pos]`
-    boolean mask. labels: a column name of `data` or `[n]` values. attention_mask: `[n, pos]`,
+    positions: "last", "all", "mean", an index (negative: from each input's end), `{"match": text}`
+    (the last token spelling text's first occurrence; `"tokens": "all"` for all of them; text inputs only),
+    or a `[n, pos]` boolean mask. labels: a column name of `data` or `[n]` values. attention_mask: `[n, pos]`,
     1 at real tokens, for a padded token tensor.
     out_dir: write `.npy` files there and return memory-mapped tensors. grad_fn: also capture the
     gradient of `grad_fn(logits, batch).sum()` with respect to each hook activation. cfg: the
     model's ModelConfig, recorded in the model identity so probes can check the full fingerprint.
+    chat_template: wrap each text as a user turn in the tokenizer's chat template before tokenising.
     """
     names = resolve_hooks(model, hooks)
-    tokens, real = as_tokens(model, data, attention_mask)  # n pos, n pos (bool: real tokens)
+    tokens, real = as_tokens(model, data, attention_mask, chat_template)  # n pos, n pos (bool: real tokens)
     n, seq = tokens.shape
+    texts = texts_of(data)
+    rule: PositionRule = "mask" if isinstance(positions, torch.Tensor) else positions
+    if isinstance(positions, dict):
+        if texts is None:
+            raise ValueError("a match position finds a string in text inputs, but these are token ids; pass strings "
+                             "(or a bool positions mask)")
+        positions, rule = match_mask(model, texts, tokens, positions, chat_template)
     mean = positions == "mean"
     if mean and grad_fn is not None:
         raise ValueError("positions='mean' averages activations; capture gradients at 'all' and average those")
@@ -126,7 +149,6 @@ def capture(
     if len(example) == 0 or (mean and not bool(mask.any(1).all())):
         raise ValueError("the positions select no token of some input; nothing to capture there")
     label_rows = _labels(data, labels, n)
-    rule: PositionRule = "mask" if isinstance(positions, torch.Tensor) else positions
     store = _Store(out_dir, int(offsets[-1]), dtype, with_grads=grad_fn is not None)
     device = next(model.parameters()).device
     was_training = model.training
@@ -146,6 +168,7 @@ def capture(
     identity = model_identity(model, cfg)
     captured = store.finish(names, labels_out, example, position, rule, identity)
     captured.locations = {h: loc for h in names if (loc := hf_location(model, h)) is not None} or None
+    captured.prompt_format = None if texts is None else prompt_format(model, chat_template)
     return captured
 
 
@@ -175,7 +198,7 @@ def _checked_files(path: Path, manifest: Any) -> dict[str, Any]:
              *([files["labels"]] if files.get("labels") is not None else [])]
     if not all(isinstance(n, str) and n.endswith(".npy") and Path(n).name == n for n in names):
         raise ArtifactError(f"{path}: field 'files' must name .npy files inside the capture's folder; it is damaged")
-    if not isinstance(manifest.get("positions"), (str, int)) or isinstance(manifest["positions"], bool):
+    if not isinstance(manifest.get("positions"), (str, int, dict)) or isinstance(manifest["positions"], bool):
         raise ArtifactError(f"{path}: field 'positions' must be a position rule; the capture is damaged")
     return files
 

@@ -1,36 +1,60 @@
 """Any accepted input as right-padded token ids and a real-token mask, and the positions a rule reads in them.
 
-Strings are tokenised with the model's own tokenizer, token-id lists padded, a `tokens` tensor
-taken with its attention mask. Padding goes on the right: a causal model's activations at a real
-token never see the padding after it, so reading real tokens only gives what each input gives alone.
+Strings are tokenised with the model's own tokenizer (wrapped in its chat template when asked),
+token-id lists padded, a `tokens` tensor taken with its attention mask. Padding goes on the right:
+a causal model's activations at a real token never see the padding after it, so reading real tokens
+only gives what each input gives alone. A `MatchRule` reads the tokens that spell a string in each
+text, found through the tokenizer's character offsets.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+import hashlib
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Sequence, TypedDict
 
 import torch
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-PositionRule = Literal["last", "all", "mean", "mask"] | int
+
+
+class MatchRule(TypedDict):
+    """The tokens spelling the first occurrence of `match` in each text: the last of them, or all of them."""
+
+    match: str
+    tokens: NotRequired[Literal["last", "all"]]  # default "last"
+    selected: NotRequired[dict[str, int]]  # written by capture: how many rows read each token; ignored as input
+
+
+PositionRule = Literal["last", "all", "mean", "mask"] | int | MatchRule
+
+
+def texts_of(data: Any) -> list[str] | None:
+    """The strings of a text input (a list of strings, or a Dataset with a text column and no tokens); else None."""
+    if is_dataset(data) and "tokens" not in data.column_names and "text" in data.column_names:
+        return list(data["text"])
+    if not is_dataset(data) and isinstance(data, Sequence) and len(data) and all(isinstance(x, str) for x in data):
+        return list(data)
+    return None
 
 
 def as_tokens(
-    model: torch.nn.Module, data: Any, attention_mask: torch.Tensor | None
+    model: torch.nn.Module, data: Any, attention_mask: torch.Tensor | None, chat_template: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens [n, pos], real [n, pos] bool) for any accepted input, padded on the right."""
-    if is_dataset(data) and "tokens" not in data.column_names and "text" in data.column_names:
-        return tokenize(model, list(data["text"]))
+    texts = texts_of(data)
+    if texts is not None:
+        return tokenize(model, texts, chat_template)
+    if chat_template:
+        raise ValueError("chat_template=True wraps text prompts, but these inputs are token ids; pass strings")
     if is_dataset(data):
         tokens = column(data, "tokens")
         if attention_mask is None and "attention_mask" in data.column_names:
             attention_mask = column(data, "attention_mask")
     elif isinstance(data, torch.Tensor):
         tokens = data
-    elif isinstance(data, Sequence) and len(data) and all(isinstance(x, str) for x in data):
-        return tokenize(model, list(data))
     elif isinstance(data, Sequence) and len(data) and all(isinstance(x, Sequence) and len(x) for x in data):
         return _pad([torch.as_tensor(list(x), dtype=torch.long) for x in data], 0)
     else:
@@ -48,15 +72,67 @@ def as_tokens(
     return tokens, real
 
 
-def tokenize(model: torch.nn.Module, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def tokenize(model: torch.nn.Module, texts: list[str], chat_template: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids [n, pos] and real-token mask [n, pos] of `texts`, with the model's tokenizer, padded on the right."""
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None:
-        raise ValueError("this model has no tokenizer to turn strings into tokens; pass token ids instead")
-    ids = [tokenizer(text)["input_ids"] for text in texts]
+    tokenizer = tokenizer_of(model, chat_template)
+    ids = [_encode(tokenizer, text, chat_template)[0]["input_ids"] for text in texts]
     if any(len(x) == 0 for x in ids):
         raise ValueError("a string tokenised to no tokens at all; every input needs at least one")
     return _pad([torch.as_tensor(x, dtype=torch.long) for x in ids], tokenizer.pad_token_id or 0)
+
+
+def tokenizer_of(model: torch.nn.Module, chat_template: bool = False) -> Any:
+    """The model's tokenizer; refused when there is none, or when a chat template is asked for and it has none."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("this model has no tokenizer to turn strings into tokens; pass token ids instead")
+    if chat_template and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat_template=True but this model's tokenizer has no chat template; set "
+                         "tokenizer.chat_template or leave chat_template off")
+    return tokenizer
+
+
+def prompt_format(model: torch.nn.Module, chat_template: bool) -> dict[str, Any]:
+    """How texts became prompts, for probe artifacts: plain, or the chat template (with its sha256)."""
+    if not chat_template:
+        return {"chat_template": False}
+    template = tokenizer_of(model, True).chat_template
+    return {"chat_template": True, "template_sha256": hashlib.sha256(template.encode()).hexdigest()}
+
+
+def _encode(tokenizer: Any, text: str, chat_template: bool, offsets: bool = False) -> tuple[Any, str, int]:
+    """(encoding, the prompt the model reads, where `text` starts in it): `text` alone, or as a user turn."""
+    if not chat_template:
+        return tokenizer(text, return_offsets_mapping=offsets), text, 0
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+    # the template writes the special tokens itself
+    return tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=offsets), prompt, max(prompt.find(text), 0)
+
+
+def match_mask(
+    model: torch.nn.Module, texts: list[str], tokens: torch.Tensor, rule: MatchRule, chat_template: bool = False
+) -> tuple[torch.Tensor, MatchRule]:
+    """The `[n, pos]` mask of the tokens spelling `rule["match"]` in each text (tokenised as `tokens`), and the
+    rule with what it selected."""
+    tokenizer = tokenizer_of(model, chat_template)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("a match position needs a fast tokenizer (character offsets); load the model's fast tokenizer")
+    which = rule.get("tokens", "last")
+    mask = torch.zeros(tokens.shape, dtype=torch.bool)
+    for i, text in enumerate(texts):
+        encoding, prompt, begin = _encode(tokenizer, text, chat_template, offsets=True)
+        start = prompt.find(rule["match"], begin)
+        if start < 0:
+            raise ValueError(f"input {i} ({text[:60]!r}) does not contain {rule['match']!r}; choose a string every "
+                             "input contains, or drop the inputs without it")
+        end = start + len(rule["match"])
+        hits = [p for p, (a, b) in enumerate(encoding["offset_mapping"]) if a < end and b > start and b > a]
+        if not hits:
+            raise ValueError(f"input {i} ({text[:60]!r}): no token spells {rule['match']!r} (only whitespace?); "
+                             "match a word")
+        mask[i, hits[-1:] if which == "last" else hits] = True
+    read = Counter(tokenizer.convert_ids_to_tokens(tokens[mask].tolist()))
+    return mask, {"match": rule["match"], "tokens": which, "selected": dict(read.most_common())}
 
 
 def _pad(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +159,8 @@ def position_mask(positions: PositionRule | torch.Tensor, real: torch.Tensor) ->
         if bool((index < 0).any() | (index >= lengths).any()):
             raise ValueError(f"position {positions} lies outside some input (lengths {int(lengths.min())}-{int(lengths.max())})")
     else:
-        raise ValueError(f"positions must be 'last', 'all', 'mean', an index or a bool mask, got {positions!r}")
+        raise ValueError(f"positions must be 'last', 'all', 'mean', an index, {{'match': text}} or a bool mask, "
+                         f"got {positions!r}")
     mask = torch.zeros(n, seq, dtype=torch.bool)
     mask[torch.arange(n), index] = True
     return mask

@@ -114,6 +114,13 @@ def test_union_value_lists_every_accepted_form():
     assert message.startswith("--set locate.position=first: locate.position: Input should be 'last', 'all' or 'mean' or a valid integer")
 
 
+def test_a_mistyped_match_position_is_named_as_one():
+    assert parse_config(TINY, ["locate.position={match: ' secret'}"]).locate.position == {"match": " secret"}
+    message = _error(["locate.position={match: x, token: all}"])
+    assert message == ("--set locate.position={match: x, token: all}: locate.position: a match position is {match: text, "
+                       "tokens: last or all}; token: Extra inputs are not permitted (got {'match': 'x', 'token': 'all'})")
+
+
 @pytest.mark.parametrize("name", ["foo", "\n["])
 def test_an_unknown_task_name_is_named_with_the_known_ones(name):
     with pytest.raises(ConfigError) as err:

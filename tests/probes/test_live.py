@@ -139,3 +139,35 @@ def test_one_artifact_scores_raw_arrays_a_native_and_an_hf_bridge(native, gpt2, 
                 bridge(tokens)
         torch.testing.assert_close(live.last, probe.score(acts), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(torch.as_tensor(probe.score(acts.numpy())).float(), live.last, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_last_and_mean_read_real_tokens_of_a_padded_batch_on_the_bridge_and_the_hf_model(arch, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tests.test_own_model import save_tiny
+    from whitebox.models import load_model
+
+    folder = save_tiny(tmp_path / "m", arch, seed=0)
+    bridge, _ = load_model(folder)
+    texts = ["the secret is a cat", "a dog", "secret word", "is the dog a cat ? yes", "no"] * 8
+    hook = "blocks.1.hook_out"
+    probe = fit_probes(capture(bridge, texts, [hook], labels=["secret" in t for t in texts]), seed=0)[hook]
+    assert float(probe.weight.norm()) > 0.1  # a probe that reads something, so a wrong position shows
+    hf_model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    batch, tokenizer = texts[:5], bridge.tokenizer
+    for model in (bridge, hf_model):
+        for position in ("last", "mean"):
+            with torch.no_grad(), probe.attach(model, positions=position) as live:
+                for text in batch:
+                    model(tokenizer(text, return_tensors="pt")["input_ids"])
+            alone = torch.cat(live.scores)  # 5
+            for side in ("right", "left"):
+                tokenizer.padding_side = side
+                enc = tokenizer(batch, return_tensors="pt", padding=True)
+                positions = (enc["attention_mask"].cumsum(1) - 1).clamp(min=0)  # HF counts from the first real token
+                with torch.no_grad(), probe.attach(model, positions=position) as live:
+                    model(enc["input_ids"], attention_mask=enc["attention_mask"],
+                          **({} if model is bridge else {"position_ids": positions}))
+                assert bool((enc["attention_mask"] == 0).any())
+                torch.testing.assert_close(live.last, alone, rtol=1e-5, atol=1e-5, msg=f"{model.__class__} {position} {side}")

@@ -49,4 +49,5 @@ def _type_name(field: Any) -> str:
     annotation = field.annotation
     if typing.get_origin(annotation) is Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
-    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "").replace("|", "\\|")
+    return (str(annotation).replace("typing.", "").replace("whitebox.config.schema.", "").replace("<class '", "")
+            .replace("'>", "").replace("|", "\\|"))

@@ -14,10 +14,22 @@ The registries call `add_task`, `add_regime` and `add_probe_kind` below, which r
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NotRequired, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+    with_config,
+)
 from pydantic.fields import FieldInfo
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from whitebox.config.slots import _CHOICES, _PROBE_KINDS, _REGIMES, _TASKS, RegimeOptions, _check_names
 
@@ -169,15 +181,37 @@ class TrackingConfig(Section):
     wandb_group: str | None = Field(None, description="W&B group; the cells of a grid experiment are grouped under its run name")
 
 
+@with_config(ConfigDict(extra="forbid"))
+class MatchPosition(TypedDict):
+    """Read the tokens spelling the first occurrence of `match` in each text (whitebox.inputs.MatchRule)."""
+
+    match: Annotated[str, Field(min_length=1)]
+    tokens: NotRequired[Literal["last", "all"]]
+
+
 class LocateConfig(Section):
     checkpoint: str | None = Field(
         None, description="saved model directory to locate in (`whitebox probe fit`); null: the run's planted model"
     )
     hooks: Literal["resid"] | list[str] = Field("resid", description="resid: every residual-stream hook; or hook names")
-    position: Literal["last", "all", "mean"] | int = Field(
+    position: Literal["last", "all", "mean"] | int | MatchPosition = Field(
         "last", description="token position read: last (the answer position; each input's last real token), all, mean "
-        "(of every real token), or an index (negative: from the end)"
+        "(of every real token), an index (negative: from the end), or {match: ' secret'} (the last token spelling its "
+        "first occurrence in each text; tokens: all for every token of it)"
     )
+    @field_validator("position", mode="before")
+    @classmethod
+    def _match_position(cls, value: Any) -> Any:
+        """A mistyped match position is named as one, not as a value fitting none of the union's members."""
+        if isinstance(value, dict):
+            try:
+                TypeAdapter(MatchPosition).validate_python(value)
+            except ValidationError as err:
+                first = err.errors()[0]
+                raise ValueError(f"a match position is {{match: text, tokens: last or all}}; "
+                                 f"{'.'.join(map(str, first['loc'])) or 'it'}: {first['msg']} (got {value!r})") from None
+        return value
+
     probe: str = Field(
         "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}
     )

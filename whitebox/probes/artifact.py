@@ -59,6 +59,17 @@ class HFLocation(_Strict):
     final_norm: bool
 
 
+class MatchPosition(_Strict):
+    match: str = Field(min_length=1, description="the string whose first occurrence in each text was read")
+    tokens: Literal["last", "all"] = Field(description="the last token spelling it, or all of them")
+    selected: dict[str, int] = Field(description="how many fitting rows read each token")
+
+
+class PromptFormat(_Strict):
+    chat_template: bool = Field(description="texts were wrapped as a user turn in the tokenizer's chat template")
+    template_sha256: str | None = Field(None, min_length=64, max_length=64, description="sha256 of that template")
+
+
 class TrainingData(_Strict):
     description: str
     sha256: str = Field(min_length=64, max_length=64)
@@ -71,10 +82,11 @@ class ArtifactMeta(_Strict):
 
     format_version: Literal[1]
     hook: str = Field(min_length=1)
-    position: Literal["last", "all", "mean", "mask"] | int
+    position: Literal["last", "all", "mean", "mask"] | int | MatchPosition
     d_model: int = Field(ge=1)
     model: ModelIdentity | None
     hf_location: HFLocation | None = None
+    prompt_format: PromptFormat | None = Field(None, description="how texts became prompts; null: fitted on token ids")
     training_data: TrainingData
     hyperparameters: dict[str, Any]
     metrics: dict[str, float | int | str | bool | None]
@@ -96,9 +108,10 @@ class HookArtifact:
     TYPE_KEY: ClassVar[str]
 
     hook: str  # canonical hook name
-    position: Any  # "last" | "all" | "mask" | int
+    position: Any  # "last" | "all" | "mean" | "mask" | int | a match rule with what it selected (whitebox.inputs)
     model: dict[str, Any] | None = None  # see model_identity; None when fitted on raw arrays
     hf_location: dict[str, Any] | None = None  # where `hook` is in the Hugging Face model (whitebox.hf_map); None: native
+    prompt_format: dict[str, Any] | None = None  # how texts became prompts (whitebox.inputs.prompt_format); None: tokens
     training_data: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -152,6 +165,8 @@ class HookArtifact:
                          self.hyperparameters, json_metrics(self.metrics))
         if self.hf_location is not None:
             meta["hf_location"] = self.hf_location
+        if self.prompt_format is not None:
+            meta["prompt_format"] = self.prompt_format
         if self.created:
             meta["created"] = self.created
         meta = {"format_version": meta.pop("format_version"), self.TYPE_KEY: self.type_name, **meta}
@@ -165,8 +180,10 @@ class HookArtifact:
 def loaded_fields(meta: ArtifactMeta) -> dict[str, Any]:
     """HookArtifact's fields from validated metadata, as keyword arguments of a subclass's constructor."""
     return {
-        "hook": meta.hook, "position": meta.position, "model": None if meta.model is None else meta.model.model_dump(),
+        "hook": meta.hook, "model": None if meta.model is None else meta.model.model_dump(),
+        "position": meta.position.model_dump() if isinstance(meta.position, MatchPosition) else meta.position,
         "hf_location": None if meta.hf_location is None else meta.hf_location.model_dump(),
+        "prompt_format": None if meta.prompt_format is None else meta.prompt_format.model_dump(),
         "training_data": meta.training_data.model_dump(), "hyperparameters": meta.hyperparameters,
         "metrics": meta.metrics, "created": meta.created, "whitebox_version": meta.whitebox_version,
     }

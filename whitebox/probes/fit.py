@@ -52,6 +52,7 @@ def fit_probes(
     if fitter is None:
         raise ValueError(f"probe kind {kind!r} is not fitted per hook from binary labels")
     locations = acts.locations if isinstance(acts, Captured) else None
+    prompt = acts.prompt_format if isinstance(acts, Captured) else None
     acts, labels, position, model = _unpack(acts, labels, position, model)
     y = _binary(labels, _rows(acts))
     eval_acts, eval_y = _unpack_held_out(held_out)
@@ -75,6 +76,7 @@ def fit_probes(
             probes[hook] = _probe(kind, hook, position, fit, i, model, acts[hook], y, data_description,
                                   hyper, metrics[i])
             probes[hook].hf_location = (locations or {}).get(hook)
+            probes[hook].prompt_format = prompt
     return {h: probes[h] for h in acts}
 
 

@@ -1,4 +1,9 @@
-"""Score a hook's activations live, during any forward pass or generation, inside a scoped hooks context."""
+"""Score a hook's activations live, during any forward pass or generation, inside a scoped hooks context.
+
+A pass called with `attention_mask=` (a padded batch, or generation from one) is read at its real
+tokens: "last" is each row's last real token and "mean" the average of its real tokens, on the
+left or on the right, so a row scores what it scores alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
+from einops import einsum
 
 from whitebox.capture import canonical_hook, residual_hooks
 from whitebox.runtime.artifacts import ProbeError
@@ -16,8 +22,9 @@ from whitebox.runtime.artifacts import ProbeError
 class LiveScores:
     """Scores recorded while attached: one entry per forward pass that ran the hook.
 
-    With position "last" (or an index) an entry is [batch]; with "all" it is [batch, pos]. During
-    cached generation each step's pass sees only the new tokens, so "last" scores each new token.
+    With position "last" (or an index) an entry is [batch]; with "all" it is [batch, pos], padding
+    included. During cached generation each step's pass sees only the new tokens, so "last" scores
+    each new token.
     """
 
     hook: str
@@ -51,14 +58,15 @@ def attach_scorer(
     if name in residual_hooks(model) and width != d_model:
         raise ProbeError(f"{where}: field 'd_model' is {d_model} but the model's residual width at {name} is {width}")
     live = LiveScores(name)
-    record = _recorder(live, d_model, position, score, where, detach)
+    with _attention_mask(model) as current:
+        record = _recorder(live, d_model, position, score, where, detach, current)
 
-    def read(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        record(act)
-        return act
+        def read(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            record(act)
+            return act
 
-    with model.hooks(fwd_hooks=[(name, read)]):
-        yield live
+        with model.hooks(fwd_hooks=[(name, read)]):
+            yield live
 
 
 @contextmanager
@@ -79,37 +87,59 @@ def attach_module(
         raise ProbeError(f"{where}: this model has no module {location['module']!r}; it is not the architecture the "
                          "probe was fitted on") from None
     live = LiveScores(location["module"])
-    record = _recorder(live, d_model, position, score, where, detach)
+    with _attention_mask(model) as current:
+        record = _recorder(live, d_model, position, score, where, detach, current)
 
-    def read(act: Any) -> None:
-        record(act[0] if isinstance(act, (tuple, list)) else act)  # a decoder layer returns (hidden, ...)
+        def read(act: Any) -> None:
+            record(act[0] if isinstance(act, (tuple, list)) else act)  # a decoder layer returns (hidden, ...)
 
-    if location["io"] == "input":
-        handle = module.register_forward_pre_hook(
-            lambda _m, args, kwargs: read(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
-    else:
-        handle = module.register_forward_hook(lambda _m, _args, out: read(out))
+        if location["io"] == "input":
+            handle = module.register_forward_pre_hook(
+                lambda _m, args, kwargs: read(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+        else:
+            handle = module.register_forward_hook(lambda _m, _args, out: read(out))
+        try:
+            yield live
+        finally:
+            handle.remove()
+
+
+@contextmanager
+def _attention_mask(model: torch.nn.Module) -> Iterator[dict[str, torch.Tensor | None]]:
+    """{"mask": the attention_mask keyword of the model's pass in progress}; None between passes or without one."""
+    current: dict[str, torch.Tensor | None] = {"mask": None}
+
+    def start(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        current["mask"] = kwargs.get("attention_mask")
+
+    def end(*_: Any) -> None:
+        current["mask"] = None
+
+    handles = [model.register_forward_pre_hook(start, with_kwargs=True), model.register_forward_hook(end)]
     try:
-        yield live
+        yield current
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def _check_live(position: Any, where: str) -> None:
-    """A position rule that needs a mask has none to read during a live pass."""
-    if position == "mask":
-        raise ProbeError(f"{where}: position rule 'mask' cannot be applied live; attach with positions='all' or 'last'")
+    """A position rule that needs a mask or the texts has none to read during a live pass."""
+    if position == "mask" or isinstance(position, dict):
+        rule = "mask" if position == "mask" else "match"
+        raise ProbeError(f"{where}: position rule {rule!r} cannot be applied live; attach with positions='all' or 'last'")
 
 
 def _recorder(
     live: LiveScores, d_model: int, position: Any, score: Callable[[torch.Tensor], torch.Tensor], where: str, detach: bool,
+    current: dict[str, torch.Tensor | None],
 ) -> Callable[[torch.Tensor], None]:
     """What each pass does with the activation: check its width, select `position`, score it into `live`."""
 
     def record(act: torch.Tensor) -> None:
         if act.shape[-1] != d_model:
             raise ProbeError(f"{where}: field 'd_model' is {d_model} but {live.hook} has width {act.shape[-1]} on this model")
-        x = _select(act, position)  # batch d, or batch pos d
+        x = _select(act, position, current["mask"])  # batch d, or batch pos d
         if x is not None:
             s = score(x.detach() if detach else x)
             live.scores.append(s.detach() if detach else s)
@@ -117,13 +147,20 @@ def _recorder(
     return record
 
 
-def _select(act: torch.Tensor, position: Any) -> torch.Tensor | None:
+def _select(act: torch.Tensor, position: Any, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """The activation rows a position rule reads from one pass; None when an index is out of range."""
+    seq = act.shape[1]
     if position == "all":
         return act
+    real = None if attention_mask is None else attention_mask[:, -seq:].to(act.device, torch.bool)  # batch pos
     if position == "last":
-        return act[:, -1]
+        if real is None:
+            return act[:, -1]
+        last = seq - 1 - real.flip(1).int().argmax(1)  # batch: the last real token of each row
+        return act[torch.arange(act.shape[0], device=act.device), last]
     if position == "mean":
-        return act.mean(1)  # every position of an unpadded pass
-    seq = act.shape[1]
+        if real is None:
+            return act.mean(1)
+        weights = (real / real.sum(1, keepdim=True)).to(act.dtype)  # batch pos
+        return einsum(act, weights, "batch pos d, batch pos -> batch d")
     return act[:, position] if -seq <= position < seq else None

@@ -72,6 +72,7 @@ def fit_detectors(
     position: Any = None,
     model: dict[str, Any] | None = None,
     locations: dict[str, dict[str, Any]] | None = None,
+    prompt_format: dict[str, Any] | None = None,
     data_description: str = "",
 ) -> dict[str, MahalanobisDetector]:
     """One Mahalanobis detector per hook from trusted clean activations {hook: [n, d]}, keyed by hook.
@@ -81,6 +82,7 @@ def fit_detectors(
     """
     if isinstance(clean, Captured):
         locations = clean.locations if locations is None else locations
+        prompt_format = clean.prompt_format if prompt_format is None else prompt_format
         position = clean.positions if position is None else position
         model = clean.model if model is None else model
         clean = clean.acts
@@ -97,7 +99,7 @@ def fit_detectors(
         precision = spd_inverse(cov)[0]
         det = MahalanobisDetector(
             hook=hook, position=position if position is not None else "last", mean=mean, precision=precision,
-            model=model, hf_location=(locations or {}).get(hook),
+            model=model, hf_location=(locations or {}).get(hook), prompt_format=prompt_format,
             training_data={"description": data_description, "sha256": data_sha256(x, None), "n": int(x.shape[0]),
                            "n_positive": None},
             hyperparameters={"shrinkage": float(shrinkage[0]), "covariance": "ledoit_wolf_standardised", "ridge": RIDGE},

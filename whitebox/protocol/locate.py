@@ -92,7 +92,8 @@ def locate_probes(
     fit_rows, test_rows = probe_data(task, cfg, seed)
 
     def acts(m: torch.nn.Module, rows: Dataset):
-        return capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg)
+        return capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg,
+                       chat_template=task.chat_template)
 
     fit_acts, test_acts = acts(model, fit_rows), acts(model, test_rows)
     description = f"{task.name} task ({task.config.model_dump(mode='json')}), label {label!r}, seed {seed}"
@@ -107,7 +108,7 @@ def locate_probes(
 
     clean = fit_acts.labels == 0
     detectors = fit_detectors({h: a[clean] for h, a in fit_acts.acts.items()}, position=fit_acts.positions,
-                              model=fit_acts.model, locations=fit_acts.locations,
+                              model=fit_acts.model, locations=fit_acts.locations, prompt_format=fit_acts.prompt_format,
                               data_description=f"clean inputs only: {description}")
     detected = {h: evaluate_detector(d, test_acts.acts[h], test_acts.labels) for h, d in detectors.items()}
     for hook, detector in detectors.items():

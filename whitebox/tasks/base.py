@@ -9,7 +9,8 @@ A task is one class with a config section. What every task supplies:
 - `probe_split(n_fit, n_test, seed)`: data to fit and score probes on (by default two labelled
   samples; a finite dataset overrides it with disjoint subsets). A task whose inputs are texts
   (`uses_model_tokenizer`, e.g. `text`) gives a `text` column instead of `tokens`: capture
-  tokenises it with the model's tokenizer, so it runs on a pretrained model.
+  tokenises it with the model's tokenizer (in its chat template when `chat_template`), so it runs
+  on a pretrained model.
 
 Optional capabilities, each a method a task overrides (generic steps check with `has` / `require`):
 - `sample(n, hidden_rate, seed)`: `n` labelled examples, a share `hidden_rate` of them carrying
@@ -72,6 +73,11 @@ class Task:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def chat_template(self) -> bool:
+        """Whether capture wraps this task's texts in the model tokenizer's chat template (a text task's choice)."""
+        return False
 
     @property
     def variant(self) -> str:

@@ -3,9 +3,10 @@
 `task: {name: text, path: data.jsonl}` reads a JSONL, CSV or parquet file, or a `datasets`
 dataset saved with `save_to_disk`, with a text column and a binary label column (0/1 or
 true/false): the hidden label probes and detectors look for. The texts are not tokenised here:
-`capture` tokenises them with the model's own tokenizer, padded on the right, so the task works
-with any pretrained model (`model.source: pretrained`). Probes are fitted and scored on two
-disjoint seeded subsets of the rows (`probe_split`), each with both labels.
+`capture` tokenises them with the model's own tokenizer (in its chat template with
+`chat_template: true`), padded on the right, so the task works with any pretrained model
+(`model.source: pretrained`). Probes are fitted and scored on two disjoint seeded subsets of the
+rows (`probe_split`), each with both labels.
 
 What this task does not supply: training splits and an answer to evaluate (it plants nothing),
 so the plant, treat and revive steps refuse it at config time; use `experiment: probe`.
@@ -34,6 +35,8 @@ class TextTaskConfig(TaskSection):
     path: str = Field(..., description="a .jsonl, .csv or .parquet file, or a folder written by datasets' save_to_disk")
     text_column: str = Field("text", description="the column holding each example's text")
     label_column: str = Field("label", description="the binary column (0/1 or true/false) probes and detectors look for")
+    chat_template: bool = Field(False, description="wrap each text as a user turn in the tokenizer's chat template "
+                                "(refused when it has none); recorded in each probe's prompt_format")
 
 
 class TextTask(Task):
@@ -45,6 +48,10 @@ class TextTask(Task):
     @property
     def hidden_label(self) -> str:  # type: ignore[override]
         return "label"
+
+    @property
+    def chat_template(self) -> bool:
+        return self.config.chat_template
 
     @cached_property
     def rows(self) -> Dataset:
