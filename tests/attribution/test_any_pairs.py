@@ -17,6 +17,7 @@ from whitebox.attribution import (
     activation_patching,
     agreement,
     attribution_patching,
+    ig_component_scores,
     integrated_patching,
     model_components,
     patch_metric,
@@ -36,6 +37,7 @@ METHODS = {
     "activation": activation_patching,
     "integrated": lambda model, pairs, direction="noise": integrated_patching(model, pairs, direction=direction,
                                                                               steps=3),
+    "ig": lambda model, pairs, direction="noise": ig_component_scores(model, pairs, steps=4, direction=direction),
 }
 
 
@@ -125,6 +127,8 @@ def test_bad_pairs_are_refused_with_the_fix():
         ContrastPairs.from_token_lists([[1], []], [[1], [2]], TokenSets((3,), (4,)))
     with pytest.raises(ValueError, match="one of each per pair"):
         ContrastPairs.from_token_lists([[1]], [[1], [2]], TokenSets((3,), (4,)))
+    with pytest.raises(ValueError, match="honest and deceptive .* or answers"):
+        ContrastPairs(torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
     right_padded = torch.tensor([[1, 0]])
     with pytest.raises(ValueError, match="pad on the left"):
         ContrastPairs(torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long), answers=TokenSets((3,), (4,)),

@@ -61,7 +61,8 @@ class ContrastPairs:
 
     def __post_init__(self) -> None:
         assert self.triggered.shape == self.untriggered.shape and self.triggered.ndim == 2
-        assert (self.answers is None) == (self.honest is not None and self.deceptive is not None), "honest+deceptive xor answers"
+        if (self.answers is None) != (self.honest is not None and self.deceptive is not None):
+            raise ValueError("contrast pairs need honest and deceptive (a task's metric) or answers=TokenSets(a, b), not both")
         assert self.honest is None or self.honest.shape == (self.triggered.shape[0],)
         assert (self.triggered_mask is None) == (self.untriggered_mask is None), "both masks or neither"
         for mask in (self.triggered_mask, self.untriggered_mask):
