@@ -25,6 +25,7 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
+from whitebox.attribution.padding import attending, keep_base
 from whitebox.attribution.scores import ComponentScores, forward_equivalents
 from whitebox.tasks.pairs import ContrastPairs, Direction
 
@@ -41,19 +42,23 @@ def attribution_patching(
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     base, source = pairs.runs(direction)
+    base_mask, source_mask = pairs.masks(direction)
     groups = by_hook(components, n_layers)
     # The helper backfills the most upstream cached hook's gradient from autograd.grad's return,
     # which is None for a hook the bridge reshapes (hook_z alone gets no gradient); caching the
     # first residual stream too keeps a plain tensor upstream of everything we score.
     names = sorted(set(groups) | {"blocks.0.hook_resid_pre"})
     with eval_mode(model):
-        source_cache = cache_activation_and_gradient(model, source, pairs.mean_metric, names, compute_gradient=False)
-        base_cache = cache_activation_and_gradient(model, base, pairs.mean_metric, names)
+        with attending(model, source_mask):
+            source_cache = cache_activation_and_gradient(model, source, pairs.mean_metric, names, compute_gradient=False)
+        with attending(model, base_mask):
+            base_cache = cache_activation_and_gradient(model, base, pairs.mean_metric, names)
     scores: dict[str, float] = {}
     for name, comps in groups.items():
         grad = base_cache.gradients.get(name)
         assert grad is not None, f"{name}: no gradient reached this hook"
-        delta = source_cache.activations[name] - base_cache.activations[name]  # same shape as the hook
+        base_act = base_cache.activations[name]
+        delta = keep_base(source_cache.activations[name], base_act, source_mask) - base_act  # same shape as the hook
         contrib = delta * grad  # batch pos ...: summed over the batch it is the mean-metric estimate
         for comp in comps:
             scores[comp.id] = float(comp.select(contrib).sum())

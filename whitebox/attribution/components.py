@@ -4,7 +4,9 @@ A component is a slice of one hook activation. Its id (`L0.H1`, `L1.MLP`, `L1.ML
 is what scores, plots and circuit artifacts are keyed by; `hook` is the transformer-lens alias
 the patching helpers address, and `canonical_hook` the name a bridge resolves it to. A head, MLP
 or neuron may be narrowed to one token position (`L0.H3.P2`, `L1.MLP.P11`, `L0.MLP.N7.P2`): a head
-can read the trigger at one position and do the honest task at another.
+can read the trigger at one position and do the honest task at another. Positions index the pairs'
+batch; pairs of unequal lengths are left-padded (whitebox.tasks.pairs), so position p is
+`seq_len - 1 - p` tokens before the answer in every pair.
 
 Per-head work happens at `blocks.L.attn.hook_z` (the value-weighted head outputs before W_O,
 [batch, pos, head, d_head]); it exists on native and HF-backed bridges alike, unlike

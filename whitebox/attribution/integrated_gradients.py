@@ -24,8 +24,9 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
+from whitebox.attribution.padding import attending, keep_base
 from whitebox.attribution.scores import ComponentScores
-from whitebox.tasks.pairs import ContrastPairs, Direction, logit_diff
+from whitebox.tasks.pairs import ContrastPairs, Direction
 
 Source = Literal["pair", "zero"]
 EMBED_HOOK = "hook_embed"
@@ -56,28 +57,33 @@ def integrated_gradients(
     source: Source = "pair",
     internal_batch_size: int | None = None,
 ) -> IGResult:
-    """IG of the per-pair logit difference with respect to the activation at `hook` (any alias or name)."""
+    """IG of the per-pair metric with respect to the activation at `hook` (any alias or name)."""
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     base, other = pairs.runs(direction)
+    base_mask, other_mask = pairs.masks(direction)
     with eval_mode(model):
-        base_act = _capture(model, base, hook)
-        source_act = _capture(model, other, hook) if source == "pair" else torch.zeros_like(base_act)
+        base_act = _capture(model, base, hook, base_mask)
+        if source == "pair":
+            source_act = keep_base(_capture(model, other, hook, other_mask), base_act, other_mask)
+        else:
+            source_act = torch.zeros_like(base_act)
 
-        def forward(act: torch.Tensor, tokens: torch.Tensor, honest: torch.Tensor) -> torch.Tensor:
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda _, hook: act)])
-            return logit_diff(logits, honest, pairs.deceptive)  # batch
+        def forward(act: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+            with attending(model, mask):
+                logits = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda _, hook: act)])
+            return pairs.repeat(len(tokens) // len(pairs)).metric(logits)  # batch; Captum tiles the pairs
 
         attributions, delta = IntegratedGradients(forward).attribute(
             source_act,
             baselines=base_act,
-            additional_forward_args=(base, pairs.honest),
+            additional_forward_args=(base, base_mask),
             n_steps=steps,
             internal_batch_size=internal_batch_size,
             return_convergence_delta=True,
         )
         with torch.no_grad():
-            effect = forward(source_act, base, pairs.honest) - forward(base_act, base, pairs.honest)
+            effect = forward(source_act, base, base_mask) - forward(base_act, base, base_mask)
     return IGResult(canonical_hook(model, hook), attributions.detach(), effect.detach(), delta.detach(), steps)
 
 
@@ -107,20 +113,22 @@ def ig_component_scores(
         completeness[result.hook] = result.completeness()
         for comp in comps:
             scores[comp.id] = float(comp.select(result.attributions).sum()) / len(pairs)
-    device = next(model.parameters()).device
-    base, other = (t.to(device) for t in pairs.runs(direction))
+    pairs = pairs.to(next(model.parameters()).device)
+    (base, other), (base_mask, other_mask) = pairs.runs(direction), pairs.masks(direction)
     with eval_mode(model), torch.no_grad():
-        base_metric = float(pairs.to(device).mean_metric(model(base)))
-        source_metric = float(pairs.to(device).mean_metric(model(other)))
+        with attending(model, base_mask):
+            base_metric = float(pairs.mean_metric(model(base)))
+        with attending(model, other_mask):
+            source_metric = float(pairs.mean_metric(model(other)))
     worst = max((c["rel_error"] for c in completeness.values()), default=0.0)
     extra = {"steps": steps, "completeness": completeness, "completeness_rel_error_max": worst}
     ordered = {c.id: scores[c.id] for c in components}
     return ComponentScores("integrated_gradients", direction, ordered, base_metric, source_metric, extra)
 
 
-def _capture(model: torch.nn.Module, tokens: torch.Tensor, hook: str) -> torch.Tensor:
+def _capture(model: torch.nn.Module, tokens: torch.Tensor, hook: str, mask: torch.Tensor | None) -> torch.Tensor:
     """The activation at `hook` for `tokens`, detached."""
-    with torch.no_grad():
+    with torch.no_grad(), attending(model, mask):
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name == hook)
     assert hook in cache, f"{hook}: the model never ran this hook"
     return cache[hook].detach()

@@ -37,8 +37,9 @@ from whitebox.attribution.components import (
     eval_mode,
     model_components,
 )
+from whitebox.attribution.padding import attending, keep_base
 from whitebox.attribution.scores import ComponentScores, forward_equivalents
-from whitebox.tasks.pairs import ContrastPairs, Direction, logit_diff
+from whitebox.tasks.pairs import ContrastPairs, Direction
 
 PATH_START = "blocks.0.hook_resid_pre"  # where the path is laid: the input of the first block
 DEFAULT_STEPS = 2  # chosen on tuning seeds by the rule committed first (docs/BENCHMARKS.md); locate.attribution_steps
@@ -57,19 +58,21 @@ def integrated_patching(
     n_layers = int(model.cfg.n_layers)
     components = list(components) if components is not None else model_components(model, pairs.seq_len)
     pairs = pairs.to(next(model.parameters()).device)
-    base, source = pairs.runs(direction)
+    source, source_mask = pairs.runs(direction)[1], pairs.masks(direction)[1]
     groups = by_hook(components, n_layers)
     names = sorted(set(groups) | {PATH_START})  # the path start also keeps a plain tensor upstream (attrib_patching.py)
     with eval_mode(model):
-        source_cache = cache_activation_and_gradient(model, source, pairs.mean_metric, names, compute_gradient=False)
-        path, point_metrics = _path_cache(model, pairs, base, source_cache.activations[PATH_START], names, steps)
+        with attending(model, source_mask):
+            source_cache = cache_activation_and_gradient(model, source, pairs.mean_metric, names, compute_gradient=False)
+        path, point_metrics = _path_cache(model, pairs, direction, source_cache.activations[PATH_START], names, steps)
     n = len(pairs)
     scores: dict[str, float] = {}
     for name, comps in groups.items():
         grad = path.gradients.get(name)
         assert grad is not None, f"{name}: no gradient reached this hook"
         grad = grad.view(steps, n, *grad.shape[1:]).mean(0)  # batch pos ...: the gradient averaged over the path
-        delta = source_cache.activations[name] - path.activations[name][:n]  # rows [:n] are the base run (alpha 0)
+        base_act = path.activations[name][:n]  # rows [:n] are the base run (alpha 0)
+        delta = keep_base(source_cache.activations[name], base_act, source_mask) - base_act
         contrib = delta * grad  # batch pos ...: summed over the batch it is the mean-metric estimate
         for comp in comps:
             scores[comp.id] = float(comp.select(contrib).sum())
@@ -87,27 +90,28 @@ def path_points(steps: int) -> torch.Tensor:
 def _path_cache(
     model: torch.nn.Module,
     pairs: ContrastPairs,
-    base: torch.Tensor,
+    direction: Direction,
     source_start: torch.Tensor,
     names: list[str],
     steps: int,
 ) -> tuple[GradientCache, list[float]]:
     """Activations and gradients at every path point in one batch of steps x pairs rows; the mean metric per point."""
-    n = len(pairs)
+    n, points = len(pairs), pairs.repeat(steps)
+    (base, _), (base_mask, source_mask) = points.runs(direction), points.masks(direction)
     alpha = path_points(steps).to(source_start).repeat_interleave(n)[:, None, None]  # (steps batch) 1 1
     target = source_start.repeat(steps, 1, 1)  # (steps batch) pos d_model
 
     def move(act: torch.Tensor, hook: object) -> torch.Tensor:
-        return act + (alpha * (target - act)).detach()  # alpha 0 adds exactly zero: the base run itself
+        end = keep_base(target, act, source_mask)  # where the source is padding the path stays at the base
+        return act + (alpha * (end - act)).detach()  # alpha 0 adds exactly zero: the base run itself
 
-    honest = pairs.honest.repeat(steps)
     point_metrics: list[float] = []
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
-        per_point = logit_diff(logits, honest, pairs.deceptive).view(steps, n).mean(1)  # steps
+        per_point = points.metric(logits).view(steps, n).mean(1)  # steps
         point_metrics.extend(per_point.tolist())
         return per_point.sum()  # each point's rows get the gradient of that point's mean metric
 
-    with model.hooks(fwd_hooks=[(PATH_START, move)]):  # registered first, so the cache sees the moved input
-        cache = cache_activation_and_gradient(model, base.repeat(steps, 1), metric, names)
+    with attending(model, base_mask), model.hooks(fwd_hooks=[(PATH_START, move)]):  # move first: the cache sees it
+        cache = cache_activation_and_gradient(model, base, metric, names)
     return cache, point_metrics

@@ -15,6 +15,7 @@ from whitebox.attribution.circuit import Circuit
 from whitebox.attribution.components import UNIT_KINDS, Component, eval_mode
 from whitebox.attribution.integrated_gradients import ig_component_scores
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
+from whitebox.attribution.padding import attending
 from whitebox.attribution.patching import activation_patching
 from whitebox.attribution.scores import ComponentScores, agreement
 from whitebox.attribution.selection import select_circuit
@@ -108,7 +109,7 @@ def faithfulness(
     """ASR, clean accuracy (the task's evaluation on `data`) and logit difference with nothing, the circuit, or everything else ablated."""
     device = next(model.parameters()).device
     pairs = pairs.to(device)
-    with eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad(), attending(model, pairs.untriggered_mask):
         untriggered = float(pairs.mean_metric(model(pairs.untriggered)))
     out: dict[str, float] = {}
     for prefix, ctx in (
@@ -131,7 +132,7 @@ def faithfulness(
 
 def _behaviour(model: torch.nn.Module, task: Task, pairs: ContrastPairs, data: Dataset) -> dict[str, float]:
     scores = task.evaluate(model, data)
-    with eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad(), attending(model, pairs.triggered_mask):
         logit_diff = float(pairs.mean_metric(model(pairs.triggered)))
     return {"asr": scores["asr"], "clean_acc": scores["clean_acc"], "logit_diff": logit_diff}
 

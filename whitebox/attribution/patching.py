@@ -11,6 +11,7 @@ import torch
 from transformer_lens import patching as tl_patching
 
 from whitebox.attribution.components import Component, by_hook, eval_mode, model_components
+from whitebox.attribution.padding import attending, source_activations
 from whitebox.attribution.scores import ComponentScores
 from whitebox.tasks.pairs import ContrastPairs, Direction
 
@@ -28,27 +29,28 @@ def activation_patching(
     """
     n_layers = int(model.cfg.n_layers)
     components = list(components) if components is not None else model_components(model, pairs.seq_len)
-    base, source = pairs.runs(direction)
-    device = next(model.parameters()).device
-    base, source, pairs = base.to(device), source.to(device), pairs.to(device)
+    pairs = pairs.to(next(model.parameters()).device)
+    base, base_mask = pairs.runs(direction)[0], pairs.masks(direction)[0]
     families: dict[tuple[str, str], list[Component]] = {}
     for comp in components:
         short, _ = comp.act_name(n_layers)
         families.setdefault((comp.kind, short), []).append(comp)
     with eval_mode(model), torch.no_grad(), _quiet_sweeps():
-        base_metric = float(pairs.mean_metric(model(base)))
-        hooks = sorted({c.hook(n_layers) for c in components})
-        source_logits, source_cache = model.run_with_cache(source, names_filter=lambda name: name in hooks)
+        source_logits, source_cache = source_activations(model, pairs, direction, {c.hook(n_layers) for c in components})
         source_metric = float(pairs.mean_metric(source_logits))
+        with attending(model, base_mask):
+            base_metric = float(pairs.mean_metric(model(base)))
         scores: dict[str, float] = {}
         for (kind, short), comps in families.items():
             index_df = pd.DataFrame([_index(c, n_layers) for c in comps], columns=_COLUMNS[kind])
-            patched = tl_patching.generic_activation_patch(
-                model, base, source_cache, pairs.mean_metric, _SETTERS[kind], short, index_df=index_df
-            )  # [len(comps)], one forward each
+            with attending(model, base_mask):
+                patched = tl_patching.generic_activation_patch(
+                    model, base, source_cache, pairs.mean_metric, _SETTERS[kind], short, index_df=index_df
+                )  # [len(comps)], one forward each
             scores.update({c.id: float(v) - base_metric for c, v in zip(comps, patched.tolist(), strict=True)})
     ordered = {c.id: scores[c.id] for c in components}
-    extra = {"forwards": len(components) + 2, "backwards": 0, "forward_equivalents": len(components) + 2}
+    forwards = len(components) + 2 + (base_mask is not None)  # padded pairs: the base run fills the source's padding
+    extra = {"forwards": forwards, "backwards": 0, "forward_equivalents": forwards}
     return ComponentScores("activation_patching", direction, ordered, base_metric, source_metric, extra)
 
 
@@ -58,10 +60,10 @@ def patch_metric(
     """Mean metric of the base run with all `components` patched from the source run at once."""
     n_layers = int(model.cfg.n_layers)
     pairs = pairs.to(next(model.parameters()).device)
-    base, source = pairs.runs(direction)
+    base, base_mask = pairs.runs(direction)[0], pairs.masks(direction)[0]
     groups = by_hook(components, n_layers)
     with eval_mode(model), torch.no_grad():
-        _, cache = model.run_with_cache(source, names_filter=lambda name: name in groups)
+        _, cache = source_activations(model, pairs, direction, groups)
 
         def make_hook(name: str, comps: list[Component]):
             def hook(act: torch.Tensor, hook) -> torch.Tensor:
@@ -71,7 +73,8 @@ def patch_metric(
 
             return hook
 
-        logits = model.run_with_hooks(base, fwd_hooks=[(n, make_hook(n, cs)) for n, cs in groups.items()])
+        with attending(model, base_mask):
+            logits = model.run_with_hooks(base, fwd_hooks=[(n, make_hook(n, cs)) for n, cs in groups.items()])
     return float(pairs.mean_metric(logits))
 
 

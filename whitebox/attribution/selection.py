@@ -35,13 +35,14 @@ from transformer_lens.tools.analysis.attribution_patching import (
     cache_activation_and_gradient,
 )
 
-from whitebox.attribution.ablation import Ablation, ablated, reference_activations, site
+from whitebox.attribution.ablation import Ablation, ablated, reference_activations, site, unit_sites
 from whitebox.attribution.circuit import Circuit, reference_tokens
 from whitebox.attribution.components import Component, canonical_hook, eval_mode
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
+from whitebox.attribution.padding import attending, source_activations
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint
-from whitebox.tasks import ContrastPairs, Direction, Task, honest_margin
+from whitebox.tasks import ContrastPairs, Direction, Task
 
 Z = 1.645  # one-sided 95% normal quantile for the Wilson bounds
 
@@ -110,13 +111,17 @@ def unit_shares(
     n_layers, n_heads, n_pos = int(model.cfg.n_layers), int(model.cfg.n_heads), pairs.seq_len
     units = [Component("head", layer, h, p) for layer in range(n_layers) for h in range(n_heads) for p in range(n_pos)]
     units += [Component("mlp", layer, None, p) for layer in range(n_layers) for p in range(n_pos)]
-    base, source = pairs.runs(direction)
+    base, base_mask = pairs.runs(direction)[0], pairs.masks(direction)[0]
     ablation = _ablation_values(refs, how, len(pairs), seed)
     with eval_mode(model), torch.no_grad():
-        base_metric, source_metric = (float(pairs.mean_metric(model(t))) for t in (base, source))
-        clean_margin = float(honest_margin(model(pairs.untriggered), pairs.honest).mean())
-        patched = _one_at_a_time(model, base, units, reference_activations(model, source), pairs.metric)
-        broken = _one_at_a_time(model, pairs.untriggered, units, ablation, lambda lg: honest_margin(lg, pairs.honest))
+        with attending(model, base_mask):
+            base_metric = float(pairs.mean_metric(model(base)))
+        source_logits, source_acts = source_activations(model, pairs, direction, unit_sites(n_layers))
+        source_metric = float(pairs.mean_metric(source_logits))
+        with attending(model, pairs.untriggered_mask):
+            clean_margin = float(pairs.margin(model(pairs.untriggered)).mean())
+        patched = _one_at_a_time(model, base, base_mask, units, source_acts, pairs.metric)
+        broken = _one_at_a_time(model, pairs.untriggered, pairs.untriggered_mask, units, ablation, pairs.margin)
     total = source_metric - base_metric
     trigger = {c.id: (v - base_metric) / total for c, v in zip(units, patched.tolist(), strict=True)}
     clean = {c.id: (clean_margin - v) / clean_margin for c, v in zip(units, broken.tolist(), strict=True)}
@@ -142,6 +147,7 @@ def _ablation_values(refs: dict[str, torch.Tensor], how: Ablation, n: int, seed:
 def _one_at_a_time(
     model: torch.nn.Module,
     tokens: torch.Tensor,
+    mask: torch.Tensor | None,
     units: Sequence[Component],
     values: dict[str, torch.Tensor],
     metric: Callable[[torch.Tensor], torch.Tensor],
@@ -168,7 +174,8 @@ def _one_at_a_time(
             return hook
 
         hooks = [(name, make_hook(name, items)) for name, items in groups.items()]
-        logits = model.run_with_hooks(tokens.repeat(len(part), 1), fwd_hooks=hooks)
+        with attending(model, None if mask is None else mask.repeat(len(part), 1)):
+            logits = model.run_with_hooks(tokens.repeat(len(part), 1), fwd_hooks=hooks)
         out += [metric(block).mean() for block in logits.split(n)]
     return torch.stack(out)
 
@@ -179,10 +186,8 @@ def _clean_attribution(
     """First-order change of the mean honest margin on untriggered inputs when each neuron alone is ablated."""
     n_layers = int(model.cfg.n_layers)
     names = sorted({site(c, n_layers) for c in neurons} | {"blocks.0.hook_resid_pre"})  # see attrib_patching.py
-    with eval_mode(model):
-        run = cache_activation_and_gradient(
-            model, pairs.untriggered, lambda lg: honest_margin(lg, pairs.honest).mean(), names
-        )
+    with eval_mode(model), attending(model, pairs.untriggered_mask):
+        run = cache_activation_and_gradient(model, pairs.untriggered, lambda lg: pairs.margin(lg).mean(), names)
     contrib = {  # batch pos d_mlp, summed over the batch: the mean-margin estimate
         name: (values[name] - run.activations[name]) * run.gradients[name] for name in names if name in values
     }
@@ -201,13 +206,15 @@ def _walk(
     """The rule's walk down `ranked`; returns the circuit and the pair rates it stopped at."""
     n = len(pairs)
     both = torch.cat([pairs.triggered, pairs.untriggered])
+    both_mask = None if pairs.triggered_mask is None else torch.cat([pairs.triggered_mask, pairs.untriggered_mask])
 
     def rates(comps: list[Component], complement: bool = False) -> tuple[float, float]:
-        tokens = pairs.triggered if complement else both
-        with ablated(model, comps, how, refs, complement=complement, seed=seed), eval_mode(model), torch.no_grad():
-            answer = model(tokens)[:, -1].argmax(-1)
-        asr = float((answer[:n] == pairs.deceptive).float().mean())
-        return asr, float((answer[n:] == pairs.honest).float().mean()) if not complement else math.nan
+        tokens, mask = (pairs.triggered, pairs.triggered_mask) if complement else (both, both_mask)
+        ablation = ablated(model, comps, how, refs, complement=complement, seed=seed)
+        with ablation, eval_mode(model), torch.no_grad(), attending(model, mask):
+            logits = model(tokens)
+        asr = float(pairs.fires(logits[:n]).float().mean())
+        return asr, float(pairs.answers_honestly(logits[n:]).float().mean()) if not complement else math.nan
 
     base_asr, base_clean = rates([])
     chosen: list[Component] = []

@@ -30,6 +30,7 @@ from datasets import Dataset
 
 from whitebox.attribution import Circuit, GradientShare
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
+from whitebox.attribution.padding import attending
 from whitebox.attribution.params import masked_weights
 from whitebox.capture import capture
 from whitebox.config import LocateConfig, ModelConfig
@@ -99,7 +100,7 @@ def circuit_measures(
     """circuit_mass (with `steps` gradient points), circuit_ablation_effect and circuit_weight_norm of `model` (module docstring)."""
     pairs = pairs.to(next(model.parameters()).device)
     mass = sum(integrated_patching(model, pairs, circuit.units, steps=steps).scores.values())
-    with torch.no_grad():
+    with torch.no_grad(), attending(model, pairs.triggered_mask):
         plain = float(pairs.mean_metric(model(pairs.triggered)))
         with circuit.ablate(model, "mean", model_cfg=model_cfg):
             ablated = float(pairs.mean_metric(model(pairs.triggered)))
