@@ -81,13 +81,15 @@ def planted_data(hooks: int, n: int, n_test: int, d: int, seed: int):
 
 
 def estimated_gb(hooks: int, n: int, n_test: int, d: int, threads: int) -> float:
-    """Peak memory of one size: data, whitebox's working copy and solver state, T scikit-learn fits' copies."""
+    """Peak GB of one size: data, whitebox's working copy and solver state or T scikit-learn fits' copies, drawing."""
     data = hooks * (n + n_test) * d * 4
-    working = hooks * n * d * 4
-    solver = hooks * 5 * (d + 1) ** 2 * 8 if solver_for(d) == "newton" else hooks * 30 * (d + 1) * 8
+    if solver_for(d) == "newton":  # a standardised copy of every hook; Gram, correlation, Hessian and factors
+        working = hooks * (n * d * 4 + 5 * (d + 1) ** 2 * 8)
+    else:  # one hook's standardised copy at a time
+        working = n * d * 4
     sklearn = threads * n * d * (4 + 8)  # the scaled float32 copy and lbfgs' float64 one, per concurrent fit
     draw = 2 * max(n, n_test) * d * 4
-    return (data + max(working + solver, sklearn) + draw) / 2**30
+    return (data + max(working, sklearn) + draw) / 2**30
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

@@ -62,12 +62,13 @@ def test_label_sets_share_data_and_float32_converges(gaussian):
     assert all(abs(a - 0.5) < 0.02 for a in control_auc), control_auc
 
 
-def test_overwrite_x_standardises_in_place_and_input_is_kept_otherwise(gaussian):
+@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+def test_overwrite_x_standardises_in_place_and_input_is_kept_otherwise(gaussian, solver):
     x = _stack(gaussian.train).clone()
     before = x.clone()
-    fit_logistic(x, gaussian.y_train)
+    fit_logistic(x, gaussian.y_train, solver=solver)
     assert torch.equal(x, before)
-    fit_logistic(x, gaussian.y_train, overwrite_x=True)
+    fit_logistic(x, gaussian.y_train, overwrite_x=True, solver=solver)
     torch.testing.assert_close(x.mean(1), torch.zeros(3, 12, dtype=torch.float64), atol=1e-9, rtol=0)
 
 

@@ -59,22 +59,25 @@ def fit_logistic(
     k = y.shape[1]
     tol = tol if tol is not None else (1e-8 if x.dtype == torch.float64 else 1e-4)
     max_iter = max_iter if max_iter is not None else MAX_ITER[solver]
-    z, mean, std, corr = _standardise(x if overwrite_x else x.clone(), solver == "newton", block)
-    problem = _Problem(z, y, 1.0 / (C * n))
-
+    lam = 1.0 / (C * n)
     w = torch.zeros(hooks, k, d, dtype=torch.float64, device=x.device)
     prior = y.mean(-1).clamp(1e-6, 1 - 1e-6)  # hooks k
     b = torch.log(prior / (1 - prior))  # the optimum when w = 0, where every p equals the prior
     if solver == "newton":
-        chol = spd_cholesky(_first_hessian(corr, prior, problem.lam).flatten(0, 1))
-        w, b, steps, converged = _newton(problem, w, b, chol, tol, max_iter, block)
-    else:  # hook by hook, its label sets together: a batched step would cost every hook a pass until the slowest converges
-        gamma = 1.0 / (prior * (1 - prior))  # the inverse curvature at w = 0 of a standardised feature
-        fits = [_lbfgs(_Problem(z[h : h + 1], y[h : h + 1], problem.lam), w[h : h + 1], b[h : h + 1], gamma[h : h + 1],
-                       tol, max_iter) for h in range(hooks)]
-        w, b, converged = (torch.cat([fit[i] for fit in fits]) for i in (0, 1, 3))
-        steps = max(fit[2] for fit in fits)
-    return LinearFit(w, b, mean, std, n_iter=steps, converged=converged)
+        z, mean, std, corr = _standardise(x if overwrite_x else x.clone(), True, block)
+        chol = spd_cholesky(_first_hessian(corr, prior, lam).flatten(0, 1))
+        w, b, steps, converged = _newton(_Problem(z, y, lam), w, b, chol, tol, max_iter, block)
+        return LinearFit(w, b, mean, std, n_iter=steps, converged=converged)
+    # Hook by hook, its label sets together: a batched step would cost every hook a pass until the
+    # slowest converges, and one hook's standardised copy at a time is all the memory it needs.
+    gamma = 1.0 / (prior * (1 - prior))  # the inverse curvature at w = 0 of a standardised feature
+    fits = []
+    for h in range(hooks):
+        z, mean, std, _ = _standardise(x[h : h + 1] if overwrite_x else x[h : h + 1].clone(), False, block)
+        fits.append((mean, std, *_lbfgs(_Problem(z, y[h : h + 1], lam), w[h : h + 1], b[h : h + 1], gamma[h : h + 1],
+                                        tol, max_iter)))
+    mean, std, w, b, converged = (torch.cat([fit[i] for fit in fits]) for i in (0, 1, 2, 3, 5))
+    return LinearFit(w, b, mean, std, n_iter=max(fit[4] for fit in fits), converged=converged)
 
 
 def solver_for(d: int) -> str:
