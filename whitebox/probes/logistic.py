@@ -22,12 +22,12 @@ from whitebox.probes.linalg import LinearFit, spd_cholesky
 
 ARMIJO = 1e-4
 REFRESH = 0.5  # refactor the Hessian when a step shrank the largest gradient entry by less than this
-# Widest hooks solved by Newton. Measured with scripts/bench_probes.py --crossover-widths 256 512 1024
-# --crossover-hooks 2 --crossover-rows 2048 (1 thread, probe + control label sets, tol 1e-6, a shared 2-core CPU):
-# Newton / L-BFGS time 0.40 at width 256, 0.99 at 512, 0.74 at 1024, as L-BFGS needs 100-400 steps. Both
-# costs grow with n alike; beyond 1024 the Hessian and its factor, 2 (d+1)^2 float64 per problem (67 MB at
-# 2048, 268 MB at 4096, per hook and label set), decide.
-NEWTON_MAX_WIDTH = 1024
+# Widest hooks solved by Newton. Measured with scripts/bench_probes.py --crossover-widths 384 512 768 1024
+# --crossover-hooks 2 --crossover-rows 2048 (1 thread, probe + control label sets, tol 1e-6, CPU time on a
+# loaded 2-core machine, two runs): Newton / L-BFGS 0.83 at width 384, 0.78-1.09 at 512, 1.20 at 768,
+# 1.23-1.32 at 1024, as L-BFGS needs 140-400 steps. Both costs grow with n alike; Newton's (d+1)^2 float64
+# Hessian and factor per hook and label set (2 MB each at 512, 268 MB at 4096) also rule it out when wide.
+NEWTON_MAX_WIDTH = 512
 LBFGS_MEMORY = 10  # curvature pairs kept per problem, as scipy's L-BFGS-B (maxcor)
 MAX_ITER = {"newton": 100, "lbfgs": 2000}
 
