@@ -87,7 +87,7 @@ def estimated_gb(hooks: int, n: int, n_test: int, d: int, threads: int) -> float
         working = hooks * (n * d * 4 + 5 * (d + 1) ** 2 * 8)
     else:  # one hook's standardised copy at a time
         working = n * d * 4
-    sklearn = threads * n * d * (4 + 8)  # the scaled float32 copy and lbfgs' float64 one, per concurrent fit
+    sklearn = threads * n * d * 16  # per concurrent fit: the scaled copy (and with --sklearn-float64 the cast)
     draw = 2 * max(n, n_test) * d * 4
     return (data + max(working, sklearn) + draw) / 2**30
 
@@ -108,8 +108,11 @@ def whitebox_fit(x: torch.Tensor, y: torch.Tensor, C: float, tol: float, threads
     return w, b, fit.n_iter, bool(fit.converged.all())
 
 
-def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float, tol: float, threads: int):
-    """Per-hook StandardScaler + LogisticRegression, `threads` hooks at a time on joblib threads with 1 BLAS thread each."""
+def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float, tol: float, threads: int, float64: bool):
+    """Per-hook StandardScaler + LogisticRegression, `threads` hooks at a time on joblib threads with 1 BLAS thread each.
+
+    float64 casts each hook's activations first (timed), so lbfgs's objective can resolve a tight tol.
+    """
     from joblib import Parallel, delayed
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -117,7 +120,8 @@ def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float, tol: float, threads: int
     from threadpoolctl import threadpool_limits
 
     def one(h: int):
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=tol, max_iter=100_000)).fit(x[h], y)
+        data = x[h].astype(np.float64) if float64 else x[h]
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=tol, max_iter=100_000)).fit(data, y)
 
     with threadpool_limits(1):
         models = Parallel(n_jobs=threads, backend="threading")(delayed(one)(h) for h in range(x.shape[0]))
@@ -193,7 +197,7 @@ def bench_size(hooks: int, n: int, d: int, args) -> dict:
         times: dict[str, tuple[list, list]] = {"whitebox": ([], []), "sklearn": ([], [])}
         for repeat in range(args.repeats + 1):  # repeat 0 warms both up, untimed
             ours, wall, cpu = timed(lambda: whitebox_fit(x, y, args.C, args.tol, threads))
-            theirs, sk_wall, sk_cpu = timed(lambda: sklearn_fit(x_np, y_np, args.C, args.tol, threads))
+            theirs, sk_wall, sk_cpu = timed(lambda: sklearn_fit(x_np, y_np, args.C, args.tol, threads, args.sklearn_float64))
             if repeat:
                 for side, (w_s, c_s) in (("whitebox", (wall, cpu)), ("sklearn", (sk_wall, sk_cpu))):
                     times[side][0].append(w_s)
@@ -305,6 +309,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count() or 1, 1],
                         help="T: torch threads for whitebox, concurrent single-threaded per-hook fits for scikit-learn")
+    parser.add_argument("--sklearn-float64", action="store_true",
+                        help="cast each hook to float64 for scikit-learn (timed), whose float32 lbfgs stops above a tight tol")
     parser.add_argument("--max-gb", type=float, default=4.0, help="sizes estimated to need more memory are skipped")
     parser.add_argument("--crossover-widths", type=int, nargs="*", default=[],
                         help="also time whitebox's Newton against its L-BFGS at these widths")
@@ -326,9 +332,10 @@ def main() -> None:
            "cuda": torch.cuda.is_available(),
            "sklearn_parallelism": "joblib threading backend, T fits at a time, threadpoolctl limit 1 thread each",
            "cpu_time": "time.process_time: every thread of this process",
-           "precision": "float32 activations to both; scikit-learn's lbfgs keeps them float32 (objective and gradient "
-                        "in float32, so it may stop above tol: see grad_max_sklearn); whitebox passes the data in "
-                        "float32 and keeps logits, objective and solver state in float64"}
+           "precision": "float32 activations to both; scikit-learn's lbfgs keeps float32 input in float32 (objective "
+                        "and gradient in float32, so it may stop above tol: see grad_max_sklearn) unless "
+                        "--sklearn-float64 casts it; whitebox passes the data in float32 and keeps logits, objective "
+                        "and solver state in float64"}
     print(f"probes: C={args.C}, tol={args.tol:g}, {args.repeats} repeats after a warm-up, held-out {args.n_test}, "
           f"threads {args.threads}; load average {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs")
     sizes = []
