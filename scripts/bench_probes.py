@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import time
 import warnings
@@ -43,7 +44,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from einops import einsum
 
 from whitebox.capture import capture, residual_hooks
 from whitebox.probes.logistic import fit_logistic, solver_for
@@ -51,6 +51,7 @@ from whitebox.probes.logistic import fit_logistic, solver_for
 OBJECTIVE_RTOL, AUROC_TOL, CAPTURE_TARGET = 1e-4, 0.002, 1.3
 RANK = 32  # correlated directions shared by the features of a synthetic hook
 BLOCK = 4096  # rows per chunk when the shared objective is evaluated in float64
+BASE_GB = 0.5  # this process before any data: torch, scikit-learn and transformer-lens loaded (measured 0.4-0.5)
 
 
 def planted_data(hooks: int, n: int, n_test: int, d: int, seed: int):
@@ -89,7 +90,7 @@ def estimated_gb(hooks: int, n: int, n_test: int, d: int, threads: int) -> float
         working = n * d * 4
     sklearn = threads * n * d * 16  # per concurrent fit: the scaled copy (and with --sklearn-float64 the cast)
     draw = 2 * max(n, n_test) * d * 4
-    return (data + max(working, sklearn) + draw) / 2**30
+    return BASE_GB + (data + max(working, sklearn) + draw) / 2**30
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -132,12 +133,21 @@ def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float, tol: float, threads: int
     return torch.from_numpy(w), torch.from_numpy(b), [int(m[1].n_iter_[0]) for m in models]
 
 
+def _blocks(x: torch.Tensor):
+    """(hook, first row, float64 rows) over x [hooks, n, d], BLOCK rows of one hook at a time: never a float64 x."""
+    for h in range(x.shape[0]):
+        for i in range(0, x.shape[1], BLOCK):
+            yield h, i, x[h, i : i + BLOCK].double()
+
+
 def shared_standardisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 mean and population std [hooks, d] of x [hooks, n, d], as StandardScaler, by blocks of rows."""
-    n = x.shape[1]
-    total = sum(x[:, i : i + BLOCK].double().sum(1) for i in range(0, n, BLOCK))
-    mean = total / n
-    var = sum((x[:, i : i + BLOCK].double() - mean[:, None]).square().sum(1) for i in range(0, n, BLOCK)) / n
+    """Float64 mean and population std [hooks, d] of x [hooks, n, d], as StandardScaler."""
+    hooks, n, d = x.shape
+    mean, var = torch.zeros(hooks, d, dtype=torch.float64), torch.zeros(hooks, d, dtype=torch.float64)
+    for h, _, chunk in _blocks(x):
+        mean[h] += chunk.sum(0) / n
+    for h, _, chunk in _blocks(x):
+        var[h] += (chunk - mean[h]).square().sum(0) / n
     std = var.sqrt()
     return mean, torch.where(std > 0, std, torch.ones_like(std))
 
@@ -149,15 +159,15 @@ def objective_and_gradient(x, y, w, b, mean, std, C: float) -> tuple[torch.Tenso
     ones that both solvers penalise. Evaluated in float64 by blocks of rows, for either solver alike.
     """
     hooks, n, _ = x.shape
-    loss = torch.zeros(hooks, dtype=torch.float64)
-    xr, sr = torch.zeros_like(w), torch.zeros(hooks, dtype=torch.float64)
-    for i in range(0, n, BLOCK):
-        chunk, labels = x[:, i : i + BLOCK].double(), y[i : i + BLOCK]
-        logits = einsum(chunk, w, "h n d, h d -> h n") + b[:, None]
-        loss += (torch.nn.functional.softplus(logits) - labels * logits).sum(-1)
+    loss, sr = torch.zeros(hooks, dtype=torch.float64), torch.zeros(hooks, dtype=torch.float64)
+    xr = torch.zeros_like(w)
+    for h, i, chunk in _blocks(x):
+        labels = y[i : i + BLOCK]
+        logits = chunk @ w[h] + b[h]
+        loss[h] += (torch.nn.functional.softplus(logits) - labels * logits).sum()
         r = torch.sigmoid(logits) - labels
-        xr += einsum(chunk, r, "h n d, h n -> h d")
-        sr += r.sum(-1)
+        xr[h] += r @ chunk
+        sr[h] += r.sum()
     w_std = w * std
     grad_w = (xr - mean * sr[:, None]) / std / n + w_std / (C * n)  # d/dw_std of the mean objective
     grad = torch.cat([grad_w, (sr / n)[:, None]], -1)
@@ -172,10 +182,10 @@ def convergence(x, y, test, y_test, ours, theirs, C: float) -> dict:
     out: dict[str, Any] = {}
     for name, (w, b) in (("whitebox", ours), ("sklearn", theirs)):
         obj, grad = objective_and_gradient(x, y, w, b, mean, std, C)
-        scores = einsum(test.double(), w, "h n d, h d -> h n") + b[:, None]
+        scores = [(test[h].double() @ w[h] + b[h]).numpy() for h in range(len(w))]
         out[f"objective_{name}"] = obj.tolist()
         out[f"grad_max_{name}"] = grad.tolist()
-        out[f"auroc_{name}"] = [float(roc_auc_score(y_test.numpy(), s)) for s in scores.numpy()]
+        out[f"auroc_{name}"] = [float(roc_auc_score(y_test.numpy(), s)) for s in scores]
     gaps = [(a - s) / abs(s) for a, s in zip(out["objective_whitebox"], out["objective_sklearn"])]
     auc = max(abs(a - s) for a, s in zip(out["auroc_whitebox"], out["auroc_sklearn"]))
     out |= {"objective_rel_gap": gaps, "max_objective_rel_gap": max(map(abs, gaps)), "max_auroc_diff": auc,
@@ -372,6 +382,7 @@ def main() -> None:
                   f"{statistics.median(r['capture_s']):.3f} s  ratio {r['ratio']:.2f}  {'ok' if r['pass'] else 'MISSED'} "
                   f"(<= {CAPTURE_TARGET}x)")
     env["loadavg_end"] = os.getloadavg()
+    env["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     print(f"all fitted sizes agree: {result['all_agree']}; load average at end {env['loadavg_end'][0]:.2f}")
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
