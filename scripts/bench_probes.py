@@ -23,7 +23,8 @@ that the objectives agree to OBJECTIVE_RTOL and the AUROCs to AUROC_TOL and reco
 Part 2, capture: a small native bridge run over a dataset with and without `capture` of every
 residual hook, interleaved in the same process; reports the median time ratio (--capture-n 0 skips it).
 
---crossover-widths times whitebox's Newton and L-BFGS solvers against each other at small sizes,
+--full also times the public `fit_probes` end to end (shuffled-label control, metrics, data hashes, its
+default tol) at each size. --crossover-widths times whitebox's Newton and L-BFGS solvers against each other at small sizes,
 the measurement behind whitebox.probes.logistic.NEWTON_MAX_WIDTH.
 
     python scripts/bench_probes.py --out bench_probes.json
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 
 from whitebox.capture import capture, residual_hooks
+from whitebox.probes import fit_probes
 from whitebox.probes.logistic import fit_logistic, solver_for
 
 OBJECTIVE_RTOL, AUROC_TOL, CAPTURE_TARGET = 1e-4, 0.002, 1.3
@@ -220,7 +222,17 @@ def bench_size(hooks: int, n: int, d: int, args) -> dict:
         runs.append({"threads": threads, "whitebox": wb, "sklearn": sk, "convergence": check,
                      "wall_ratio": wb["wall_median_s"] / sk["wall_median_s"],
                      "cpu_ratio": wb["cpu_median_s"] / sk["cpu_median_s"]})
-    return {"runs": runs, "bayes_auroc": bayes}
+    out: dict[str, Any] = {"runs": runs, "bayes_auroc": bayes}
+    if args.full:  # the public entry at its defaults: shuffled-label control, metrics and data hashes included
+        acts = {f"h{h}": x[h] for h in range(hooks)}
+        walls, cpus = [], []
+        for repeat in range(args.repeats + 1):
+            _, wall, cpu = timed(lambda: fit_probes(acts, y, C=args.C, control=True, device="cpu"))
+            if repeat:
+                walls.append(wall)
+                cpus.append(cpu)
+        out["fit_probes_with_control"] = {"threads": max(args.threads), **summary(walls, cpus)}
+    return out
 
 
 def bench_crossover(args) -> list[dict]:
@@ -303,6 +315,11 @@ def print_table(sizes: list[dict]) -> None:
                   f"{wb['n_iter']:>5} | {sk['wall_median_s']:>11.3f}s {sk['cpu_median_s']:>6.2f}s {iters:>9} | "
                   f"{run['wall_ratio']:>6.2f} {run['cpu_ratio']:>6.2f} | {c['max_objective_rel_gap']:>11.1e} "
                   f"{c['max_auroc_diff']:>10.1e} {'yes' if c['agree'] else 'NO'}")
+    for size in sizes:
+        if "fit_probes_with_control" in size:
+            r = size["fit_probes_with_control"]
+            print(f"fit_probes end to end, {size['hooks']} x {size['rows']} x {size['width']}, {r['threads']} threads: "
+                  f"{r['wall_median_s']:.3f} s wall, {r['cpu_median_s']:.2f} s CPU")
     print(f"(x = whitebox / scikit-learn medians; T = torch threads for whitebox, concurrent 1-thread fits for "
           f"scikit-learn; agree: objectives within {OBJECTIVE_RTOL:g} relative, AUROCs within {AUROC_TOL})")
 
@@ -322,6 +339,8 @@ def main() -> None:
     parser.add_argument("--sklearn-float64", action="store_true",
                         help="cast each hook to float64 for scikit-learn (timed), whose float32 lbfgs stops above a tight tol")
     parser.add_argument("--max-gb", type=float, default=4.0, help="sizes estimated to need more memory are skipped")
+    parser.add_argument("--full", action="store_true",
+                        help="also time fit_probes end to end (control, metrics, hashes; its default tol) at each size")
     parser.add_argument("--crossover-widths", type=int, nargs="*", default=[],
                         help="also time whitebox's Newton against its L-BFGS at these widths")
     parser.add_argument("--crossover-hooks", type=int, default=4)

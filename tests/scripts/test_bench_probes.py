@@ -11,7 +11,7 @@ def test_bench_probes_compares_both_sides_at_equal_cores_checks_convergence_and_
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_probes.py"), "--widths", "16", "2048", "--hooks", "3",
          "--rows", "1024", "--n-test", "512", "--repeats", "2", "--threads", "2", "1", "--max-gb", "0.52",
-         "--capture-n", "0", "--out", str(out)],
+         "--capture-n", "0", "--full", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -32,5 +32,6 @@ def test_bench_probes_compares_both_sides_at_equal_cores_checks_convergence_and_
         assert check["agree"] and check["max_objective_rel_gap"] <= check["objective_rtol"]
         assert check["max_auroc_diff"] <= check["auroc_tol"]
         assert max(check["grad_max_whitebox"]) < 1e-5
+    assert len(fitted["fit_probes_with_control"]["wall_s"]) == 2 and "fit_probes_with_control" not in skipped
     assert result["all_agree"] and "capture" not in result
     assert "agree" in proc.stdout and "skipped: needs about" in proc.stdout
