@@ -4,13 +4,14 @@ Part 1, probes: for every size (hooks x training rows x width) that fits in --ma
 float32 activations with a planted direction per hook (uneven scales, correlations, offsets;
 Bayes AUROC 0.64-0.96) are fitted by
 
-  * whitebox: `fit_logistic` (standardisation included; the solver it picks by width, Newton or
-    L-BFGS) on T torch threads, all hooks in one batched solve;
+  * whitebox: `fit_logistic` (standardisation included) on T torch threads with the solver it
+    picks by width: Newton, all hooks in one batched solve, or L-BFGS, hook by hook;
   * scikit-learn: `make_pipeline(StandardScaler(), LogisticRegression(C, tol))` (lbfgs) per hook,
     T hooks at a time with joblib's threading backend and 1 BLAS/OpenMP thread per fit
     (threadpoolctl), which is how a user spreads per-hook fits over T cores without copying the
     activations into worker processes. Threads share the process, so time.process_time counts
-    every core's CPU time for both.
+    every core's CPU time for both. scikit-learn keeps float32 input in float32, so its lbfgs
+    stops at float32 resolution; --sklearn-float64 casts each hook first (timed) so it can reach --tol.
 
 Each side gets one untimed warm-up fit, then --repeats interleaved timed fits (median wall and
 CPU seconds reported), at each T in --threads (default: all cores and 1, so both sides are
@@ -23,9 +24,9 @@ that the objectives agree to OBJECTIVE_RTOL and the AUROCs to AUROC_TOL and reco
 Part 2, capture: a small native bridge run over a dataset with and without `capture` of every
 residual hook, interleaved in the same process; reports the median time ratio (--capture-n 0 skips it).
 
---full also times the public `fit_probes` end to end (shuffled-label control, metrics, data hashes, its
-default tol) at each size. --crossover-widths times whitebox's Newton and L-BFGS solvers against each other at small sizes,
-the measurement behind whitebox.probes.logistic.NEWTON_MAX_WIDTH.
+--full also times the public `fit_probes` end to end (shuffled-label control, metrics, data hashes,
+its default tol) at each size. --crossover-widths times whitebox's Newton and L-BFGS solvers against
+each other at small sizes, the measurement behind whitebox.probes.logistic.NEWTON_MAX_WIDTH.
 
     python scripts/bench_probes.py --out bench_probes.json
 """
@@ -41,7 +42,8 @@ import resource
 import statistics
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,10 +97,10 @@ def estimated_gb(hooks: int, n: int, n_test: int, d: int, threads: int) -> float
     return BASE_GB + (data + max(working, sklearn) + draw) / 2**30
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """fn's result, wall seconds and CPU seconds of this process (all its threads)."""
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float, float]:
+    """fn(*args, **kwargs), its wall seconds and the CPU seconds of this process (all its threads)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -208,8 +210,8 @@ def bench_size(hooks: int, n: int, d: int, args) -> dict:
     for threads in dict.fromkeys(args.threads):
         times: dict[str, tuple[list, list]] = {"whitebox": ([], []), "sklearn": ([], [])}
         for repeat in range(args.repeats + 1):  # repeat 0 warms both up, untimed
-            ours, wall, cpu = timed(lambda: whitebox_fit(x, y, args.C, args.tol, threads))
-            theirs, sk_wall, sk_cpu = timed(lambda: sklearn_fit(x_np, y_np, args.C, args.tol, threads, args.sklearn_float64))
+            ours, wall, cpu = timed(whitebox_fit, x, y, args.C, args.tol, threads)
+            theirs, sk_wall, sk_cpu = timed(sklearn_fit, x_np, y_np, args.C, args.tol, threads, args.sklearn_float64)
             if repeat:
                 for side, (w_s, c_s) in (("whitebox", (wall, cpu)), ("sklearn", (sk_wall, sk_cpu))):
                     times[side][0].append(w_s)
@@ -227,7 +229,7 @@ def bench_size(hooks: int, n: int, d: int, args) -> dict:
         acts = {f"h{h}": x[h] for h in range(hooks)}
         walls, cpus = [], []
         for repeat in range(args.repeats + 1):
-            _, wall, cpu = timed(lambda: fit_probes(acts, y, C=args.C, control=True, device="cpu"))
+            _, wall, cpu = timed(fit_probes, acts, y, C=args.C, control=True, device="cpu")
             if repeat:
                 walls.append(wall)
                 cpus.append(cpu)
@@ -247,7 +249,7 @@ def bench_crossover(args) -> list[dict]:
         row: dict[str, Any] = {"width": d, "hooks": args.crossover_hooks, "rows": args.crossover_rows}
         for solver in ("newton", "lbfgs"):
             fit_logistic(x, labels, C=args.C, tol=args.tol, solver=solver)  # warm-up
-            times = [timed(lambda: fit_logistic(x, labels, C=args.C, tol=args.tol, solver=solver))[1:]
+            times = [timed(fit_logistic, x, labels, C=args.C, tol=args.tol, solver=solver)[1:]
                      for _ in range(args.repeats)]
             fit = fit_logistic(x, labels, C=args.C, tol=args.tol, solver=solver)
             mean, std = shared_standardisation(x)

@@ -85,7 +85,7 @@ def solver_for(d: int) -> str:
     return "newton" if d <= NEWTON_MAX_WIDTH else "lbfgs"
 
 
-def _newton(problem: "_Problem", w, b, chol, tol: float, max_iter: int, block: int):
+def _newton(problem: _Problem, w, b, chol, tol: float, max_iter: int, block: int):
     """Lagged damped Newton from (w, b) with the first Hessian's Cholesky factors; returns w, b, steps, converged."""
     hooks, k, d = w.shape
     logits = problem.logits(w, b)  # hooks k n
@@ -110,7 +110,7 @@ def _newton(problem: "_Problem", w, b, chol, tol: float, max_iter: int, block: i
     return w, b, steps, converged
 
 
-def _lbfgs(problem: "_Problem", w, b, gamma: torch.Tensor, tol: float, max_iter: int):
+def _lbfgs(problem: _Problem, w, b, gamma: torch.Tensor, tol: float, max_iter: int):
     """Batched L-BFGS from (w, b); gamma [hooks, k] scales the first step. Returns w, b, steps, converged.
 
     Each problem has its own curvature pairs and initial scale; a pair whose curvature s.y is not
