@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/BENCHMARKS.md in one go, for a session that is lent a GPU:
-# plant throughput through the bridge vs plain torch (fp32, bf16, bf16 + torch.compile), ES and zo
-# step costs, and the wall time of the GPU suppression config. Numbers land in $OUT (default
-# gpu_results/); copy them into docs/benchmarks/ and the tables of docs/BENCHMARKS.md.
-#   bash scripts/gpu_checks.sh [OUT_DIR]          # about 20 min on one H200; the suppression run is the long part
-set -euo pipefail
+# The GPU measurements of docs/BENCHMARKS.md in one command, for a session that is lent a GPU; about 6 minutes
+# on one H200 (every step has its own time limit, so one that hangs cannot eat the rest):
+#   - plant training: fast path, hooked bridge and plain torch from the same weights (fp32, bf16, bf16 + compile),
+#     at the quickstart size and at 8 x 512;
+#   - the regimes: ES against its plain-torch and FLOP floors, the one-chunk layout CUDA uses, peak memory;
+#   - the quickstart config end to end on the GPU (wall time by step: summary.json timing.*).
+# Numbers land in $OUT (default gpu_results/) as JSON; copy them into docs/benchmarks/ and the tables of
+# docs/BENCHMARKS.md. A failed step is reported at the end and the others still run.
+#   bash scripts/gpu_checks.sh [OUT_DIR]
+set -uo pipefail
 OUT=${1:-gpu_results}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
-plant() {  # tag, then bench_plant arguments: fp32, bf16 autocast, bf16 + torch.compile
-  local tag=$1; shift
-  python scripts/bench_plant.py --device cuda "$@" --out "$OUT/bench_plant_${tag}_fp32.json"
-  python scripts/bench_plant.py --device cuda "$@" --precision bf16 --out "$OUT/bench_plant_${tag}_bf16.json"
-  python scripts/bench_plant.py --device cuda "$@" --precision bf16 --compile --out "$OUT/bench_plant_${tag}_bf16_compile.json"
+failed=()
+step() {  # name, seconds allowed, command...
+  local name=$1 limit=$2; shift 2
+  echo "== $name"
+  if ! timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; then failed+=("$name"); fi
+  tail -n 4 "$OUT/$name.log"
 }
-plant quickstart --d-model 64 --n-layers 2
-plant wide --d-model 512 --n-layers 8 --batch-size 256
-python scripts/bench_regimes.py --device cuda --repeats 9 --out "$OUT/bench_regimes_cuda.json"
-/usr/bin/time -v python -m whitebox run configs/suppression_gpu.yaml --out "$OUT/suppression_gpu" \
-  > "$OUT/suppression_gpu.log" 2>&1
-grep -E "Elapsed|Maximum resident" "$OUT/suppression_gpu.log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
+for size in "quickstart --d-model 64 --n-layers 2" "wide --d-model 512 --n-layers 8 --batch-size 256"; do
+  set -- $size
+  tag=$1; shift
+  step "plant_${tag}_fp32" 90 python scripts/bench_plant.py --device cuda "$@" --out "$OUT/bench_plant_${tag}_fp32.json"
+  step "plant_${tag}_bf16" 90 python scripts/bench_plant.py --device cuda "$@" --precision bf16 \
+    --out "$OUT/bench_plant_${tag}_bf16.json"
+  step "plant_${tag}_bf16_compile" 150 python scripts/bench_plant.py --device cuda "$@" --precision bf16 --compile \
+    --out "$OUT/bench_plant_${tag}_bf16_compile.json"
+done
+step regimes 120 python scripts/bench_regimes.py --device cuda --repeats 5 --out "$OUT/bench_regimes_cuda.json"
+step quickstart 240 python -m whitebox run configs/quickstart.yaml --set training.device=cuda \
+  --set tracking.wandb_mode=disabled --out "$OUT/quickstart_cuda"
+cp "$OUT/quickstart_cuda/summary.json" "$OUT/quickstart_cuda_summary.json" 2>/dev/null
+if [ ${#failed[@]} -gt 0 ]; then echo "failed: ${failed[*]} (logs in $OUT)"; exit 1; fi
+echo "all steps done; results in $OUT"

@@ -17,19 +17,27 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, d_mlp), nn.GELU(), nn.Linear(d_mlp, d_model))
         self.n_heads = n_heads
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, answer_only: bool = False) -> torch.Tensor:
+        """The block; with answer_only, its output at the last position only ([b, 1, d]: its query and MLP there)."""
         b, s, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, self.n_heads, d // self.n_heads).unbind(2)  # each b s h e
-        att = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-        x = x + self.out(att.transpose(1, 2).reshape(b, s, d))
+        if answer_only:
+            x, q = x[:, -1:], q[:, -1:]
+        att = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=not answer_only)
+        x = x + self.out(att.transpose(1, 2).reshape(b, x.shape[1], d))
         return x + self.mlp(self.ln2(x))
 
 
 class PlainGPT(nn.Module):
-    """The reference: what a researcher would write in plain torch for the same model."""
+    """The reference: what a researcher would write in plain torch for the same model.
 
-    def __init__(self, cfg: ModelConfig):
+    answer_only: the last block computes only the answer position (its query and MLP), the shortcut whitebox's
+    fast path takes when only the answer is read: the floor of that computation.
+    """
+
+    def __init__(self, cfg: ModelConfig, answer_only: bool = False):
         super().__init__()
+        self.answer_only = answer_only
         self.embed, self.pos = nn.Embedding(cfg.d_vocab, cfg.d_model), nn.Embedding(cfg.n_ctx, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.mlp_dim) for _ in range(cfg.n_layers))
         self.ln, self.unembed = nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
@@ -37,8 +45,8 @@ class PlainGPT(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits at the answer position only: [batch, vocab]."""
         x = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, answer_only=self.answer_only and i == len(self.blocks) - 1)
         return self.unembed(self.ln(x[:, -1]))
 
     @torch.no_grad()

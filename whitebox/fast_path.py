@@ -3,7 +3,8 @@
 A TransformerBridge runs every activation through a HookPoint and materialises the attention
 pattern, which only hooks need. When nothing is hooked, a native bridge's forward is recomputed here
 from the wrapped torch modules (the same parameter tensors): scaled_dot_product_attention instead of
-the explicit softmax, the norms and linears called directly. Gradients, optimizers, checkpoints and
+the explicit softmax, the norms and linears called directly, and, when only the answer position's
+logits are read (answer_logits), the last block's query and MLP at that position only. Gradients, optimizers, checkpoints and
 ES's swapped parameters see the very same tensors, so training through this path changes nothing
 but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
 falls back to the bridge's own forward. WHITEBOX_FAST_PATH=0 in the environment sends every forward
@@ -123,10 +124,14 @@ def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool) 
     x = _embed(weight(_orig(inner.tok_embed), "weight"), tokens)
     pos = weight(_orig(inner.pos), "weight")[..., : tokens.shape[-1], :]  # (members) pos d_model
     x = x + (pos if pos.ndim == 2 else pos[:, None])
-    for block in inner.layers:
-        block = _inner(block)
+    blocks = [_inner(block) for block in inner.layers]
+    for i, block in enumerate(blocks):
         attn, mlp = block.attn._original_component, block.mlp._original_component
-        x = x + _attention(attn, _norm(_orig(block.ln1), x, weight), weight)
+        normed = _norm(_orig(block.ln1), x, weight)
+        if last_only and i == len(blocks) - 1:  # only the answer position's query and MLP reach the logits read
+            x = x[..., -1:, :] + _attention(attn, normed, weight, queries=normed[..., -1:, :])
+        else:
+            x = x + _attention(attn, normed, weight)
         hidden = mlp.act(_linear(_orig(mlp.fc_in), _norm(_orig(block.ln2), x, weight), weight))
         x = x + _linear(_orig(mlp.fc_out), hidden, weight)
     if last_only:
@@ -170,17 +175,18 @@ def _norm(module: torch.nn.Module, x: torch.Tensor, weight: Weight) -> torch.Ten
     return normed if b is None else normed + (b if b.ndim == 1 else b.view(lead))
 
 
-def _attention(attn: Any, x: torch.Tensor, weight: Weight) -> torch.Tensor:
-    """Causal multi-head attention (grouped key/value heads repeated) through scaled_dot_product_attention."""
-    q = rearrange(_linear(_orig(attn.q), x, weight), "... s (h e) -> ... h s e", h=attn.n_heads)
+def _attention(attn: Any, x: torch.Tensor, weight: Weight, queries: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal multi-head attention (grouped key/value heads repeated) through scaled_dot_product_attention; with
+    `queries` (the last position's input) only those positions attend, each to every position of `x`."""
+    q = rearrange(_linear(_orig(attn.q), x if queries is None else queries, weight), "... s (h e) -> ... h s e", h=attn.n_heads)
     k = rearrange(_linear(_orig(attn.k), x, weight), "... s (h e) -> ... h s e", h=attn.n_kv_heads)
     v = rearrange(_linear(_orig(attn.v), x, weight), "... s (h e) -> ... h s e", h=attn.n_kv_heads)
     if attn.kv_repeats > 1:
         k, v = k.repeat_interleave(attn.kv_repeats, dim=-3), v.repeat_interleave(attn.kv_repeats, dim=-3)
     lead = q.shape[:-3]
     q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))  # batch heads pos e: the fused CPU kernel wants 4-D
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / attn.scale).view(*lead, *q.shape[1:])
-    return _linear(_orig(attn.o), rearrange(out, "... h s e -> ... s (h e)"), weight)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=queries is None, scale=1.0 / attn.scale)
+    return _linear(_orig(attn.o), rearrange(out.view(*lead, *q.shape[1:]), "... h s e -> ... s (h e)"), weight)
 
 
 def _orig(bridge_component: Any) -> torch.nn.Module:

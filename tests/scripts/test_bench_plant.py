@@ -27,4 +27,6 @@ def test_bench_plant_compares_same_size_models_and_writes_its_numbers(tmp_path):
     assert result["tokens_per_step"] == 8 * result["model"]["n_ctx"]  # batch x tokens of one input
     assert result["tokens_per_second"]["ours"] == result["tokens_per_step"] / seconds["ours"]
     assert result["ratio_bridge_over_plain"] == seconds["plain"] / seconds["bridge"]
+    assert result["ratio_ours_over_floor"] == seconds["plain_answer_only"] / seconds["ours"]
+    assert set(same["max_gap_to_plain"]) == {"ours", "bridge", "plain_answer_only"}
     assert "ours (fast path) / plain torch throughput" in proc.stdout
