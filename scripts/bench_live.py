@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from bench_regimes import peak_bytes
@@ -38,7 +38,7 @@ from whitebox import fast_path
 from whitebox.capture import Captured, capture, residual_hooks
 from whitebox.config import ModelConfig
 from whitebox.models import build_model
-from whitebox.probes import Probe, fit_probes
+from whitebox.probes import LiveScores, Probe, fit_probes
 from whitebox.tasks import get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
 
@@ -76,34 +76,45 @@ def generate(model: torch.nn.Module, prompts: torch.Tensor, new_tokens: int) -> 
         return model.generate(prompts, max_new_tokens=new_tokens, do_sample=False, stop_at_eos=False, verbose=False)
 
 
-def with_probes(model: torch.nn.Module, cfg: ModelConfig, probes: list[Probe], run: Callable[[], torch.Tensor]
-                ) -> Callable[[], tuple[torch.Tensor, list[int]]]:
-    """`run` with `probes` attached live: its output and how many score entries each probe recorded."""
+@contextlib.contextmanager
+def attached(model: torch.nn.Module, cfg: ModelConfig, probes: list[Probe]) -> Iterator[list[LiveScores]]:
+    """`probes` attached live for the block (each attach checks the model: a one-off cost, timed apart)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(p.attach(model, cfg=cfg)) for p in probes]
 
-    def go() -> tuple[torch.Tensor, list[int]]:
-        with contextlib.ExitStack() as stack:
-            lives = [stack.enter_context(p.attach(model, cfg=cfg)) for p in probes]
-            out = run()
-        return out, [len(live.scores) for live in lives]
 
-    return go
+def opened(context: Callable[[], contextlib.AbstractContextManager]) -> Callable[[], None]:
+    """Enter and leave `context`, nothing run inside: the one-off cost of `with probe.attach(...)`."""
+
+    def run() -> None:
+        with context():
+            pass
+
+    return run
 
 
 def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
     """Generation tokens/s with no probe, one and all, per batch size; checks the tokens are the same."""
     hooks = residual_hooks(model)
     sets = {"none": [], "one_hook": [probes[hooks[-1]]], "all_hooks": [probes[h] for h in hooks]}
+    contexts = {name: (lambda ps=ps: attached(model, cfg, ps)) for name, ps in sets.items()}
     new = int(cfg.n_ctx) - PROMPT_LEN
-    result: dict[str, Any] = {"prompt_len": PROMPT_LEN, "new_tokens": new, "hooks": hooks, "batches": {}}
+    attach_cpu, attach_wall = rounds({name: opened(c) for name, c in contexts.items()}, args.repeats)
+    result: dict[str, Any] = {"prompt_len": PROMPT_LEN, "new_tokens": new, "hooks": hooks,
+                              "attach_cpu_s": {k: statistics.median(v) for k, v in attach_cpu.items()},
+                              "attach_wall_s": {k: statistics.median(v) for k, v in attach_wall.items()}, "batches": {}}
     for batch in args.batch_sizes:
         prompts = tokens[:batch, :PROMPT_LEN]
-        runs = {name: with_probes(model, cfg, ps, lambda p=prompts: generate(model, p, new)) for name, ps in sets.items()}
-        outputs = {name: run() for name, run in runs.items()}  # also the warm-up
-        same = all(torch.equal(out, outputs["none"][0]) for out, _ in outputs.values())
-        counts = {name: entries for name, (_, entries) in outputs.items()}
-        if not same or any(c != new for entries in counts.values() for c in entries):
-            raise SystemExit(f"batch {batch}: probes changed the generated tokens or missed steps (entries {counts})")
-        cpu, wall = rounds(runs, args.repeats)
+        outputs, entries = {}, {}
+        for name, context in contexts.items():  # also the warm-up
+            with context() as lives:
+                outputs[name] = generate(model, prompts, new)
+            entries[name] = [len(live.scores) for live in lives]
+        same = all(torch.equal(out, outputs["none"]) for out in outputs.values())
+        if not same or any(n != new for counts in entries.values() for n in counts):
+            raise SystemExit(f"batch {batch}: probes changed the generated tokens or missed steps (entries {entries})")
+        run = lambda p=prompts: generate(model, p, new)  # noqa: E731
+        cpu, wall = rounds({name: run for name in sets}, args.repeats, contexts)
         result["batches"][str(batch)] = {
             "same_tokens": same, "score_entries_per_probe": new,
             "tokens_per_s": {k: batch * new / statistics.median(v) for k, v in cpu.items()},
@@ -115,13 +126,16 @@ def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
     return result
 
 
-def rounds(fns: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """CPU and wall seconds of every fn, `repeats` interleaved rounds."""
+def rounds(fns: dict[str, Callable[[], Any]], repeats: int,
+           contexts: dict[str, Callable[[], contextlib.AbstractContextManager]] | None = None
+           ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """CPU and wall seconds of every fn, `repeats` interleaved rounds; each timed inside its (untimed) context."""
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     wall: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            c, w = timed(fn)
+            with (contexts[name] if contexts else contextlib.nullcontext)():
+                c, w = timed(fn)
             cpu[name].append(c)
             wall[name].append(w)
     return cpu, wall
@@ -193,6 +207,8 @@ def bench_capture(model, tokens, args, tmp: Path) -> dict[str, Any]:
 def print_tables(result: dict[str, Any]) -> None:
     live, cap = result["live"], result["capture"]
     print(f"live scoring during generation ({live['new_tokens']} new tokens after {live['prompt_len']}; same tokens checked)")
+    print("attach + detach, once per with block: " + ", ".join(
+        f"{k} {1000 * v:.1f} ms" for k, v in live["attach_cpu_s"].items() if k != "none"))
     print(f"{'batch':>6}{'probes':>11}{'tokens/s':>11}{'wall tok/s':>12}{'overhead':>10}")
     for batch, row in live["batches"].items():
         for name in PROBE_SETS:
