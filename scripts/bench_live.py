@@ -50,11 +50,12 @@ CAPTURE_VARIANTS = {"last_memory": ("last", False), "last_disk": ("last", True),
                     "all_memory": ("all", False), "all_disk": ("all", True)}
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, float]:
-    """(CPU seconds of this process, wall seconds) of one call."""
+def timed(fn: Callable[[], Any], iters: int) -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds) per call, averaged over `iters` calls."""
     cpu, wall = time.process_time(), time.perf_counter()
-    fn()
-    return time.process_time() - cpu, time.perf_counter() - wall
+    for _ in range(iters):
+        fn()
+    return (time.process_time() - cpu) / iters, (time.perf_counter() - wall) / iters
 
 
 def setup(args) -> tuple[torch.nn.Module, ModelConfig, torch.Tensor, dict[str, Probe]]:
@@ -99,7 +100,7 @@ def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
     sets = {"none": [], "one_hook": [probes[hooks[-1]]], "all_hooks": [probes[h] for h in hooks]}
     contexts = {name: (lambda ps=ps: attached(model, cfg, ps)) for name, ps in sets.items()}
     new = int(cfg.n_ctx) - PROMPT_LEN
-    attach_cpu, attach_wall = rounds({name: opened(c) for name, c in contexts.items()}, args.repeats)
+    attach_cpu, attach_wall = rounds({name: opened(c) for name, c in contexts.items()}, args.repeats, args.iters)
     result: dict[str, Any] = {"prompt_len": PROMPT_LEN, "new_tokens": new, "hooks": hooks,
                               "attach_cpu_s": {k: statistics.median(v) for k, v in attach_cpu.items()},
                               "attach_wall_s": {k: statistics.median(v) for k, v in attach_wall.items()}, "batches": {}}
@@ -114,7 +115,7 @@ def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
         if not same or any(n != new for counts in entries.values() for n in counts):
             raise SystemExit(f"batch {batch}: probes changed the generated tokens or missed steps (entries {entries})")
         run = lambda p=prompts: generate(model, p, new)  # noqa: E731
-        cpu, wall = rounds({name: run for name in sets}, args.repeats, contexts)
+        cpu, wall = rounds({name: run for name in sets}, args.repeats, args.iters, contexts)
         result["batches"][str(batch)] = {
             "same_tokens": same, "score_entries_per_probe": new,
             "tokens_per_s": {k: batch * new / statistics.median(v) for k, v in cpu.items()},
@@ -126,16 +127,17 @@ def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
     return result
 
 
-def rounds(fns: dict[str, Callable[[], Any]], repeats: int,
+def rounds(fns: dict[str, Callable[[], Any]], repeats: int, iters: int = 1,
            contexts: dict[str, Callable[[], contextlib.AbstractContextManager]] | None = None
            ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """CPU and wall seconds of every fn, `repeats` interleaved rounds; each timed inside its (untimed) context."""
+    """CPU and wall seconds per call of every fn, `repeats` interleaved rounds of `iters` calls; each round timed
+    inside its (untimed) context."""
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     wall: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             with (contexts[name] if contexts else contextlib.nullcontext)():
-                c, w = timed(fn)
+                c, w = timed(fn, iters)
             cpu[name].append(c)
             wall[name].append(w)
     return cpu, wall
@@ -229,6 +231,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="capture's batch_size (and the floor's)")
     parser.add_argument("--fit", type=int, default=512, help="inputs the probes are fitted on")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=5, help="generations (and attaches) per timed round")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads; default: torch's")
     parser.add_argument("--out", default="bench_live.json")
     args = parser.parse_args()
