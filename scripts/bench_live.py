@@ -28,8 +28,10 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from bench_regimes import peak_bytes
@@ -58,7 +60,7 @@ def timed(fn: Callable[[], Any], iters: int) -> tuple[float, float]:
     return (time.process_time() - cpu) / iters, (time.perf_counter() - wall) / iters
 
 
-def setup(args) -> tuple[torch.nn.Module, ModelConfig, torch.Tensor, dict[str, Probe]]:
+def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, ModelConfig, torch.Tensor, dict[str, Probe]]:
     """The quickstart architecture, --n backdoor inputs [n, 20], and a logistic probe per residual hook."""
     task = get_task(BackdoorTaskConfig(seq_len=16, n_values=64))
     vocab = task.vocabulary()
@@ -94,7 +96,8 @@ def opened(context: Callable[[], contextlib.AbstractContextManager]) -> Callable
     return run
 
 
-def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
+def bench_live(model: torch.nn.Module, cfg: ModelConfig, tokens: torch.Tensor, probes: dict[str, Probe],
+               args: argparse.Namespace) -> dict[str, Any]:
     """Generation tokens/s with no probe, one and all, per batch size; checks the tokens are the same."""
     hooks = residual_hooks(model)
     sets = {"none": [], "one_hook": [probes[hooks[-1]]], "all_hooks": [probes[h] for h in hooks]}
@@ -114,7 +117,7 @@ def bench_live(model, cfg, tokens, probes, args) -> dict[str, Any]:
         same = all(torch.equal(out, outputs["none"]) for out in outputs.values())
         if not same or any(n != new for counts in entries.values() for n in counts):
             raise SystemExit(f"batch {batch}: probes changed the generated tokens or missed steps (entries {entries})")
-        run = lambda p=prompts: generate(model, p, new)  # noqa: E731
+        run = partial(generate, model, prompts, new)
         cpu, wall = rounds({name: run for name in sets}, args.repeats, args.iters, contexts)
         result["batches"][str(batch)] = {
             "same_tokens": same, "score_entries_per_probe": new,
@@ -171,7 +174,7 @@ def max_gap_to_reference(model: torch.nn.Module, tokens: torch.Tensor, captured:
     return max(gaps)
 
 
-def bench_capture(model, tokens, args, tmp: Path) -> dict[str, Any]:
+def bench_capture(model: torch.nn.Module, tokens: torch.Tensor, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """capture's four variants against the no-hook floor: time, peak memory, disk bytes, equality to run_with_cache."""
     tokens = tokens[: args.n]
 
@@ -202,11 +205,12 @@ def bench_capture(model, tokens, args, tmp: Path) -> dict[str, Any]:
                           "disk_bytes": written, "max_abs_diff_to_run_with_cache": gaps[name]}
     return {"n": len(tokens), "batch_size": args.batch_size, "hooks": residual_hooks(model), "check_rows": CHECK_ROWS,
             "tolerance": ACTS_TOLERANCE, "floor_cpu_s": statistics.median(cpu["floor"]),
-            "floor_wall_s": statistics.median(wall["floor"]), "floor_peak_bytes": memory["floor_bridge"],
+            "floor_wall_s": statistics.median(wall["floor"]), "floor_bridge_peak_bytes": memory["floor_bridge"],
             "variants": variants, "raw_cpu_s": cpu, "raw_wall_s": wall}
 
 
 def print_tables(result: dict[str, Any]) -> None:
+    """The numbers a reader compares: tokens/s and overhead per batch; capture's time, memory and disk beside the floor."""
     live, cap = result["live"], result["capture"]
     print(f"live scoring during generation ({live['new_tokens']} new tokens after {live['prompt_len']}; same tokens checked)")
     print("attach + detach, once per with block: " + ", ".join(
@@ -217,7 +221,7 @@ def print_tables(result: dict[str, Any]) -> None:
             over = "" if name == "none" else f"{row['overhead'][name]:.2f}x"
             print(f"{batch:>6}{name:>11}{row['tokens_per_s'][name]:>11.0f}{row['wall_tokens_per_s'][name]:>12.0f}{over:>10}")
     print(f"\ncapture of {cap['n']} inputs at {len(cap['hooks'])} residual hooks (floor: no-hook forward, "
-          f"{1000 * cap['floor_cpu_s']:.1f} ms CPU, {cap['floor_peak_bytes'] / 2**20:.1f} MiB)")
+          f"{1000 * cap['floor_cpu_s']:.1f} ms CPU, {cap['floor_bridge_peak_bytes'] / 2**20:.1f} MiB through the bridge)")
     print(f"{'variant':>12}{'ms CPU':>9}{'ms wall':>9}{'/ floor':>9}{'peak MiB':>10}{'disk MiB':>10}{'max diff':>10}")
     for name, v in cap["variants"].items():
         print(f"{name:>12}{1000 * v['cpu_s']:>9.1f}{1000 * v['wall_s']:>9.1f}{v['over_floor']:>8.2f}x"

@@ -11,7 +11,7 @@ def test_bench_live_times_probes_and_capture_against_their_floors_and_checks_the
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_live.py"), "--threads", "1", "--repeats", "1", "--iters", "1",
          "--n", "24", "--batch-size", "8", "--batch-sizes", "1", "3", "--fit", "32", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -33,8 +33,7 @@ def test_bench_live_times_probes_and_capture_against_their_floors_and_checks_the
         assert v["max_abs_diff_to_run_with_cache"] <= capture["tolerance"]  # the captured rows are the reference's
         assert v["over_floor"] == capture["raw_cpu_s"][name][0] / capture["raw_cpu_s"]["floor"][0]
         assert v["peak_bytes"] > 0
-    rows = {"last": 24, "all": 24 * 20}
-    for positions in rows:  # 5 hooks x rows x 64 float32, plus headers and the example/position indices
-        assert variants[f"{positions}_disk"]["disk_bytes"] > 5 * rows[positions] * 64 * 4
+    for positions, rows in {"last": 24, "all": 24 * 20}.items():  # 5 hooks x rows x 64 float32, plus the indices
+        assert variants[f"{positions}_disk"]["disk_bytes"] > 5 * rows * 64 * 4
         assert variants[f"{positions}_memory"]["disk_bytes"] == 0
     assert "live scoring during generation" in proc.stdout and "capture of 24 inputs" in proc.stdout
