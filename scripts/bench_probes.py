@@ -7,7 +7,7 @@ Bayes AUROC 0.64-0.96) are fitted by
   * whitebox: `fit_logistic` (standardisation included) on T torch threads with the solver it
     picks by width: Newton, all hooks in one batched solve, or L-BFGS, hook by hook;
   * scikit-learn: `make_pipeline(StandardScaler(), LogisticRegression(C, tol))` (lbfgs) per hook,
-    T hooks at a time with joblib's threading backend and 1 BLAS/OpenMP thread per fit
+    T hooks at a time on a thread pool (concurrent.futures) and 1 BLAS/OpenMP thread per fit
     (threadpoolctl), which is how a user spreads per-hook fits over T cores without copying the
     activations into worker processes. Threads share the process, so time.process_time counts
     every core's CPU time for both. scikit-learn keeps float32 input in float32, so its lbfgs
@@ -114,11 +114,12 @@ def whitebox_fit(x: torch.Tensor, y: torch.Tensor, C: float, tol: float, threads
 
 
 def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float, tol: float, threads: int, float64: bool):
-    """Per-hook StandardScaler + LogisticRegression, `threads` hooks at a time on joblib threads with 1 BLAS thread each.
+    """Per-hook StandardScaler + LogisticRegression, `threads` hooks at a time on threads with 1 BLAS thread each.
 
     float64 casts each hook's activations first (timed), so lbfgs's objective can resolve a tight tol.
     """
-    from joblib import Parallel, delayed
+    from concurrent.futures import ThreadPoolExecutor
+
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -129,7 +130,8 @@ def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float, tol: float, threads: int
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=tol, max_iter=100_000)).fit(data, y)
 
     with threadpool_limits(1):
-        models = Parallel(n_jobs=threads, backend="threading")(delayed(one)(h) for h in range(x.shape[0]))
+        with ThreadPoolExecutor(threads) as pool:  # threads, not processes: no copy of the data, nothing pickled
+            models = list(pool.map(one, range(x.shape[0])))
     scale = np.stack([m[0].scale_ for m in models])
     coef = np.stack([m[1].coef_[0] for m in models])
     w = coef / scale
@@ -353,15 +355,14 @@ def main() -> None:
     parser.add_argument("--out", default="bench_probes.json")
     args = parser.parse_args()
 
-    import joblib
     import sklearn
     import threadpoolctl
 
-    env = {"torch": torch.__version__, "sklearn": sklearn.__version__, "joblib": joblib.__version__,
+    env = {"torch": torch.__version__, "sklearn": sklearn.__version__,
            "threadpoolctl": threadpoolctl.__version__, "cpus": os.cpu_count(),
            "machine": platform.processor() or platform.machine(), "loadavg_start": os.getloadavg(),
            "cuda": torch.cuda.is_available(),
-           "sklearn_parallelism": "joblib threading backend, T fits at a time, threadpoolctl limit 1 thread each",
+           "sklearn_parallelism": "a thread pool, T fits at a time, threadpoolctl limit 1 thread each",
            "cpu_time": "time.process_time: every thread of this process",
            "precision": "float32 activations to both; scikit-learn's lbfgs keeps float32 input in float32 (objective "
                         "and gradient in float32, so it may stop above tol: see grad_max_sklearn) unless "

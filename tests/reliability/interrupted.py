@@ -17,7 +17,7 @@ from whitebox.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANT_STEPS = TINY["training"]["steps"]
-IN_SECOND_CELL = PLANT_STEPS + 32 + 16  # treat_config's training step 16 of es-present: sft-present done, es at step_0000012
+IN_SECOND_CELL = 2 * PLANT_STEPS + 32 + 16  # step 16 of es-present (plant, honest plant, sft-present done; es at step_0000012)
 
 
 def fault_script() -> Any:
