@@ -110,9 +110,9 @@ def step_fn(updater, loss_fn, model, batch) -> Callable[[], Any]:
 
 def population_floor(model: torch.nn.Module, batch: dict[str, torch.Tensor], population: int, rows_per_forward: int
                      ) -> Callable[[], Any]:
-    """The ES population's forward in plain torch (one weight set): population x batch rows in forwards of
-    `rows_per_forward` rows."""
-    plain = PlainGPT(model_config(model)).to(batch["tokens"].device).eval().copy_from(model)
+    """The ES population's forward in plain torch (one weight set, the last block at the answer position only, as ES
+    reads it): population x batch rows in forwards of `rows_per_forward` rows."""
+    plain = PlainGPT(model_config(model), answer_only=True).to(batch["tokens"].device).eval().copy_from(model)
     rows = batch["tokens"].repeat(population, 1)
 
     def run():
@@ -129,11 +129,13 @@ def model_config(model: torch.nn.Module) -> ModelConfig:
 
 
 def population_flops(model: torch.nn.Module, rows: int, seq: int) -> int:
-    """Multiply-adds x 2 of the population's forward: projections and MLP at every position, attention over
-    the positions, the unembedding at the answer position only."""
+    """Multiply-adds x 2 of the population's forward: projections and MLP at every position of every block but
+    the last, which needs keys and values everywhere and its query, output projection and MLP at the answer only;
+    attention over the positions; the unembedding at the answer position."""
     c = model.cfg
-    per_token = c.n_layers * (4 * c.d_model**2 + 2 * c.d_model * c.d_mlp + 2 * seq * c.d_model)
-    return 2 * rows * (seq * per_token + c.d_model * c.d_vocab)
+    block = 4 * c.d_model**2 + 2 * c.d_model * c.d_mlp + 2 * seq * c.d_model  # one position of one block
+    last = seq * 2 * c.d_model**2 + (2 * c.d_model**2 + 2 * c.d_model * c.d_mlp + 2 * seq * c.d_model)
+    return 2 * rows * ((c.n_layers - 1) * seq * block + last + c.d_model * c.d_vocab)
 
 
 def gemm_rate(model: torch.nn.Module, rows: int, device: torch.device, repeats: int) -> float:
