@@ -1,20 +1,10 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.conftest import run_script
 
 
 def test_bench_live_times_probes_and_capture_against_their_floors_and_checks_the_outputs(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_live.py"), "--threads", "1", "--repeats", "1", "--iters", "1",
-         "--n", "24", "--batch-size", "8", "--batch-sizes", "1", "3", "--fit", "32", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    proc, result = run_script("bench_live.py", out, "--threads", "1", "--repeats", "1", "--iters", "1",
+         "--n", "24", "--batch-size", "8", "--batch-sizes", "1", "3", "--fit", "32")
     assert result["seq_len"] == 20  # today's backdoor task: 16 values and 4 more tokens
     live = result["live"]
     assert len(live["hooks"]) == 5 and live["prompt_len"] + live["new_tokens"] == 20

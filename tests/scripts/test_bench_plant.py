@@ -1,20 +1,10 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.conftest import run_script
 
 
 def test_bench_plant_compares_same_size_models_and_writes_its_numbers(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_plant.py"), "--threads", "1", "--repeats", "2", "--iters", "1",
-         "--batch-size", "8", "--d-model", "16", "--n-layers", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    proc, result = run_script("bench_plant.py", out, "--threads", "1", "--repeats", "2", "--iters", "1",
+         "--batch-size", "8", "--d-model", "16", "--n-layers", "1")
     params = result["params"]
     assert params["ours"] == params["plain"]  # the reference has the same parameters
     assert len(result["samples"]["ours"]) == len(result["samples"]["bridge"]) == len(result["samples"]["plain"]) == 2

@@ -1,21 +1,11 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.conftest import run_script
 
 
 def test_bench_probes_compares_both_sides_at_equal_cores_checks_convergence_and_records_skips(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_probes.py"), "--widths", "16", "2048", "--hooks", "3",
+    proc, result = run_script("bench_probes.py", out, "--widths", "16", "2048", "--hooks", "3",
          "--rows", "1024", "--n-test", "512", "--repeats", "2", "--threads", "2", "1", "--max-gb", "0.52",
-         "--capture-n", "0", "--full", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+         "--capture-n", "0", "--full")
     fitted, skipped = result["probes"]
     assert skipped["width"] == 2048 and "over --max-gb 0.52" in skipped["skipped"] and "runs" not in skipped
     assert fitted["skipped"] is None and fitted["solver"] == "newton" and len(fitted["bayes_auroc"]) == 3

@@ -1,20 +1,10 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.conftest import run_script
 
 
 def test_bench_regimes_holds_es_against_a_plain_torch_floor_and_writes_its_numbers(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_regimes.py"), "--threads", "1", "--repeats", "1", "--iters", "1",
-         "--batch", "4", "--population", "4", "--device", "cpu", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    proc, result = run_script("bench_regimes.py", out, "--threads", "1", "--repeats", "1", "--iters", "1",
+         "--batch", "4", "--population", "4", "--device", "cpu")
     assert result["es_population_max_abs_diff_to_member_loop"] <= 1e-4  # the batched members are the members
     assert result["seq_len"] == 20  # today's backdoor task: 16 values and 4 more tokens
     es, floor = result["raw_times_s"]["es"], result["raw_times_s"]["population_floor"]
