@@ -382,7 +382,10 @@ def main() -> None:
                 else:
                     print(f"  {hooks} hooks x {n} rows x width {d} ({gb:.2f} GB) ...", flush=True)
                     size |= bench_size(hooks, n, d, args)
+                    print_table([size])
                 sizes.append(size)
+                with open(args.out, "w") as f:  # every finished size is kept, whatever happens to the next
+                    json.dump({"config": vars(args), "environment": env, "probes": sizes, "partial": True}, f, indent=2)
     print_table(sizes)
     fitted = [run for size in sizes if not size["skipped"] for run in size["runs"]]
     result: dict[str, Any] = {"config": vars(args), "environment": env, "probes": sizes,
