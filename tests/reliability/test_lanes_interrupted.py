@@ -41,6 +41,7 @@ def reference(tmp_path_factory):
     return work / "run"
 
 
+@pytest.mark.slow  # a fault trial against real runs, like test_faults' (python -m pytest -m slow)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_a_two_lane_run_stopped_mid_way_resumes_to_the_uninterrupted_numbers(tmp_path, reference, signum):
     fi = fault_script()
