@@ -53,6 +53,24 @@ def test_one_chunk_draws_each_members_noise_once_and_gives_the_chunked_gradient(
     assert torch.equal(fit_whole, fit_chunked) and torch.allclose(whole, chunked, atol=1e-6)
 
 
+def test_the_noise_is_drawn_twice_only_when_the_population_s_does_not_fit_the_budget(monkeypatch):
+    n, sigma = 50, 0.05
+    seeds = pair_seeds(seed=2, step=0, pairs=16)
+
+    def evaluate(noise):
+        return torch.stack([noise.sum(-1), -noise.sum(-1)], dim=1)  # k 2
+
+    draws = []
+    monkeypatch.setattr(es, "seeded_normal", lambda seed, *a, **k: draws.append(seed) or seeded_normal(seed, *a, **k))
+    kept, _ = es_gradient(evaluate, seeds, n, sigma, pairs_per_chunk=3)
+    assert sorted(draws) == sorted(seeds)  # 16 pairs x 50 floats fit: every chunk's noise kept for the update
+    draws.clear()
+    monkeypatch.setattr(es, "KEEP_NOISE_BYTES", 16 * n * 4 - 1)  # one byte short
+    again, _ = es_gradient(evaluate, seeds, n, sigma, pairs_per_chunk=3)
+    assert sorted(draws) == sorted(seeds + seeds)  # evaluated, then regenerated for the update
+    assert torch.equal(kept, again)  # the same update either way
+
+
 def test_regenerated_noise_is_bit_identical_to_the_evaluated_noise(monkeypatch, toy_lm, toy_data):
     drawn: dict[int, list[torch.Tensor]] = {}
 
@@ -70,6 +88,7 @@ def test_regenerated_noise_is_bit_identical_to_the_evaluated_noise(monkeypatch, 
 
     monkeypatch.setattr(es, "seeded_normal", spy)
     monkeypatch.setattr(es, "population_answer_logits", population_spy)
+    monkeypatch.setattr(es, "KEEP_NOISE_BYTES", 0)  # the path of a population whose noise does not fit: drawn again
     model = toy_lm()
     cfg = ESConfig(population=8, sigma=0.1, examples_per_forward=2 * 2 * 64)  # two pairs per chunk
     updater = EvolutionStrategies(model, cfg, Supervised(), seed=3)

@@ -147,3 +147,18 @@ def test_one_stop_request_arriving_twice_is_still_one_request(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             loop.time.sleep(0.1)  # the handler runs at the next bytecode boundary
+
+
+def test_a_stop_left_by_an_earlier_interrupted_run_does_not_stop_a_later_loop(tmp_path):
+    """lanes.STOP tells the other lanes to stop; the main thread's own loop stops only on its own signal."""
+    from whitebox.runtime import lanes
+
+    lanes.STOP.set()
+    log = ListLog()
+    try:
+        _train(tmp_path, _square, log=log)
+    except KeyboardInterrupt:
+        pytest.fail("a STOP left from an earlier run stopped the main thread's loop")
+    finally:
+        lanes.STOP.clear()
+    assert max(step for step, _ in log.records) == CFG.steps

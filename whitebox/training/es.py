@@ -55,6 +55,7 @@ class PlainESConfig(ESConfig):
 
 
 SAMPLING_KEY = -1  # member index reserved for the step's answer-sampling seed
+KEEP_NOISE_BYTES = 256 * 2**20  # the population's noise (pairs x parameters, float32) kept rather than drawn twice
 
 
 def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:
@@ -81,20 +82,24 @@ def es_gradient(
     """Estimate d E[fitness] / d theta from antithetic pairs; return (gradient [n], fitness [pairs, 2]).
 
     `evaluate(noise [k, n])` returns the fitness [k, 2] of theta + sigma * noise (column 0) and
-    theta - sigma * noise (column 1). With more than one chunk the noise is regenerated from the
-    seeds for the update (memory stays one chunk's); with one chunk the evaluated noise is reused.
+    theta - sigma * noise (column 1). The evaluated noise is kept for the update while the whole
+    population's fits in KEEP_NOISE_BYTES; beyond that, or when ranks share the population, it is
+    regenerated from the seeds (bit-identical: memory stays one chunk's).
     Under torchrun each rank evaluates its share of the pairs and the ranks exchange only the fitness
     scalars; every rank then sums the update over all seeds in the same chunks as one process would,
     so the update is bit-identical to the single-process one whatever the number of ranks.
     """
     chunks = _chunks(seeds, pairs_per_chunk)
     mine = _chunks(seeds[distributed.shard(len(seeds))], pairs_per_chunk)
-    kept = None  # one chunk, all of it here: its noise is in memory anyway, so the update reuses it
+    # one process holding every chunk: keep the evaluated noise for the update while it fits KEEP_NOISE_BYTES
+    keep = mine == chunks and len(seeds) * n * 4 <= KEEP_NOISE_BYTES
+    kept: list[torch.Tensor] = []
     fitness_parts = [torch.zeros(0, 2, device=device)]
     for chunk in mine:
         noise = _noise(chunk, n, device)
         fitness_parts.append(evaluate(noise).to(device))
-        kept = noise if mine == chunks and len(chunks) == 1 else None
+        if keep:
+            kept.append(noise)
     fitness = distributed.gather_rows(torch.cat(fitness_parts), len(seeds))  # pairs 2
     if not torch.isfinite(fitness).all():
         raise TrainingDiverged("a population member's fitness became non-finite")
@@ -103,7 +108,7 @@ def es_gradient(
     grad = torch.zeros(n, device=device)
     for i, chunk in enumerate(chunks):
         w = weight[i * pairs_per_chunk : i * pairs_per_chunk + len(chunk)]
-        grad += w.to(device) @ (kept if kept is not None else _noise(chunk, n, device))
+        grad += w.to(device) @ (kept[i] if keep else _noise(chunk, n, device))
     return grad / (2 * len(seeds) * sigma), fitness
 
 

@@ -198,7 +198,7 @@ def _interrupt_at_step_boundary() -> Iterator[Callable[[], bool]]:
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield lambda: bool(hits) or STOP.is_set()
+        yield lambda: bool(hits)  # STOP is for the other lanes: a stale one from an earlier run must not stop this loop
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
