@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import whitebox
+from tests.conftest import one_thread
 from whitebox.config import ConfigError, load_config
 from whitebox.runner import find_experiment, resolve_config, resolve_device
 from whitebox.runtime.records import results
@@ -66,11 +67,12 @@ def test_explicit_sizes_must_fit_the_task(tiny):
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_yaml, tmp_path):
     """A run killed without warning half-way finishes, after --resume, with the same metrics."""
     overrides = ["training.steps=300", "training.checkpoint_every=40", "training.eval_every=50"]
-    reference = whitebox.run(tiny_yaml, overrides, out=tmp_path / "reference")
+    with one_thread():  # the killed process and both in-process runs on one thread: the same rounding
+        reference = whitebox.run(tiny_yaml, overrides, out=tmp_path / "reference")
 
     run_dir = tmp_path / "killed"
     args = [sys.executable, "-m", "whitebox", "run", str(tiny_yaml), "--out", str(run_dir)]
-    proc = subprocess.Popen(args + [a for o in overrides for a in ("--set", o)],
+    proc = subprocess.Popen(args + [a for o in overrides for a in ("--set", o)], env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = run_dir / "checkpoints" / "plant"
     deadline = time.time() + 120
@@ -81,7 +83,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_yaml, tmp_path)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
 
-    resumed = whitebox.resume(run_dir)
+    with one_thread():
+        resumed = whitebox.resume(run_dir)
     assert results(resumed) == results(reference)
     assert resumed["timing.total"] > 0 and reference["timing.total"] > 0  # wall time, this process: not compared
     assert _records(run_dir) == _records(tmp_path / "reference")
