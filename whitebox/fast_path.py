@@ -4,9 +4,9 @@ A TransformerBridge runs every activation through a HookPoint and materialises t
 pattern, which only hooks need. When nothing is hooked, a native bridge's forward is recomputed here
 from the wrapped torch modules (the same parameter tensors): scaled_dot_product_attention instead of
 the explicit softmax, the norms and linears called directly, and, when only the answer position's
-logits are read (answer_logits), the last block's query and MLP at that position only. Gradients, optimizers, checkpoints and
-ES's swapped parameters see the very same tensors, so training through this path changes nothing
-but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
+logits are read (answer_logits), the last block's query and MLP at that position only. Gradients,
+optimizers, checkpoints and ES's swapped parameters see the very same tensors, so training through
+this path changes nothing but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
 falls back to the bridge's own forward. WHITEBOX_FAST_PATH=0 in the environment sends every forward
 through the bridge (how runs before the fast path computed; env.json records which was used).
 """

@@ -69,6 +69,9 @@ def test_the_noise_is_drawn_twice_only_when_the_population_s_does_not_fit_the_bu
     again, _ = es_gradient(evaluate, seeds, n, sigma, pairs_per_chunk=3)
     assert sorted(draws) == sorted(seeds + seeds)  # evaluated, then regenerated for the update
     assert torch.equal(kept, again)  # the same update either way
+    draws.clear()
+    es_gradient(evaluate, seeds, n, sigma, pairs_per_chunk=16)
+    assert sorted(draws) == sorted(seeds)  # one chunk is in memory anyway: reused whatever the budget
 
 
 def test_regenerated_noise_is_bit_identical_to_the_evaluated_noise(monkeypatch, toy_lm, toy_data):

@@ -20,7 +20,7 @@ from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.runtime.lanes import Job, resolve_lanes, run_jobs
-from whitebox.runtime.rundir import RunDir, cell_name, treat_row, treat_stage
+from whitebox.runtime.rundir import RunDir, cell_name, treat_row
 from whitebox.tasks import Task, get_task, require
 from whitebox.training import REGIMES
 
@@ -74,15 +74,13 @@ def _revival_jobs(ctx: RunContext, task: Task, own: Callable[[Path | None], torc
     cfg = ctx.cfg
     after = {"start": ("plant",), "fresh": (), "honest": ("plant_honest",)}
     after.update({treat_row(*cell): (f"treat.{cell_name(*cell)}",) for cell in cells(cfg.treat)})
-    jobs = []
+    starts, jobs = revival_starts(ctx), []
     if cfg.revive.noise_control:
         for i, (regime, condition) in enumerate(cells(cfg.treat)):
-            name, cell_job = treat_row(f"{regime}_noise", condition), f"treat.{cell_name(regime, condition)}"
-            weights = ctx.dir.stage(treat_stage(regime, condition)).model
-            jobs.append(Job(f"noise.{name}", lambda r, row=treat_row(regime, condition), weights=weights, i=i: noise_control(
-                ctx, r["plant"], row, weights, i, own(None)), after=("plant", cell_job)))
+            row, name = treat_row(regime, condition), treat_row(f"{regime}_noise", condition)
+            jobs.append(Job(f"noise.{name}", lambda r, row=row, i=i: noise_control(
+                ctx, r["plant"], row, starts[row], i, own(None)), after=("plant", f"treat.{cell_name(regime, condition)}")))
             after[name] = (f"noise.{name}",)
-    starts = revival_starts(ctx)
     after.update({row: ("aware",) for row in starts if row not in after})  # revive.aware_control's yardsticks
     return jobs + [Job(f"revive.{name}", lambda r, name=name: revive_row(ctx, task, name, starts[name], own(None)),
                        after=after[name]) for name in starts]

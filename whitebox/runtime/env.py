@@ -16,6 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
+from whitebox import fast_path
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict
 from whitebox.runtime.artifacts import ArtifactError, sha256_json
 from whitebox.runtime.records import read_object
@@ -40,10 +43,6 @@ def environment(cfg: ExperimentConfig, device: str, sections: Sequence[str] | No
     from whitebox import __version__
 
     versions["whitebox"] = __version__
-    import torch
-
-    from whitebox import fast_path
-
     run_id = uuid.uuid4().hex[:12]
     config = config_to_dict(cfg, sections)
     return {

@@ -100,7 +100,6 @@ class _Scheduler:
     def __init__(self, jobs: list[Job]):
         _in_order(jobs)  # refuses a circle before any lane starts
         self.pending = list(jobs)
-        self.running: set[str] = set()
         self.results: dict[str, Any] = {}
         self.errors: list[BaseException] = []
         self.ready = threading.Condition()
@@ -142,7 +141,6 @@ class _Scheduler:
                 return
             with self.ready:
                 self.results[job.name] = result
-                self.running.discard(job.name)
                 self.ready.notify_all()
 
     def _next(self) -> Job | None:
@@ -153,7 +151,6 @@ class _Scheduler:
                 job = next((j for j in self.pending if all(d in self.results for d in j.after)), None)
                 if job is not None:
                     self.pending.remove(job)
-                    self.running.add(job.name)
                     return job
                 self.ready.wait()
 

@@ -61,34 +61,31 @@ class Tracker:
         return StageLogger(self, name)
 
     def log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        with self._lock:
-            with main_only(wait=False) as writer:
-                if writer:
-                    record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
-                    append_line(self.metrics_path, json.dumps(record))
-                    self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
+        with self._lock, main_only(wait=False) as writer:
+            if writer:
+                record = {"stage": stage, "step": step, "time": round(time.time(), 3), **metrics}
+                append_line(self.metrics_path, json.dumps(record))
+                self._mirror(lambda run: self._wandb_log(run, stage, step, metrics))
 
     def rewind(self, stage: str, step: int) -> None:
         """Drop this stage's records after `step` (they are recomputed on resume), atomically; the stage is open again."""
-        with self._lock:
-            with main_only(wait=False) as writer:
-                if not writer or not self.metrics_path.is_file():
-                    return
-                lines = read_lines(self.metrics_path)
-                kept = [line for line, record in lines if not (record["stage"] == stage and record["step"] > step)]
-                if len(kept) != len(lines):
-                    digest = read_digests(self.dir.metrics_index).get(stage)
-                    if digest is not None and (digest.get("through") is None or digest["through"] > step):
-                        self._set_digest(stage, None)  # it covered records dropped here
-                    write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        with self._lock, main_only(wait=False) as writer:
+            if not writer or not self.metrics_path.is_file():
+                return
+            lines = read_lines(self.metrics_path)
+            kept = [line for line, record in lines if not (record["stage"] == stage and record["step"] > step)]
+            if len(kept) != len(lines):
+                digest = read_digests(self.dir.metrics_index).get(stage)
+                if digest is not None and (digest.get("through") is None or digest["through"] > step):
+                    self._set_digest(stage, None)  # it covered records dropped here
+                write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def close_stage(self, stage: str, through: int | None = None) -> None:
         """Record how many records `stage` has (up to step `through`, all when it is finished) and their hash: a
         resume checks they are all still there."""
-        with self._lock:
-            with main_only(wait=False) as writer:
-                if writer:
-                    self._set_digest(stage, stage_digest(self.metrics_path, stage, through))
+        with self._lock, main_only(wait=False) as writer:
+            if writer:
+                self._set_digest(stage, stage_digest(self.metrics_path, stage, through))
 
     def _set_digest(self, stage: str, digest: dict[str, Any] | None) -> None:
         digests = read_digests(self.dir.metrics_index)

@@ -82,17 +82,18 @@ def es_gradient(
     """Estimate d E[fitness] / d theta from antithetic pairs; return (gradient [n], fitness [pairs, 2]).
 
     `evaluate(noise [k, n])` returns the fitness [k, 2] of theta + sigma * noise (column 0) and
-    theta - sigma * noise (column 1). The evaluated noise is kept for the update while the whole
-    population's fits in KEEP_NOISE_BYTES; beyond that, or when ranks share the population, it is
-    regenerated from the seeds (bit-identical: memory stays one chunk's).
+    theta - sigma * noise (column 1). The evaluated noise is kept for the update when it is one chunk
+    or the whole population's fits in KEEP_NOISE_BYTES; beyond that, or when ranks share the population,
+    it is regenerated from the seeds (bit-identical: memory stays one chunk's).
     Under torchrun each rank evaluates its share of the pairs and the ranks exchange only the fitness
     scalars; every rank then sums the update over all seeds in the same chunks as one process would,
     so the update is bit-identical to the single-process one whatever the number of ranks.
     """
     chunks = _chunks(seeds, pairs_per_chunk)
     mine = _chunks(seeds[distributed.shard(len(seeds))], pairs_per_chunk)
-    # one process holding every chunk: keep the evaluated noise for the update while it fits KEEP_NOISE_BYTES
-    keep = mine == chunks and len(seeds) * n * 4 <= KEEP_NOISE_BYTES
+    # one process holding every chunk: keep the evaluated noise for the update (one chunk is in memory anyway;
+    # more while the population's fits KEEP_NOISE_BYTES)
+    keep = mine == chunks and (len(chunks) == 1 or len(seeds) * n * 4 <= KEEP_NOISE_BYTES)
     kept: list[torch.Tensor] = []
     fitness_parts = [torch.zeros(0, 2, device=device)]
     for chunk in mine:
