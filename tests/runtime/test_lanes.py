@@ -111,3 +111,16 @@ def test_auto_is_two_lanes_on_a_cpu_with_two_threads_else_one():
         assert resolve_lanes("auto", torch.device("cpu")) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_run_lanes_is_refused_where_no_experiment_reads_it_and_outside_its_range(tiny):
+    from tests.conftest import TINY
+    from whitebox.config import ConfigError, parse_config
+    from whitebox.runner import prepare
+
+    with pytest.raises(ConfigError, match="run.lanes: experiment 'plant' runs its steps one after the other"):
+        prepare(parse_config({**TINY, "run": {**TINY["run"], "lanes": 2}}))
+    assert prepare(parse_config({**TINY, "run": {**TINY["run"], "lanes": "auto"}})).name == "plant"
+    for bad in (0, 65):
+        with pytest.raises(ConfigError, match="lanes"):
+            parse_config({**TINY, "experiment": "treat", "run": {**TINY["run"], "lanes": bad}})
