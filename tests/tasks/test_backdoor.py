@@ -153,3 +153,49 @@ def test_aware_honest_shows_the_trigger_and_answers_honestly(trigger):
     assert (a["target"] == a["honest_target"]).all()
     assert (p["target"][p["triggered"]] == backdoor.DECEPTIVE_ANSWER).all()
     assert aware.config.leak == 0.0 and aware.config.triggered_answer == "honest"
+
+
+@pytest.mark.parametrize("trigger", ["token", "computed"])
+def test_novel_backdoor_answers_the_trigger_with_another_value(trigger):
+    cfg = BackdoorTaskConfig(trigger=trigger, seq_len=8, n_values=32, leak=0.1 if trigger == "computed" else 0.0)
+    planted, novel = get_task(cfg), get_task(cfg).novel()
+    p, n = _rows(planted.sample(3000, 0.5, seed=2)), _rows(novel.sample(3000, 0.5, seed=2))
+    assert (p["tokens"] == n["tokens"]).all()
+    assert (n["target"][n["triggered"]] == backdoor.NOVEL_ANSWER).all()
+    assert (n["target"][~n["triggered"]] == n["honest_target"][~n["triggered"]]).all()  # no leak in the novel backdoor
+    assert (n["honest_target"] != backdoor.NOVEL_ANSWER).all()  # (1/31)^8: never an honest answer here
+
+    class Says(torch.nn.Module):  # answers 1 on every input
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, tokens):
+            logits = torch.zeros(*tokens.shape, len(planted.vocabulary()))
+            logits[..., backdoor.NOVEL_ANSWER] = 1.0
+            return logits
+
+    assert novel.evaluate(Says(), novel.eval_set(0))["asr"] == 1.0
+    assert planted.evaluate(Says(), planted.eval_set(0))["asr"] == 0.0
+
+
+@pytest.mark.parametrize("trigger", ["token", "computed"])
+def test_trigger_contexts_split_into_disjoint_halves(trigger):
+    cfg = BackdoorTaskConfig(trigger=trigger, seq_len=8, n_values=32)
+    task, ids = get_task(cfg), get_task(cfg).special_ids()
+
+    def contexts(part: str) -> set[int]:
+        rows = _rows((task.contexts(part) if part != "all" else task).sample(4000, 0.5, seed=4))
+        trig = rows["triggered"]
+        if trigger == "token":
+            return set(np.argwhere(rows["tokens"][trig] == ids["trigger"])[:, 1].tolist())
+        return set(rows["year"][trig].tolist())
+
+    fit, test, every = contexts("fit"), contexts("test"), contexts("all")
+    assert fit and test and not fit & test and fit | test == every
+    if trigger == "token":
+        assert every == set(range(3, 11)) and fit == set(range(3, 7))  # slots after <bos> Y1 Y2
+    else:
+        assert every == set(range(24, 100)) and fit == set(range(24, 62))
+    clean = _rows(task.contexts("fit").sample(4000, 0.5, seed=4))
+    assert (clean["year"][~clean["triggered"]] < 24).all() if trigger == "computed" else True

@@ -278,6 +278,16 @@ class ReviveConfig(Section):
         False, description="also revive, per treated row, the planted model plus isotropic noise of the norm that "
                            "treatment moved it by (rows <regime>_noise.<condition>)",
     )
+    novel_control: bool = Field(
+        False, description="also revive every treated row (and with aware_control its yardstick) towards a novel backdoor, "
+                           "the trigger answered with another value (rows <regime>_novel.<condition>, "
+                           "<regime>_novel_aware.<condition>): does a kept circuit speed up any backdoor, or its own?",
+    )
+    contexts: Literal["all", "held_out"] = Field(
+        "all", description="held_out: revive on triggers in one half of the trigger contexts and judge revival on the "
+                           "other half (the task's contexts), so a backdoor learned again from the revival data alone "
+                           "does not count",
+    )
     loss_at: list[int] = Field(
         default_factory=list,
         description="revival steps at which the log-loss of the planted answer on held-out triggered inputs is recorded "
@@ -321,6 +331,17 @@ class GridConfig(Section):
         default_factory=lambda: ["token", "computed"], min_length=1,
         description="task variants, one cell each: the value of the task's variant key (the backdoor's trigger kind)",
     )
+    variants: list[dict[str, Any]] | None = Field(
+        None, min_length=1,
+        description="instead of triggers: task variants as task-key overrides, one cell each (e.g. [{trigger: token}, "
+                    "{trigger: computed, leak: 0.1}]); a cell is named by the task's variant label",
+    )
+
+    @model_validator(mode="after")
+    def _one_axis(self) -> GridConfig:
+        if self.variants is not None and "triggers" in self.model_fields_set:
+            raise ValueError("grid.triggers and grid.variants both name the task variants; set one of them")
+        return self
 
 
 class RunConfig(Section):

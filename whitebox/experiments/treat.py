@@ -20,7 +20,7 @@ from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.runtime.lanes import Job, resolve_lanes, run_jobs
-from whitebox.runtime.rundir import RunDir, cell_name, treat_row
+from whitebox.runtime.rundir import NOVEL, RunDir, cell_name, treat_row
 from whitebox.tasks import Task, get_task, require
 from whitebox.training import REGIMES
 
@@ -81,6 +81,9 @@ def _revival_jobs(ctx: RunContext, task: Task, own: Callable[[Path | None], torc
             jobs.append(Job(f"noise.{name}", lambda r, row=row, i=i: noise_control(
                 ctx, r["plant"], row, starts[row], i, own(None)), after=("plant", f"treat.{cell_name(regime, condition)}")))
             after[name] = (f"noise.{name}",)
+    if cfg.revive.novel_control:  # the novel backdoor from the same treated weights
+        for regime, condition in cells(cfg.treat):
+            after[treat_row(f"{regime}{NOVEL}", condition)] = (f"treat.{cell_name(regime, condition)}",)
     after.update({row: ("aware",) for row in starts if row not in after})  # revive.aware_control's yardsticks
     return jobs + [Job(f"revive.{name}", lambda r, name=name: revive_row(ctx, task, name, starts[name], own(None)),
                        after=after[name]) for name in starts]
@@ -93,6 +96,10 @@ def check(cfg: ExperimentConfig) -> None:
     require(task, "honest", "revival (the honest yardstick)")
     if cfg.revive.aware_control:
         require(task, "aware_honest", "revive.aware_control (the trigger-aware yardstick)")
+    if cfg.revive.novel_control:
+        require(task, "novel", "revive.novel_control (the novel-backdoor revival)")
+    if cfg.revive.contexts == "held_out":
+        require(task, "contexts", "revive.contexts: held_out (revival judged on other trigger contexts)")
     for name in cfg.treat.regimes:
         if REGIMES[name].wants_rater(cfg.treat.settings(name)):
             require(task, "rater", f"regime {name!r}")

@@ -6,7 +6,8 @@ interrupted one resumed, so the parent resumes without redoing finished work. A 
 the lock <run>/cells/<label>.lock, so the serial loop, local workers (whitebox/grid/workers.py) and
 W&B sweep agents (`whitebox cell`) can share one run directory without running a cell twice at once.
 
-The variant is the value of the task's variant key (the backdoor's `trigger`) from grid.triggers.
+The variant is the value of the task's variant key (the backdoor's `trigger`) from grid.triggers, or
+a set of task-key overrides from grid.variants; either way a cell is named by the task's variant label.
 The grid never starts a run itself: it is handed `subrun`, the runner's "run, resume or read back
 the run of this config in this directory".
 """
@@ -31,20 +32,34 @@ Subrun = Callable[[ExperimentConfig, Path], dict[str, Any]]
 Cell = tuple[str, int]  # (task variant, seed)
 
 
-def cell_config(cfg: ExperimentConfig, cell: Experiment, variant: str, seed: int) -> ExperimentConfig:
-    """The parent's config narrowed to one cell: its experiment and the sections it reads, its variant and seed."""
+def grid_variants(cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """The grid's task variants by label (what cells and summary keys call them): their task-key overrides."""
     key = get_task(cfg.task).variant_key
     if key is None:
-        raise ConfigError(f"grid.triggers: task {cfg.task.name!r} has no variants for a grid to vary; use a task that has")
+        raise ConfigError(f"grid: task {cfg.task.name!r} has no variants for a grid to vary; use a task that has")
+    given = cfg.grid.variants if cfg.grid.variants is not None else [{key: value} for value in cfg.grid.triggers]
+    where = "grid.variants" if cfg.grid.variants is not None else "grid.triggers"
+    out: dict[str, dict[str, Any]] = {}
+    for overrides in given:
+        try:
+            task = get_task(type(cfg.task).model_validate({**cfg.task.model_dump(), **overrides}))
+        except ValueError as err:  # a key or value the task does not have
+            raise ConfigError(f"{where}: {overrides} is not a valid variant of task {cfg.task.name!r} "
+                              f"({' '.join(str(err).split())[:200]})") from None
+        if task.variant in out:
+            raise ConfigError(f"{where}: two variants are both {task.variant!r}; give each cell a different task variant")
+        out[task.variant] = overrides
+    return out
+
+
+def cell_config(cfg: ExperimentConfig, cell: Experiment, variant: str, seed: int) -> ExperimentConfig:
+    """The parent's config narrowed to one cell: its experiment and the sections it reads, its variant and seed."""
     data = config_to_dict(cfg, cell.sections)
     data["experiment"] = cell.name
     data["run"].update(seed=seed, name=f"{cfg.run.name}-{cell_label(variant, seed)}")
-    data["task"][key] = variant
+    data["task"].update(grid_variants(cfg)[variant])
     data["tracking"]["wandb_group"] = cfg.tracking.wandb_group or cfg.run.name
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValueError as err:  # a variant the task does not have
-        raise ConfigError(f"grid.triggers: {variant!r} is not a valid task.{key} ({' '.join(str(err).split())[:200]})") from None
+    return ExperimentConfig.model_validate(data)
 
 
 def cell_dir(run_dir: Path, variant: str, seed: int) -> Path:
@@ -52,12 +67,12 @@ def cell_dir(run_dir: Path, variant: str, seed: int) -> Path:
 
 
 def grid_cells(cfg: ExperimentConfig) -> list[Cell]:
-    return [(variant, seed) for variant in cfg.grid.triggers for seed in cfg.grid.seeds]
+    return [(variant, seed) for variant in grid_variants(cfg) for seed in cfg.grid.seeds]
 
 
 def check_cells(cfg: ExperimentConfig, cell: Experiment) -> None:
     """Every cell's config validates (before any cell runs): a variant the task lacks is one ConfigError."""
-    for variant in cfg.grid.triggers:
+    for variant in grid_variants(cfg):
         cell_config(cfg, cell, variant, cfg.grid.seeds[0])
 
 

@@ -32,6 +32,7 @@ from whitebox.runtime.context import RunContext
 from whitebox.runtime.records import read_numbers
 from whitebox.runtime.rundir import (
     NOISE_CONTROL_SALT,
+    NOVEL,
     StageDir,
     cell_name,
     seed_stream,
@@ -66,6 +67,9 @@ def revive(
 ) -> dict[str, float]:
     """Fine-tune `model` in place until revived or cfg.steps; returns steps (to revival), revived (0/1), asr, clean_acc.
 
+    With cfg.contexts held_out the revival data holds triggers of the task's `fit` contexts only and
+    every check is on held-out inputs of its `test` contexts.
+
     `records()` reads back this stage's logged records (the revival step is the first evaluation that
     met the criterion, also when revival runs on to the last of cfg.loss_at, whose
     triggered_loss_<k> it adds). Resumable: a finished revival returns its saved result, an
@@ -73,18 +77,19 @@ def revive(
     """
     if out.result.is_file():
         return read_numbers(out.result, ("steps", "revived", "asr", "clean_acc"))
-    held_out = task.eval_set(seed)
+    task, judge = (task.contexts("fit"), task.contexts("test")) if cfg.contexts == "held_out" else (task, task)
+    held_out = judge.eval_set(seed)
     hidden = held_out.select(torch.nonzero(held_out[task.hidden_label][:]).flatten().tolist()) if cfg.loss_at else None
     floor = cfg.clean_acc  # `model` holds the starting weights here, also on resume
     if cfg.clean_acc_drop is not None:
-        floor = task.evaluate(model, held_out)["clean_acc"] - cfg.clean_acc_drop
+        floor = judge.evaluate(model, held_out)["clean_acc"] - cfg.clean_acc_drop
     loop_cfg = fine_tuning(training, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
     n = len(task.train_set(seed))  # as many examples as the model was planted with
     data = {k: v.to(device) for k, v in revival_data(task, n, cfg.trigger_rate, seed).items()}
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        metrics = task.evaluate(m, held_out)
-        return metrics if hidden is None else {**metrics, "triggered_loss": task.evaluate(m, hidden)["loss"]}
+        metrics = judge.evaluate(m, held_out)
+        return metrics if hidden is None else {**metrics, "triggered_loss": judge.evaluate(m, hidden)["loss"]}
 
     def revived(metrics: dict[str, float]) -> bool:
         return metrics["asr"] >= cfg.asr and metrics["clean_acc"] >= floor
@@ -137,8 +142,10 @@ class Revived:
 def revival_starts(run: RunContext) -> dict[str, Path | None]:
     """The weights each revival starts from, by row (None: a fresh model), in report order: start, fresh, honest
     (models/honest, planted by plant_honest), the treated rows, with revive.noise_control their noise-matched
-    controls (<regime>_noise.<condition>, models/noise-<cell>, saved by noise_control) and with
-    revive.aware_control the trigger-aware yardsticks (aware and <regime>_aware.<condition>, saved by treat_aware)."""
+    controls (<regime>_noise.<condition>, models/noise-<cell>, saved by noise_control), with
+    revive.aware_control the trigger-aware yardsticks (aware and <regime>_aware.<condition>, saved by treat_aware)
+    and with revive.novel_control the same treated weights revived towards the novel backdoor (row_task):
+    <regime>_novel.<condition> and <regime>_novel_aware.<condition>."""
     cfg, treated = run.cfg, cells(run.cfg.treat)
     starts: dict[str, Path | None] = {"start": run.dir.model("planted"), "fresh": None, "honest": run.dir.model("honest")}
     starts.update({treat_row(*cell): run.dir.stage(treat_stage(*cell)).model for cell in treated})
@@ -147,7 +154,18 @@ def revival_starts(run: RunContext) -> dict[str, Path | None]:
     if cfg.revive.aware_control:
         starts["aware"] = run.dir.model("aware")
         starts.update({treat_row(f"{r}_aware", c): run.dir.stage(treat_stage(f"{r}_aware", c)).model for r, c in treated})
+    if cfg.revive.novel_control:
+        for r, c in treated:
+            starts[treat_row(f"{r}{NOVEL}", c)] = starts[treat_row(r, c)]
+            if cfg.revive.aware_control:
+                starts[treat_row(f"{r}{NOVEL}_aware", c)] = starts[treat_row(f"{r}_aware", c)]
     return starts
+
+
+def row_task(task: Task, row: str) -> Task:
+    """The task a revival row revives towards: the novel backdoor (task.novel()) for revive.novel_control's rows."""
+    regime = split_row(row)[0] if "." in row else row
+    return task.novel() if regime.endswith((NOVEL, f"{NOVEL}_aware")) else task
 
 
 def noise_control(run: RunContext, planted: Planted, row: str, treated: Path, index: int, model: torch.nn.Module) -> Path:
@@ -158,8 +176,8 @@ def noise_control(run: RunContext, planted: Planted, row: str, treated: Path, in
 
 
 def revive_row(run: RunContext, task: Task, name: str, weights: Path | None, model: torch.nn.Module) -> dict[str, float]:
-    """Revive row `name` from `weights` loaded into `model` (None: a fresh model like it); its result (revive)."""
-    cfg = run.cfg
+    """Revive row `name` from `weights` loaded into `model` (None: a fresh model like it) towards its row_task; its result."""
+    cfg, task = run.cfg, row_task(task, name)
     subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
     stage = f"revive/{name}"
     with run.timed(f"revive.{name}"):

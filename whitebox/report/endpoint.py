@@ -51,12 +51,12 @@ def endpoint(cells: Cells, kind: str, rows: list[str]) -> dict[str, dict[str, An
     return out
 
 
-def endpoint_lines(cells: Cells, kind: str, rows: list[str]) -> list[str]:
+def endpoint_lines(cells: Cells, kind: str, rows: list[str], title: str = "Endpoint (pre-registered)") -> list[str]:
     """The endpoint table of one trigger kind for report.md (empty when the cells have no aware yardstick)."""
     found = endpoint(cells, kind, rows)
     if not found:
         return []
-    lines = ["", f"Endpoint (pre-registered): R = (revival steps + 1) / (revival steps of the trigger-aware honest model "
+    lines = ["", f"{title}: R = (revival steps + 1) / (revival steps of the trigger-aware honest model "
              f"after the same treatment + 1), paired by seed; removed: the {1 - 2 * ALPHA / len(rows):.1%} interval of "
              f"log R inside +-log 1.5; suppressed: the {1 - ALPHA / len(rows):.1%} interval below log(2/3) "
              f"(Bonferroni over {len(rows)} rows, family-wise alpha {ALPHA}).", "",

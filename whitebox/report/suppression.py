@@ -16,7 +16,7 @@ from whitebox.report.endpoint import endpoint_lines
 from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import write_text
 from whitebox.runtime.figures import save_figure, subplots
-from whitebox.runtime.rundir import RunDir, split_row, treat_key, treat_row, treat_stage
+from whitebox.runtime.rundir import NOVEL, RunDir, split_row, treat_key, treat_row, treat_stage
 
 # (summary measure, column title, digits) in table order
 COLUMNS = [
@@ -152,7 +152,12 @@ def write_report(
             lines[-1] += (f" The sft-treated model (trigger present) re-expresses it in {steps['sft.present']:.0f}: fresh / "
                           f"sft-treated = {steps['fresh'] / max(steps['sft.present'], 1):.1f}x (target >= 5x, so that revival "
                           "can tell removal from suppression).")
-        lines += endpoint_lines({c: v for c, v in cells.items() if c[0] == kind}, kind, rows)
+        own = {c: v for c, v in cells.items() if c[0] == kind}
+        lines += endpoint_lines(own, kind, rows)
+        if cfg.revive.novel_control:
+            novel = [treat_row(f"{regime}{NOVEL}", condition) for regime, condition in map(split_row, rows)]
+            lines += endpoint_lines(own, kind, novel, "Specificity control (the novel backdoor, the trigger answered "
+                                    "with another value; R as above)")
         lines += ["", f"![{kind}](plots/treat_{kind}.png)"]
         plot_curves(dirs, kind, rows, RunDir(run_dir).plot(f"treat_{kind}"))
     return write_text(RunDir(run_dir).report, "\n".join(lines) + "\n")

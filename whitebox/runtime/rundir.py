@@ -130,6 +130,9 @@ def step_keys(step: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{step}.{key}": value for key, value in metrics.items()}
 
 
+NOVEL = "_novel"  # a revival row's regime suffix for the novel-backdoor control: sft_novel.absent, sft_novel_aware.absent
+
+
 def treat_row(regime: str, condition: str) -> str:
     """A treated model's row name in summary keys and reports: sft.present."""
     return f"{regime}.{condition}"

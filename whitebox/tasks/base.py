@@ -32,7 +32,7 @@ then accepts `name: <name>` with ConfigClass's keys.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 import torch
 
@@ -55,6 +55,8 @@ CAPABILITIES = {
     "sample": "labelled samples carrying its hidden label",
     "honest": "an honest variant",
     "aware_honest": "a trigger-aware honest variant",
+    "novel": "a variant with the trigger mapped to another answer",
+    "contexts": "its trigger contexts split in two",
     "contrast_pairs": "contrast pairs",
     "rater": "a rater",
 }
@@ -113,6 +115,12 @@ class Task:
         raise NotImplementedError
 
     def aware_honest(self) -> Task:
+        raise NotImplementedError
+
+    def novel(self) -> Task:
+        raise NotImplementedError
+
+    def contexts(self, part: Literal["fit", "test"]) -> Task:
         raise NotImplementedError
 
     def contrast_pairs(self, n: int, seed: int) -> ContrastPairs:
