@@ -330,3 +330,12 @@ def test_the_trigger_aware_yardstick_is_planted_treated_and_revived_like_the_pla
     assert "Specificity control" in (run_dir / "report.md").read_text()
     result = json.loads((run_dir / "treat" / "sft_aware-absent" / "result.json").read_text())
     assert result["budget"] == BUDGET and "circuit_mass" not in result["final"]
+
+
+def test_every_treated_row_is_measured_with_the_planted_circuit_transplanted(suppressed):
+    """The untreated model given its own circuit activations is unchanged; every treated row has the transplant measures."""
+    _, summary = suppressed
+    assert "treat.start.token.circuit_mass" in summary  # the fixture locates a circuit
+    assert summary["treat.start.token.circuit_transplant_metric_gain"] == pytest.approx(0.0, abs=1e-5)
+    for row in ("sft.present", "es.absent", "zo.absent"):
+        assert 0.0 <= summary[f"treat.{row}.token.circuit_transplant_asr"] <= 1.0

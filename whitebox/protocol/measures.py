@@ -17,7 +17,10 @@ With the located circuit, three more (absolute values; reports divide by the unt
   as reference, circuit_weight_change (||theta_c - theta_c0|| / ||theta_c0||, which sees weights
   rewritten at equal norm) and circuit_weight_cosine (cos(theta_c, theta_c0)); and
   circuit_param_share, the circuit's share of all parameter entries, to read the gradient share
-  against (the share an evenly spread gradient would give it).
+  against (the share an evenly spread gradient would give it);
+- circuit_transplant_asr and circuit_transplant_metric_gain: the model run on the triggered pairs
+  with the planted model's circuit activations patched in (whitebox.attribution.transplant): does
+  the behaviour come back when the planted circuit's output is given to the treated model?
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from whitebox.attribution import Circuit, GradientShare
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.attribution.padding import attending
 from whitebox.attribution.params import masked_weights
+from whitebox.attribution.transplant import transplant_effect
 from whitebox.capture import capture
 from whitebox.config import LocateConfig, ModelConfig
 from whitebox.probes import MahalanobisDetector, Probe, auroc, evaluate_detector, fit_probes
@@ -54,6 +58,7 @@ class Measures:
     pairs: ContrastPairs | None = None  # for the circuit measures
     seed: int = 0
     planted_circuit: torch.Tensor | None = None  # the planted model's circuit weights (masked_weights), the reference
+    donor: dict[str, torch.Tensor] | None = None  # the planted model's circuit activations on the triggered pairs
     _seen: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
@@ -76,7 +81,7 @@ class Measures:
             out["detector_auroc"] = evaluate_detector(self.detector, test.acts[self.detector.hook], test.labels)["auroc"]
         if self.circuit is not None and self.pairs is not None:
             out.update(circuit_measures(model, self.circuit, self.pairs, self.model_cfg, self.locate.attribution_steps,
-                                        self.planted_circuit))
+                                        self.planted_circuit, self.donor))
         fit = capture(model, self.probe_fit, self.locate.hooks, positions=self.locate.position, labels=label, cfg=self.model_cfg)
         refit = fit_probes(fit, kind=self.locate.probe, C=self.locate.C, held_out=test, seed=self.seed, control=False)
         out["refit_probe_auroc_best"] = max(p.metrics["auroc"] for p in refit.values())
@@ -96,8 +101,10 @@ def weights_digest(model: torch.nn.Module) -> str:
 def circuit_measures(
     model: torch.nn.Module, circuit: Circuit, pairs: ContrastPairs, model_cfg: ModelConfig, steps: int = DEFAULT_STEPS,
     reference: torch.Tensor | None = None,
+    donor: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """circuit_mass (with `steps` gradient points), circuit_ablation_effect and circuit_weight_norm of `model` (module docstring)."""
+    """circuit_mass (with `steps` gradient points), circuit_ablation_effect and circuit_weight_norm of `model` (module
+    docstring); with the planted model's circuit activations (`donor`), its transplant measures too."""
     pairs = pairs.to(next(model.parameters()).device)
     mass = sum(integrated_patching(model, pairs, circuit.units, steps=steps).scores.values())
     with torch.no_grad(), attending(model, pairs.triggered_mask):
@@ -115,4 +122,6 @@ def circuit_measures(
         now = masked_weights(model, share.masks)
         out["circuit_weight_change"] = float((now - reference).norm() / reference.norm())
         out["circuit_weight_cosine"] = float(torch.nn.functional.cosine_similarity(now, reference, dim=0))
+    if donor is not None:
+        out.update({f"circuit_{k}": v for k, v in transplant_effect(model, circuit.units, pairs, donor).items()})
     return out

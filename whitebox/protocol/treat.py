@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from whitebox.attribution import GradientShare, MeasuredUpdater
 from whitebox.attribution.params import masked_weights, parameter_masks
+from whitebox.attribution.transplant import donor_activations
 from whitebox.capture import residual_hooks
 from whitebox.config import Condition, ModelConfig, TrainingConfig, TreatConfig
 from whitebox.models import load_weights, save_model
@@ -153,8 +154,9 @@ def prepare_treatment(run: RunContext, planted: Planted, located: Located) -> Tr
     fit_rows, test_rows = probe_data(task, cfg.locate, cfg.run.seed)
     pairs = None if circuit is None else task.contrast_pairs(cfg.locate.circuit_pairs, cfg.run.seed + MEASURE_PAIRS_OFFSET)
     reference = None if circuit is None else masked_weights(model, parameter_masks(model, circuit.units))
+    donor = None if circuit is None else donor_activations(model, circuit.units, pairs.to(run.device))
     measures = Measures(task, cfg.model, cfg.locate, task.eval_set(cfg.run.seed), fit_rows, test_rows, frozen,
-                        located.detector(hook), circuit, pairs, cfg.run.seed, reference)
+                        located.detector(hook), circuit, pairs, cfg.run.seed, reference, donor)
     kind = task.variant
     with run.timed("treat.measure_controls"):
         out = treat_keys("start", kind, measures(model))

@@ -29,6 +29,7 @@ COLUMNS = [
     ("circuit_ablation_effect_rel", "ablation effect", 2),
     ("grad_share", "grad share", 3),
     ("circuit_weight_norm_change", "weight-norm change", 3),
+    ("circuit_transplant_asr", "ASR with the planted circuit", 3),
     ("revival_steps", "revival steps", 0),
     ("revival_speedup_vs_fresh", "x faster than fresh", 1),
     ("revival_speedup_vs_honest", "x faster than honest", 1),
