@@ -337,6 +337,12 @@ class GridConfig(Section):
                     "{trigger: computed, leak: 0.1}]); a cell is named by the task's variant label",
     )
 
+    results: str | None = Field(
+        None, description="a directory (to commit) where each finished cell leaves <cell>.json (config, summary, curves); "
+                          "a cell recorded there is read back instead of run, and `whitebox report <dir>` rebuilds the "
+                          "report from the records alone",
+    )
+
     @model_validator(mode="after")
     def _one_axis(self) -> GridConfig:
         if self.variants is not None and "triggers" in self.model_fields_set:

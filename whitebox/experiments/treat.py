@@ -15,7 +15,7 @@ from whitebox.protocol.plant import Planted, lane_model, plant, plant_honest
 from whitebox.protocol.revive import noise_control, revival_starts, revive_row, revived
 from whitebox.protocol.treat import cells, prepare_treatment, treat_aware, treat_one, treated
 from whitebox.report.plots import plot_training
-from whitebox.report.suppression import build_report
+from whitebox.report.suppression import build_report, run_curves
 from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
@@ -52,7 +52,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     out = {**planted.summary(), **results["locate"].summary, **treated_.summary, **revived_.summary}
     cell = (task.variant, cfg.run.seed)
     with ctx.timed("report"):
-        build_report(ctx.run_dir, cfg, {cell: out}, {cell: ctx.run_dir})
+        build_report(ctx.run_dir, cfg, {cell: out}, {cell: run_curves(ctx.run_dir, cfg)})
     return out
 
 
@@ -113,7 +113,7 @@ def rebuild_report(run_dir: Path) -> tuple[Path, list[str]]:
     if summary is None:
         raise ArtifactError(f"{run_dir}: the treat run has not finished; run or resume it with `whitebox run --resume {run_dir}`")
     cell = (get_task(cfg.task).variant, cfg.run.seed)
-    _, path = build_report(run_dir.root, cfg, {cell: summary}, {cell: run_dir.root})
+    _, path = build_report(run_dir.root, cfg, {cell: summary}, {cell: run_curves(run_dir.root, cfg)})
     return path, []
 
 

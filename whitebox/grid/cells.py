@@ -20,6 +20,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict
+from whitebox.grid.records import read_record, write_record
 from whitebox.runtime.experiment import Experiment
 from whitebox.runtime.locks import hold
 from whitebox.runtime.records import read_summary
@@ -85,10 +86,18 @@ def find_cell(cfg: ExperimentConfig, label: str) -> Cell:
 
 
 def run_cell(cfg: ExperimentConfig, run_dir: Path, variant: str, seed: int, cell: Experiment, subrun: Subrun) -> dict[str, Any]:
-    """One cell of the grid run in `run_dir` run, resumed or read back, under its lock; its summary."""
-    label = cell_label(variant, seed)
+    """One cell of the grid run in `run_dir` run, resumed or read back, under its lock; its summary.
+
+    With grid.results, a cell recorded there is read from its record, and a cell that finishes is recorded.
+    """
+    label, cell_cfg, results = cell_label(variant, seed), cell_config(cfg, cell, variant, seed), cfg.grid.results
+    if results is not None and (record := read_record(Path(results), label, cell_cfg, cell.sections)) is not None:
+        return record["summary"]  # committed by an earlier run, maybe on another machine
     with hold(RunDir(run_dir).cell_lock(label), f"cell {label} of {run_dir}"):
-        return subrun(cell_config(cfg, cell, variant, seed), cell_dir(run_dir, variant, seed))
+        summary = subrun(cell_cfg, cell_dir(run_dir, variant, seed))
+        if results is not None:
+            write_record(Path(results), label, cell_cfg, cell.sections, cell_dir(run_dir, variant, seed))
+    return summary
 
 
 def run_serial(cfg: ExperimentConfig, run_dir: Path, cell: Experiment, subrun: Subrun) -> dict[Cell, dict[str, Any]]:
@@ -101,12 +110,16 @@ def run_serial(cfg: ExperimentConfig, run_dir: Path, cell: Experiment, subrun: S
     return out
 
 
-def finished_cells(cfg: ExperimentConfig, run_dir: Path) -> dict[Cell, dict[str, Any]]:
-    """The summaries of the cells that ran to completion, without running anything."""
+def finished_cells(cfg: ExperimentConfig, run_dir: Path, results: Path | None = None) -> dict[Cell, dict[str, Any]]:
+    """The summaries of the cells that ran to completion (under run_dir/cells/, or recorded in grid.results or
+    `results`), running nothing."""
+    results = results or (Path(cfg.grid.results) if cfg.grid.results is not None else None)
     out = {}
     for variant, seed in grid_cells(cfg):
         if (summary := finished_summary(cell_dir(run_dir, variant, seed))) is not None:
             out[(variant, seed)] = summary
+        elif results is not None and (record := read_record(results, cell_label(variant, seed))) is not None:
+            out[(variant, seed)] = record["summary"]
     return out
 
 

@@ -1,6 +1,7 @@
 """The suppression report: per-seed cell summaries in, mean ± 95% CI tables, curves and a verdict out.
 
-Every number comes from the cells' summary.json and metrics.jsonl; ratios to the untreated model
+Every number comes from the cells' summary.json and the evaluation records of their metrics.jsonl
+(or the committed records of both, whitebox.grid.records); ratios to the untreated model
 are taken per seed before averaging. The 95% CI is Student's t over seeds (half-width; NaN with
 one seed).
 """
@@ -96,19 +97,27 @@ def verdict(agg: dict[str, float], row: str, kind: str) -> str:
 
 
 Cells = dict[tuple[str, int], dict[str, Any]]  # (trigger kind, seed) -> the cell's summary.json
+Curves = dict[str, list[dict]]  # a cell's treatment stages (treat/sft-present) -> their evaluation records
+
+
+def run_curves(run_dir: Path, cfg: Any) -> Curves:
+    """The evaluation records of every treatment stage of the report's rows, from a cell's metrics.jsonl."""
+    stages = [treat_stage(*split_row(row)) for row in report_rows(cfg)]
+    return {stage: [r for r in read_metrics(RunDir(run_dir).metrics, stage) if "eval/asr" in r] for stage in stages}
 
 
 def build_report(
-    run_dir: Path, cfg: Any, cells: Cells, dirs: dict[tuple[str, int], Path], missing: Sequence[str] = ()
+    run_dir: Path, cfg: Any, cells: Cells, curves: dict[tuple[str, int], Curves], missing: Sequence[str] = ()
 ) -> tuple[dict[str, float], Path]:
-    """Aggregate the finished cells (each run in dirs[cell]) into report.md and plots; the flat summary and its path."""
+    """Aggregate the finished cells (their summaries and treatment curves) into report.md and plots under `run_dir`;
+    the flat summary and the report's path."""
     rows = report_rows(cfg)
     agg = aggregate(cells, rows)
-    return agg, write_report(run_dir, cfg, cells, dirs, agg, rows, missing)
+    return agg, write_report(run_dir, cfg, cells, curves, agg, rows, missing)
 
 
 def write_report(
-    run_dir: Path, cfg: Any, cells: Cells, dirs: dict[tuple[str, int], Path], agg: dict[str, float], rows: list[str],
+    run_dir: Path, cfg: Any, cells: Cells, curves: dict[tuple[str, int], Curves], agg: dict[str, float], rows: list[str],
     missing: Sequence[str] = (),
 ) -> Path:
     """runs/<name>/report.md: one table per trigger kind (rows x measures, mean ± CI), plots, verdicts."""
@@ -160,11 +169,11 @@ def write_report(
             lines += endpoint_lines(own, kind, novel, "Specificity control (the novel backdoor, the trigger answered "
                                     "with another value; R as above)")
         lines += ["", f"![{kind}](plots/treat_{kind}.png)"]
-        plot_curves(dirs, kind, rows, RunDir(run_dir).plot(f"treat_{kind}"))
+        plot_curves(curves, kind, rows, RunDir(run_dir).plot(f"treat_{kind}"))
     return write_text(RunDir(run_dir).report, "\n".join(lines) + "\n")
 
 
-def plot_curves(dirs: dict[tuple[str, int], Path], kind: str, rows: list[str], out: Path) -> Path:
+def plot_curves(cells: dict[tuple[str, int], Curves], kind: str, rows: list[str], out: Path) -> Path:
     """Each measure against forward-pass equivalents, one line per regime x condition, a 95% CI band over seeds."""
     measures = ["clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc", "circuit_ablation_effect"]
     bounded = {"clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc"}  # bands clipped to [0, 1]
@@ -172,8 +181,7 @@ def plot_curves(dirs: dict[tuple[str, int], Path], kind: str, rows: list[str], o
     axes = grid.flatten()
     for row in rows:
         regime, condition = split_row(row)
-        curves = [[r for r in read_metrics(RunDir(d).metrics, treat_stage(regime, condition)) if "eval/asr" in r]
-                  for (trigger, _), d in sorted(dirs.items()) if trigger == kind]
+        curves = [c.get(treat_stage(regime, condition), []) for (trigger, _), c in sorted(cells.items()) if trigger == kind]
         curves = [c for c in curves if c]
         if not curves:
             continue
@@ -193,7 +201,7 @@ def plot_curves(dirs: dict[tuple[str, int], Path], kind: str, rows: list[str], o
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")
         ax.grid(alpha=0.3)
     axes[0].legend(frameon=False, fontsize=7)
-    n_seeds = sum(trigger == kind for trigger, _ in dirs)
+    n_seeds = sum(trigger == kind for trigger, _ in cells)
     fig.suptitle(f"trigger {kind}: mean and 95% CI over {n_seeds} seeds", fontsize=9)
     return save_figure(fig, out, dpi=110)
 
