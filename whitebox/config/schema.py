@@ -251,10 +251,25 @@ class TreatConfig(Section):
     batch_size: int = Field(64, ge=1, description="examples per step (ES: per member)")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of sft, rl and probe_penalty (constant)")
     probe_hook: str | None = Field(None, description="hook of the frozen probe for probe_penalty and the measures; null: the last residual hook")
+    decay: float | None = Field(
+        None, ge=0, lt=1,
+        description="weight decay alike for every regime: the weight matrices shrink by this share over the budget, spread "
+                    "over the updates by their forward-pass cost (the regimes' own optimizer decay is off); null: each "
+                    "regime's optimizer decays as set (sft, rl, probe_penalty: training.weight_decay)",
+    )
 
     def settings(self, regime: str) -> Section | None:
         """The `treat.<regime>` section, or None for a regime without settings."""
         return getattr(self, regime) if _REGIMES[regime].settings is not None else None
+
+    @model_validator(mode="after")
+    def _one_decay(self) -> TreatConfig:
+        if self.decay is not None:
+            own = [r for r in self.regimes if r in _REGIMES and getattr(self.settings(r), "weight_decay", 0)]
+            if own:
+                raise ValueError(f"treat.decay gives every regime the same weight decay; remove treat.{own[0]}.weight_decay "
+                                 "(or treat.decay)")
+        return self
 
 
 class ReviveConfig(Section):

@@ -44,6 +44,7 @@ from whitebox.runtime.rundir import (
 )
 from whitebox.tasks import Rater, Task, has, require
 from whitebox.training import REGIMES, build_regime, train
+from whitebox.training.decay import BudgetDecay
 from whitebox.training.loop import StageLog
 from whitebox.training.probe_penalty import ProbeScore
 
@@ -99,11 +100,15 @@ def treat_cell(
     load_weights(model, model_cfg, start)
     # the budget, not steps or eval_every, ends and measures a treatment
     loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
+    if cfg.decay is not None:  # one decay for every regime (BudgetDecay), none from the optimizers
+        loop_cfg = loop_cfg.model_copy(update={"weight_decay": 0.0})
     data = {k: v.to(device) for k, v in treatment_data(task, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
     if rater is None and has(task, "rater"):
         rater = task.rater()
     with seeded(seed):
         updater, loss_fn = build_regime(regime, cfg, model, loop_cfg, seed=seed, device=device, rater=rater, probe=probe)
+    if cfg.decay:
+        updater = BudgetDecay(updater, model, cfg.decay, cfg.budget)
     if circuit_units and REGIMES[regime].sees_gradients:
         updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
     final = train(
