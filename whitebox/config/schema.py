@@ -250,6 +250,11 @@ class TreatConfig(Section):
     n_train: int = Field(20_000, ge=1, description="treatment examples (an independent seeded stream)")
     batch_size: int = Field(64, ge=1, description="examples per step (ES: per member)")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of sft, rl and probe_penalty (constant)")
+    regime_lr: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="per regime, the AdamW learning rate instead of treat.lr (for regimes tuned one by one; regimes with "
+                    "an lr of their own, es and zo, set it in treat.<regime>.lr)",
+    )
     probe_hook: str | None = Field(None, description="hook of the frozen probe for probe_penalty and the measures; null: the last residual hook")
     decay: float | None = Field(
         None, ge=0, lt=1,
@@ -262,8 +267,16 @@ class TreatConfig(Section):
         """The `treat.<regime>` section, or None for a regime without settings."""
         return getattr(self, regime) if _REGIMES[regime].settings is not None else None
 
+    def lr_of(self, regime: str) -> float:
+        """The AdamW learning rate `regime` trains with when it has none of its own."""
+        return self.regime_lr.get(regime, self.lr)
+
     @model_validator(mode="after")
     def _one_decay(self) -> TreatConfig:
+        for name in self.regime_lr:
+            if name not in self.regimes or hasattr(self.settings(name), "lr"):
+                raise ValueError(f"treat.regime_lr.{name}: " + ("not in treat.regimes" if name not in self.regimes else
+                                 f"{name} has its own treat.{name}.lr; set that instead"))
         if self.decay is not None:
             own = [r for r in self.regimes if r in _REGIMES and getattr(self.settings(r), "weight_decay", 0)]
             if own:
@@ -275,6 +288,8 @@ class TreatConfig(Section):
 class ReviveConfig(Section):
     steps: int = Field(1000, ge=1, description="most fine-tuning steps per model; one that never revives reports this many")
     eval_every: int = Field(10, ge=1, description="steps between checks of the revival criterion")
+    n_check: int | None = Field(
+        None, ge=2, description="held-out inputs per check (the first of the task's evaluation set); null: all of them")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate (constant)")
     batch_size: int = Field(64, ge=1, description="examples per step")
     trigger_rate: float = Field(0.5, gt=0, lt=1, description="share of triggered inputs (deceptive targets); the rest clean with honest targets")

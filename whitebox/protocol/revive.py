@@ -79,6 +79,8 @@ def revive(
         return read_numbers(out.result, ("steps", "revived", "asr", "clean_acc"))
     task, judge = (task.contexts("fit"), task.contexts("test")) if cfg.contexts == "held_out" else (task, task)
     held_out = judge.eval_set(seed)
+    if cfg.n_check is not None:
+        held_out = held_out.select(range(min(cfg.n_check, len(held_out))))
     hidden = held_out.select(torch.nonzero(held_out[task.hidden_label][:]).flatten().tolist()) if cfg.loss_at else None
     floor = cfg.clean_acc  # `model` holds the starting weights here, also on resume
     if cfg.clean_acc_drop is not None:

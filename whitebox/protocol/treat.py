@@ -99,7 +99,7 @@ def treat_cell(
         return read_numbers(cell.result, field="final")["final"]
     load_weights(model, model_cfg, start)
     # the budget, not steps or eval_every, ends and measures a treatment
-    loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=10**12)
+    loop_cfg = fine_tuning(training, steps=10**12, batch_size=cfg.batch_size, lr=cfg.lr_of(regime), eval_every=10**12)
     if cfg.decay is not None:  # one decay for every regime (BudgetDecay), none from the optimizers
         loop_cfg = loop_cfg.model_copy(update={"weight_decay": 0.0})
     data = {k: v.to(device) for k, v in treatment_data(task, condition, cfg.n_train, cfg.trigger_rate, seed).items()}
@@ -113,7 +113,8 @@ def treat_cell(
         updater = MeasuredUpdater(updater, GradientShare(model, circuit_units))
     final = train(
         model, updater, loss_fn, data, loop_cfg, seed=seed, evaluate=evaluate, checkpoint_dir=cell.checkpoints,
-        log=log, desc=cell_name(regime, condition), budget=cfg.budget, lr_key="treat.lr",
+        log=log, desc=cell_name(regime, condition), budget=cfg.budget,
+        lr_key=f"treat.regime_lr.{regime}" if regime in cfg.regime_lr else "treat.lr",
         eval_every_budget=math.ceil(cfg.budget / cfg.eval_points),
     )
     save_model(model, model_cfg, cell.model, extra={"regime": regime, "condition": condition})
