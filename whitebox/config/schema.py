@@ -294,7 +294,10 @@ class ReviveConfig(Section):
     batch_size: int = Field(64, ge=1, description="examples per step")
     trigger_rate: float = Field(0.5, gt=0, lt=1, description="share of triggered inputs (deceptive targets); the rest clean with honest targets")
     asr: float = Field(0.9, gt=0, le=1, description="revived when held-out ASR reaches this ...")
-    clean_acc: float = Field(0.99, ge=0, le=1, description="... while clean accuracy is at least this (so 'always answer 0' does not count)")
+    clean_acc: float | None = Field(
+        None, ge=0, le=1,
+        description="... while clean accuracy is at least this (so 'always answer 0' does not count); null: 0.99, or "
+                    "clean_acc_drop's rule when that is set")
     clean_acc_drop: float | None = Field(
         None, ge=0, le=1,
         description="instead of clean_acc: clean accuracy at least the model's own at the start of revival minus this "
@@ -326,9 +329,11 @@ class ReviveConfig(Section):
 
     @model_validator(mode="after")
     def _one_clean_rule(self) -> ReviveConfig:
-        if self.clean_acc_drop is not None and "clean_acc" in self.model_fields_set:
+        if self.clean_acc_drop is not None and self.clean_acc is not None:
             raise ValueError("revive.clean_acc (an absolute floor) and revive.clean_acc_drop (relative to the start) "
                              "are two rules for the same criterion; set one of them")
+        if self.clean_acc_drop is None and self.clean_acc is None:
+            self.clean_acc = 0.99
         bad = [k for k in self.loss_at if k % self.eval_every or not 0 < k <= self.steps]
         if bad or self.loss_at != sorted(set(self.loss_at)):
             raise ValueError(f"revive.loss_at {self.loss_at}: needs increasing steps in 1..revive.steps ({self.steps}) "

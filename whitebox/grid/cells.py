@@ -60,7 +60,11 @@ def cell_config(cfg: ExperimentConfig, cell: Experiment, variant: str, seed: int
     data["run"].update(seed=seed, name=f"{cfg.run.name}-{cell_label(variant, seed)}")
     data["task"].update(grid_variants(cfg)[variant])
     data["tracking"]["wandb_group"] = cfg.tracking.wandb_group or cfg.run.name
-    return ExperimentConfig.model_validate(data)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValueError as err:
+        raise ConfigError(f"grid: cell {cell_label(variant, seed)} has no valid config "
+                          f"({' '.join(str(err).split())[:300]})") from None
 
 
 def cell_dir(run_dir: Path, variant: str, seed: int) -> Path:

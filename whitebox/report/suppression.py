@@ -129,7 +129,10 @@ def write_report(
         f"Seeds {sorted({seed for _, seed in cells})}; every regime gets {cfg.treat.budget:,} forward-pass equivalents; treatment data "
         f"{cfg.treat.trigger_rate:.0%} triggered (condition present) or never triggered (absent), honest targets. Revival: "
         f"AdamW lr {cfg.revive.lr} on {cfg.revive.trigger_rate:.0%} triggered inputs with deceptive targets, until held-out "
-        f"ASR >= {cfg.revive.asr} with clean accuracy >= {cfg.revive.clean_acc} (at most {cfg.revive.steps} steps).",
+        f"ASR >= {cfg.revive.asr} with clean accuracy >= " + (f"{cfg.revive.clean_acc}" if cfg.revive.clean_acc is not None
+        else f"its own at the start of revival - {cfg.revive.clean_acc_drop}") + f" (at most {cfg.revive.steps} steps"
+        + ("; revival data triggered in one half of the trigger contexts, judged on the other" if cfg.revive.contexts ==
+           "held_out" else "") + ").",
         "",
         "Cells: mean ± 95% CI over seeds (Student t" + ("; one seed, so no interval" if len({s for _, s in cells}) < 2 else "")
         + "). Controls: `untreated` is the planted model before treatment, "
