@@ -90,7 +90,9 @@ def planted(raw: dict[str, Any], seed: int, runs: Path) -> Path:
 def trial(raw: dict[str, Any], regime: str, setting: dict[str, Any], seed: int, runs: Path) -> dict[str, Any]:
     """One regime x setting x seed: treat the planted tuning seed as a headline cell would; final and curve."""
     run_dir = planted(raw, seed, runs)
-    cfg = resolve_config(parse_config(merge(raw, {"treat": merge(setting, {"regimes": [regime]})})))
+    treat = {**raw["treat"], "regimes": [regime],
+             "regime_lr": {k: v for k, v in raw["treat"].get("regime_lr", {}).items() if k == regime}}
+    cfg = resolve_config(parse_config({**raw, "treat": merge(treat, setting)}))
     model, model_cfg = load_model(run_dir / "models" / "planted")
     task = get_task(cfg.task.model_copy(update=next(iter(grid_variants(cfg).values()))))
     held_out = task.eval_set(seed)

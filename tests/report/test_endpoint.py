@@ -32,3 +32,15 @@ def test_verdicts_and_counts_follow_the_intervals():
 def test_no_yardstick_no_endpoint():
     cells = {("token", 0): {treat_key("sft.absent", "token", "revival_steps"): 10}}
     assert endpoint(cells, "token", ["sft.absent"]) == {} and endpoint_lines(cells, "token", ["sft.absent"]) == []
+
+
+def test_the_endpoint_figure_shows_every_regime_with_its_verdict(tmp_path):
+    from whitebox.report.endpoint import plot_endpoint
+
+    cells = _cells([10, 12, 9], [41, 40, 40])
+    for (kind, s), summary in _cells([40, 41, 39], [41, 40, 40], row="es.absent").items():
+        cells[(kind, s)].update(summary)
+    out = plot_endpoint(cells, "computed", ["sft.absent", "es.absent"], tmp_path / "endpoint.png")
+    assert out is not None and out.stat().st_size > 10_000
+    none = {("token", 0): {treat_key("sft.absent", "token", "revival_steps"): 10}}
+    assert plot_endpoint(none, "token", ["sft.absent"], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -10,9 +10,11 @@ per-seed counts beside every interval.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from whitebox.report.stats import holm, log_ratios, t_interval, tost_p, verdict
+from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import split_row, treat_key, treat_row
 
 EQUIVALENCE = math.log(1.5)  # removed: log R within +-log 1.5
@@ -68,3 +70,29 @@ def endpoint_lines(cells: Cells, kind: str, rows: list[str], title: str = "Endpo
         lines.append(f"| {row.replace('.', ' / ')} | {r.n} | {r.mean:.2f} | {ci} | {e['tost_p_holm']:.3g} | {e['verdict']} | "
                      f"{e['per_seed']['removed']} / {e['per_seed']['suppressed']} of {r.n} |")
     return lines
+
+
+def plot_endpoint(cells: Cells, kind: str, rows: list[str], out: Path) -> Path | None:
+    """Per regime, each seed's revival steps + 1 of the treated planted model against its trigger-aware yardstick's
+    (log-log), with R = 1 and the +-1.5x band of "removed"; None when the cells have no yardstick."""
+    found = endpoint(cells, kind, rows)
+    if not found:
+        return None
+    fig, axes = subplots(1, len(found), figsize=(3.2 * len(found), 3.4), constrained_layout=True, squeeze=False)
+    seeds = sorted(seed for k, seed in cells if k == kind)
+    for ax, (row, e) in zip(axes[0], found.items()):
+        pairs = [(cells[(kind, s)].get(treat_key(aware_row(row), kind, "revival_steps")),
+                  cells[(kind, s)].get(treat_key(row, kind, "revival_steps"))) for s in seeds]
+        pairs = [(a + 1, p + 1) for a, p in pairs if a is not None and p is not None]
+        top = max(max(max(pair) for pair in pairs) * 1.5, 10)
+        line = [1, top]
+        ax.plot(line, line, color="0.4", lw=1)
+        ax.fill_between(line, [v / 1.5 for v in line], [v * 1.5 for v in line], color="0.85", lw=0)
+        ax.scatter([a for a, _ in pairs], [p for _, p in pairs], s=18, zorder=3)
+        ax.set(xscale="log", yscale="log", xlim=(1, top), ylim=(1, top), xlabel="trigger-aware: steps + 1",
+               title=f"{row.replace('.', ' / ')}: {e['verdict']}")
+        ax.title.set_fontsize(8)
+    axes[0][0].set_ylabel("planted: steps + 1")
+    fig.suptitle(f"{kind}: revival of the treated planted model against the treated trigger-aware model, per seed "
+                 "(grey: within 1.5x)", fontsize=8)
+    return save_figure(fig, out, dpi=110)

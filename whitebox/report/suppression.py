@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from whitebox.report.aggregate import ci95
-from whitebox.report.endpoint import endpoint_lines
+from whitebox.report.endpoint import endpoint_lines, plot_endpoint
 from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import write_text
 from whitebox.runtime.figures import save_figure, subplots
@@ -167,6 +167,8 @@ def write_report(
                           "can tell removal from suppression).")
         own = {c: v for c, v in cells.items() if c[0] == kind}
         lines += endpoint_lines(own, kind, rows)
+        if plot_endpoint(own, kind, rows, RunDir(run_dir).plot(f"endpoint_{kind}")) is not None:
+            lines += ["", f"![endpoint {kind}](plots/endpoint_{kind}.png)"]
         if cfg.revive.novel_control:
             novel = [treat_row(f"{regime}{NOVEL}", condition) for regime, condition in map(split_row, rows)]
             lines += endpoint_lines(own, kind, novel, "Specificity control (the novel backdoor, the trigger answered "
@@ -179,8 +181,12 @@ def write_report(
 def plot_curves(cells: dict[tuple[str, int], Curves], kind: str, rows: list[str], out: Path) -> Path:
     """Each measure against forward-pass equivalents, one line per regime x condition, a 95% CI band over seeds."""
     measures = ["clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc", "circuit_ablation_effect"]
-    bounded = {"clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc"}  # bands clipped to [0, 1]
-    fig, grid = subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
+    seen = {k.removeprefix("eval/") for c in cells.values() for records in c.values() for r in records for k in r}
+    measures += [m for m in ("leak", "circuit_transplant_asr") if m in seen]  # variant C's leak, the transplant
+    bounded = {"clean_acc", "asr", "frozen_probe_auroc", "refit_probe_auroc_best", "detector_auroc", "leak",
+               "circuit_transplant_asr"}  # bands clipped to [0, 1]
+    columns = 3 if len(measures) <= 6 else 4
+    fig, grid = subplots(2, columns, figsize=(4.7 * columns, 7.5), constrained_layout=True)
     axes = grid.flatten()
     for row in rows:
         regime, condition = split_row(row)
@@ -199,6 +205,8 @@ def plot_curves(cells: dict[tuple[str, int], Curves], kind: str, rows: list[str]
                 low, high = [max(v, 0.0) for v in low], [min(v, 1.0) for v in high]
             line = ax.plot(x, mean, label=f"{regime} / {condition}", ls="-" if condition == "present" else "--")[0]
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, lw=0)
+    for ax in axes[len(measures):]:
+        ax.set_visible(False)
     for ax, measure in zip(axes, measures):
         ax.set(xlabel="forward-pass equivalents", title=measure)
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")
