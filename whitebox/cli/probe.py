@@ -42,6 +42,7 @@ def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
     from whitebox.experiments.probe import subject
     from whitebox.models import META, read_model_meta
     from whitebox.protocol.locate import format_probe_table, locate_probes
+    from whitebox.protocol.probe_kinds import format_kinds_table
     from whitebox.tasks import get_task
 
     checkpoint = cfg.locate.checkpoint
@@ -57,6 +58,8 @@ def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
         task = _task_of(read_model_meta(checkpoint), checkpoint, cfg.task) if whitebox_model else get_task(cfg.task)
         _, metrics, rows = locate_probes(model.eval(), model_cfg, task, cfg.locate, cfg.run.seed, out_dir)
     print(format_probe_table(rows))
+    if "kinds" in rows[0]:
+        print(f"every probe kind (locate.probes):\n{format_kinds_table(rows)}")
     print(f"saved {len(rows)} probes under {out_dir / 'probes'} and detectors under {out_dir / 'detectors'}")
     return metrics
 

@@ -31,7 +31,16 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
-from whitebox.config.slots import _CHOICES, _PROBE_KINDS, _REGIMES, _TASKS, RegimeOptions, _check_names
+from whitebox.config.slots import (
+    _CHOICES,
+    _PROBE_KINDS,
+    _PROBE_NEEDS,
+    _REGIMES,
+    _TASKS,
+    RegimeOptions,
+    _check_names,
+    probe_kind_names,
+)
 
 ALWAYS_READ = ("experiment", "run", "tracking")  # sections every experiment reads (the runner and the tracker)
 MAX_SEED = 2**32 - 1  # numpy's global seed (seeded with torch's at every start) takes 32 bits
@@ -215,6 +224,30 @@ class LocateConfig(Section):
     probe: str = Field(
         "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}
     )
+    probes: list[str] | Literal["all"] | None = Field(
+        None, description="more probe kinds fitted on every hook beside locate.probe, each with the same controls and "
+        "saved under probes/<kind>/<hook>/ (all: every registered kind, those that do not fit from the task's labels "
+        "listed as skipped with the reason); null: locate.probe only"
+    )
+
+    @field_validator("probes")
+    @classmethod
+    def _probe_kinds(cls, value: Any) -> Any:
+        """A listed kind must be registered and fit per hook from labels; the others are named with what they need."""
+        if not isinstance(value, list):
+            return value
+        fits = probe_kind_names(per_hook=True)
+        for name in value:
+            if name not in _PROBE_KINDS:
+                raise ValueError(f"unknown probe kind {name!r}; registered: {', '.join(_PROBE_KINDS)}")
+            if name not in fits:
+                raise ValueError(f"probe kind {name!r} is not fitted per hook from the task's labels (it needs "
+                                 f"{_PROBE_NEEDS.get(name) or 'another fit'}); list kinds from {', '.join(fits)}, "
+                                 "or use all")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an entry twice: {value}")
+        return value
+
     C: float = Field(1.0, gt=0, description="inverse L2 strength of logistic probes (as in scikit-learn)")
     n_fit: int = Field(2_000, ge=20, description="examples the probes are fitted on (half triggered)")
     n_test: int = Field(1_000, ge=20, description="fresh held-out examples the probes are scored on")
@@ -391,9 +424,11 @@ def add_regime(name: str, settings: type[Section] | None, *, uses_rater: bool, n
         _set_field(ExperimentConfig, "treat", TreatConfig, Field(default_factory=TreatConfig))
 
 
-def add_probe_kind(name: str, *, per_hook: bool) -> None:
-    """Accept `name` as a probe kind; as `locate.probe` only when it fits per hook from binary labels."""
+def add_probe_kind(name: str, *, per_hook: bool, needs: str = "") -> None:
+    """Accept `name` as a probe kind; as `locate.probe` (and in `locate.probes`) only when it fits per hook from
+    binary labels."""
     _PROBE_KINDS[name] = per_hook
+    _PROBE_NEEDS[name] = needs
 
 
 def _set_field(model: type[BaseModel], name: str, annotation: Any, field: FieldInfo) -> None:

@@ -3,7 +3,8 @@
 A kind with a `fit` function fits one probe per hook from binary labels in one batched solve:
 `fit(x [hooks, n, d], y [k, n], C) -> (LinearFit, hyperparameters)`. Kinds without one are fitted
 their own way (CCS from contrast pairs, the multinomial read-out from class labels) and are only
-loadable. `artifact` is the class a saved probe of this kind loads as.
+loadable, and `needs` says what fitting them takes (what `locate.probes: all` reports when it skips
+them). `artifact` is the class a saved probe of this kind loads as.
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ class ProbeKind:
     fit: Fit | None  # per-hook batched fit from binary labels; None: fitted otherwise
     logit: bool  # the score is a logit, so probability() means something
     artifact: str  # "probe" (whitebox.probes.Probe) or "readout" (whitebox.probes.Readout)
+    needs: str = ""  # without `fit`: what fitting this kind takes that a task's binary labels do not give
 
 
 PROBE_KINDS: dict[str, ProbeKind] = {}
 
 
-def register_probe_kind(name: str, fit: Fit | None = None, *, logit: bool = True, artifact: str = "probe") -> ProbeKind:
-    """Add a probe kind; with `fit`, `locate.probe: <name>` fits it on every hook."""
-    kind = ProbeKind(name, fit, logit, artifact)
-    add_probe_kind(name, per_hook=fit is not None)
+def register_probe_kind(
+    name: str, fit: Fit | None = None, *, logit: bool = True, artifact: str = "probe", needs: str = ""
+) -> ProbeKind:
+    """Add a probe kind; with `fit`, `locate.probe: <name>` fits it on every hook (without: say what it `needs`)."""
+    if fit is None and not needs:
+        raise ValueError(f"probe kind {name!r}: without a per-hook fit, say what fitting it needs (needs=...)")
+    kind = ProbeKind(name, fit, logit, artifact, needs)
+    add_probe_kind(name, per_hook=fit is not None, needs=needs)
     PROBE_KINDS[name] = kind
     return kind
 
@@ -61,5 +67,5 @@ def _lda(x: torch.Tensor, y: torch.Tensor, C: float) -> tuple[LinearFit, dict[st
 register_probe_kind("logistic", _logistic)
 register_probe_kind("mean_diff", _mean_diff, logit=False)  # a projection whose sign is the side of the class midpoint
 register_probe_kind("lda", _lda)
-register_probe_kind("ccs", None)  # from contrast pairs without labels: fit_ccs_probes
-register_probe_kind("readout", None, artifact="readout")  # multinomial, from class labels: fit_readout
+register_probe_kind("ccs", None, needs="contrast pairs of activations without labels (fit_ccs_probes)")
+register_probe_kind("readout", None, artifact="readout", needs="class labels of more than two classes (fit_readout)")
