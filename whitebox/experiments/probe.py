@@ -40,13 +40,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return step_keys("locate", metrics)
 
 
-def check(cfg: ExperimentConfig) -> None:
-    """A trained model to probe, from exactly one place, and a task with a hidden label."""
+def check_subject(cfg: ExperimentConfig, experiment: str) -> None:
+    """A trained model from exactly one place: locate.checkpoint or a pretrained model section."""
     if cfg.locate.checkpoint is not None and "model" in cfg.model_fields_set:
         raise ConfigError("model: the model comes from locate.checkpoint; remove the model section (or the checkpoint)")
     if cfg.locate.checkpoint is None and cfg.model.source != "pretrained":
-        raise ConfigError("model.source: experiment 'probe' needs a trained model: set model.source: pretrained with "
-                          "model.name_or_path, or locate.checkpoint to a saved model")
+        raise ConfigError(f"model.source: experiment {experiment!r} needs a trained model: set model.source: pretrained "
+                          "with model.name_or_path, or locate.checkpoint to a saved model")
+
+
+def check(cfg: ExperimentConfig) -> None:
+    """A trained model to probe, from exactly one place, and a task with a hidden label."""
+    check_subject(cfg, "probe")
     if get_task(cfg.task).hidden_label is None:
         raise ConfigError(f"task.name: task {cfg.task.name!r} has no hidden label for probes to look for")
 

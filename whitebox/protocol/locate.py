@@ -216,7 +216,7 @@ def locate(run: RunContext, planted: Planted) -> Located:
     _, metrics, rows = locate_probes(model, cfg.model, task, cfg.locate, cfg.run.seed, out)
     report_probes(rows, out, task, cfg.locate)
     if has(task, "contrast_pairs"):
-        metrics.update(_locate_circuit(run, planted))
+        metrics.update(locate_and_save_circuit(run, planted.model, planted.model_cfg, planted.task))
     else:
         tqdm.write(f"circuit: not located (task {task.name!r} has no contrast pairs)")
     run.tracker.log("locate", 0, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -226,11 +226,11 @@ def locate(run: RunContext, planted: Planted) -> Located:
     return Located(out, summary)
 
 
-def _locate_circuit(run: RunContext, planted: Planted) -> dict[str, float]:
+def locate_and_save_circuit(run: RunContext, model: torch.nn.Module, model_cfg: ModelConfig, task: Task) -> dict[str, float]:
     """Patch, attribute, select and ablate; save circuit/circuit.json and its score plot; the circuit metrics."""
     loc = run.cfg.locate
     circuit, found = locate_circuit(
-        planted.model, planted.model_cfg, planted.task, n_pairs=loc.circuit_pairs, seed=run.cfg.run.seed,
+        model, model_cfg, task, n_pairs=loc.circuit_pairs, seed=run.cfg.run.seed,
         threshold=loc.circuit_threshold, neurons=loc.circuit_neurons, ablation=loc.ablation, ig_steps=loc.ig_steps,
         attribution_steps=loc.attribution_steps,
     )
