@@ -42,7 +42,7 @@ from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_p
 from whitebox.attribution.padding import attending, source_activations
 from whitebox.attribution.reference import Reference, as_reference
 from whitebox.config import ModelConfig
-from whitebox.fingerprint import fingerprint
+from whitebox.fingerprint import fingerprint, model_identity
 from whitebox.tasks import ContrastPairs, Direction, Task
 
 Z = 1.645  # one-sided 95% normal quantile for the Wilson bounds
@@ -92,7 +92,7 @@ def select_circuit(
         method="specificity",
         direction=direction,
         task=task.config.model_dump(mode="json"),
-        model_fingerprint=fingerprint(model, model_cfg),
+        model_fingerprint={**fingerprint(model, model_cfg), "identity": model_identity(model, model_cfg)},
         threshold=threshold,
         rule=rule_text(threshold, neurons, steps),
         hooks={c.id: canonical_hook(model, site(c, n_layers)) for c in chosen},

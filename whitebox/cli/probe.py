@@ -124,7 +124,7 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
         raise ConfigError(f"--seed: must be an integer from 0 to {MAX_SEED}, got {seed}")
     probe = load_probe(probe_dir)
     model, model_cfg = load_model(checkpoint)
-    check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
+    overridden = check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
     task = _task_of(read_model_meta(checkpoint), checkpoint, None)
     require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
     length = None if task.uses_model_tokenizer else task.seq_len()
@@ -138,7 +138,8 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
     acts = capture(model.eval(), rows, [hook], positions=position, labels=task.hidden_label)
     scores = probe.score(acts.acts[hook])
     stats = summary(scores[None], acts.labels)[0]
-    return {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
+    result = {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
+    return result if overridden is None else {**result, "fingerprint_override": overridden}
 
 
 def _task_of(meta: dict[str, Any], checkpoint: str, wanted: Any) -> Any:
