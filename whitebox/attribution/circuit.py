@@ -201,8 +201,9 @@ def reference_tokens(task: Task | dict[str, Any], n: int = 512, seed: int = 0) -
 
 def task_reference(model: torch.nn.Module, task: Task, pairs: ContrastPairs | None = None, n: int = 512,
                    seed: int = 0) -> Reference:
-    """What mean and resample ablation draw on by default: `reference_tokens` of a task that samples, else the
-    untriggered side of `pairs` (default: `n` of the task's own pairs), left-padded with its mask."""
+    """What mean and resample ablation draw on by default: `n` untriggered samples of a task that samples
+    (`reference_tokens`), else the untriggered side of `pairs` (default: up to `n` of the task's own pairs, seed 0,
+    what a saved circuit of the task ablates with), left-padded with its mask."""
     if has(task, "sample"):
         return Reference(reference_activations(model, reference_tokens(task, n, seed)))
     pairs = pairs if pairs is not None else tokenized_pairs(task, n, seed, model)

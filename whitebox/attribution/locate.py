@@ -65,7 +65,7 @@ def locate_circuit(
     """
     require(task, "contrast_pairs", "locating a circuit")
     pairs = tokenized_pairs(task, n_pairs, seed, model).to(next(model.parameters()).device)
-    reference = reference if reference is not None else task_reference(model, task, pairs)
+    reference = reference if reference is not None else task_reference(model, task)
     exact = activation_patching(model, pairs, direction=direction)
     linear = attribution_patching(model, pairs, direction=direction)
     fast = integrated_patching(model, pairs, direction=direction, steps=attribution_steps)

@@ -78,9 +78,9 @@ def select_circuit(
     """The circuit by the module's documented rule; scores are the ranking key, the two shares go into details.
 
     Mean and resample ablation draw on `reference` (default: `task_reference`: the task's untriggered
-    samples, or the untriggered side of the pairs when it draws none)."""
+    samples, or the untriggered side of its own pairs when it draws none)."""
     pairs = pairs.to(next(model.parameters()).device)
-    refs = reference if reference is not None else task_reference(model, task, pairs)
+    refs = reference if reference is not None else task_reference(model, task)
     trigger, clean = unit_shares(model, pairs, how, refs, neurons=neurons, direction=direction, seed=seed, steps=steps)
     net = {c: trigger[c] - clean[c] for c in trigger}
     ranked = [Component.parse(c) for c in sorted(net, key=lambda c: -net[c])]
