@@ -12,6 +12,7 @@ from whitebox.attribution import Circuit
 from whitebox.attribution.padding import attending
 from whitebox.config import ConfigError
 from whitebox.models import load_model
+from whitebox.probes import load_probe
 from whitebox.tasks import get_task
 from whitebox.tasks.pairs import tokenized_pairs
 
@@ -57,11 +58,18 @@ def test_a_circuit_is_located_and_checked_on_text_pairs_through_the_config(folde
     assert ablated == pytest.approx(summary["locate.ablation_logit_diff"], abs=1e-4)
 
 
-def test_the_same_pairs_are_a_probe_task(folder, monkeypatch):
-    cfg = {**BASE, "experiment": "probe", "locate": {"n_fit": 64, "n_test": 64}}
+def test_the_same_pairs_are_a_probe_task_and_feed_ccs(folder, monkeypatch):
+    cfg = {**BASE, "experiment": "probe", "locate": {"n_fit": 64, "n_test": 64, "probes": "all"}}
     summary = run(folder, monkeypatch, "probes", cfg)
     # the planted model reads `secret` at the last position: measured AUROC 1.0, its shuffled-label control ~0.5
     assert summary["locate.probe_auroc_best"] > 0.95 and summary["locate.probe_selectivity_best_hook"] > 0.3
+    # CCS on the pairs, never shown a label: measured 1.0 (its random-direction control too: the pairs differ along
+    # the trigger), 0.54-0.70 on the untrained copy
+    assert summary["locate.probe_ccs_auroc_best"] > 0.95 > 0.8 > summary["locate.fresh_probe_ccs_auroc_best"]
+    assert summary["locate.probe_kinds_skipped"] == "readout"
+    probe = load_probe(folder / "probes" / "probes" / "ccs" / summary["locate.probe_ccs_hook_best"])
+    assert probe.kind == "ccs" and probe.metrics["auroc"] == summary["locate.probe_ccs_auroc_best"]
+    assert probe.hf_location is not None and probe.training_data["n"] == 32  # 32 pairs fit, 32 held out
 
 
 @pytest.mark.parametrize(("cfg", "message"), [

@@ -45,7 +45,7 @@ def test_every_kind_is_fitted_per_hook_with_its_controls_and_the_rest_skipped_wi
     for row in rows:
         assert set(row["kinds"]) == {"logistic", "mean_diff", "lda", "ccs", "readout"}
         assert row["kinds"]["ccs"] == {"skipped": "needs contrast pairs of activations without labels (fit_ccs_probes); "
-                                                  "task 'text' gives binary labels"}
+                                                  "task 'text' has no contrast pairs"}
         assert row["kinds"]["logistic"]["auroc"] == row["auroc"]  # locate.probe is one of the kinds
         for kind in ("mean_diff", "lda"):
             probe = load_probe(folder / "all" / "probes" / kind / row["hook"])
@@ -70,9 +70,12 @@ def test_without_locate_probes_only_locate_probe_is_fitted_as_before(folder, mon
 
 
 @pytest.mark.parametrize(("locate", "message"), [
-    ({"probes": ["ccs"]}, "locate.probes: probe kind 'ccs' is not fitted per hook from the task's labels (it needs "
-                          "contrast pairs of activations without labels (fit_ccs_probes)); list kinds from logistic, "
-                          "mean_diff, lda, or use all"),
+    ({"probes": ["readout"]}, "locate.probes: probe kind 'readout' is not fitted per hook (it needs class labels of "
+                              "more than two classes (fit_readout)); list kinds from logistic, mean_diff, lda, ccs, or "
+                              "use all"),
+    ({"probes": ["ccs"]}, "locate.probes: probe kind 'ccs' needs contrast pairs of activations without labels "
+                          "(fit_ccs_probes); task 'text' has no contrast pairs; remove it (or use all to list it as "
+                          "skipped)"),
     ({"probes": ["ridge"]}, "unknown probe kind 'ridge'"),
     ({"probes": ["lda", "lda"]}, "lists an entry twice"),
     ({"circuit_pairs": 64}, "locate.circuit_pairs: experiment 'probe' does not read it; it fits probes and detectors "

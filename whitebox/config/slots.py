@@ -26,6 +26,7 @@ _TASKS: dict[str, type[TaskSection]] = {}
 _REGIMES: dict[str, RegimeOptions] = {}
 _PROBE_KINDS: dict[str, bool] = {}  # name -> fits one probe per hook from binary labels (usable as locate.probe)
 _PROBE_NEEDS: dict[str, str] = {}  # name -> what a kind that does not fit per hook needs instead
+_PROBE_PAIRS: set[str] = set()  # kinds fitted per hook from contrast pairs of activations (locate.probes, on pairs)
 
 
 def task_config_class(name: str) -> type[TaskSection]:

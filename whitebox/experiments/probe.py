@@ -18,6 +18,7 @@ import torch
 from whitebox.config import ConfigError, ExperimentConfig, ModelConfig
 from whitebox.models import build_model, load_model
 from whitebox.protocol.locate import locate_probes, report_probes
+from whitebox.protocol.probe_kinds import requested_kinds
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import register_experiment
 from whitebox.runtime.rundir import step_keys
@@ -52,8 +53,10 @@ def check_subject(cfg: ExperimentConfig, experiment: str) -> None:
 def check(cfg: ExperimentConfig) -> None:
     """A trained model to probe, from exactly one place, and a task with a hidden label."""
     check_subject(cfg, "probe")
-    if get_task(cfg.task).hidden_label is None:
+    task = get_task(cfg.task)
+    if task.hidden_label is None:
         raise ConfigError(f"task.name: task {cfg.task.name!r} has no hidden label for probes to look for")
+    requested_kinds(cfg.locate, task)
 
 
 CIRCUIT_KEYS = ("circuit_pairs", "circuit_threshold", "circuit_neurons", "ablation", "ig_steps", "attribution_steps")

@@ -32,6 +32,7 @@ from whitebox.probes import (
 from whitebox.protocol.plant import Planted
 from whitebox.protocol.probe_kinds import (
     fit_kinds,
+    fit_pair_kinds,
     format_kinds_table,
     kind_row,
     kinds_metrics,
@@ -136,13 +137,14 @@ def locate_probes(
         }
         for hook, probe in probes.items()
     ]
-    kinds, skipped = requested_kinds(cfg, task.name)
+    kinds = requested_kinds(cfg, task)
     if cfg.probes is not None:
-        fitted = fit_kinds(kinds, (fit_acts, test_acts), fresh_acts, cfg, seed, description, out_dir)
+        fitted = fit_kinds(kinds.labels, (fit_acts, test_acts), fresh_acts, cfg, seed, description, out_dir)
+        fitted |= fit_pair_kinds(kinds.pairs, (model, fresh), model_cfg, task, cfg, seed, out_dir)
         for row, probe in zip(rows, probes.values(), strict=True):
             row["kinds"] = {cfg.probe: kind_row(probe, fresh_probes[row["hook"]])}
             row["kinds"] |= {kind: by_hook[row["hook"]] for kind, by_hook in fitted.items()}
-            row["kinds"] |= {kind: {"skipped": why} for kind, why in skipped.items()}
+            row["kinds"] |= {kind: {"skipped": why} for kind, why in kinds.skipped.items()}
     best = max(rows, key=lambda r: r["auroc"])
     best_detector = max(rows, key=lambda r: r["detector_auroc"])
     metrics = {

@@ -1,35 +1,120 @@
 """Every probe kind per hook (`locate.probes`): each beside its controls, saved, tabled and plotted with locate.probe.
 
-The kinds are fitted on the activations already captured for locate.probe (one capture of the
-model and one of its randomly initialised copy serve every kind), each with the shuffled-label
-control and the same kind on the fresh copy. A registered kind that does not fit per hook from
-binary labels (CCS from contrast pairs, the multinomial read-out from class labels) is listed as
-skipped with what it needs, as the registry states it.
+The kinds that fit from binary labels are fitted on the activations already captured for
+locate.probe (one capture of the model and one of its randomly initialised copy serve them all),
+each with the shuffled-label control and the same kind on the fresh copy. A kind that fits from
+contrast pairs of activations (CCS) is fitted on the task's contrast pairs when it has them: both
+inputs of each pair read at the answer position, the pair's order drawn at random so that the
+seeded label (1: the triggered input comes first) orients and scores it; its control is CCS's own
+(a random direction), beside the fresh copy. A kind the task cannot feed (the multinomial read-out
+needs class labels; CCS without pairs, or at another position than `last`) is listed as skipped
+with what it needs, as the registry states it; asking for it by name is a config error.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from whitebox.capture import Captured
-from whitebox.config import LocateConfig
-from whitebox.probes import PROBE_KINDS, Probe, fit_probes
+import torch
+
+from whitebox.capture import Captured, capture
+from whitebox.config import ConfigError, LocateConfig, ModelConfig
+from whitebox.probes import PROBE_KINDS, Probe, ProbeKind, fit_ccs_probes, fit_probes
 from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import RunDir
+from whitebox.tasks import ContrastPairs, Task, has
+from whitebox.tasks.pairs import tokenized_pairs
 
 METRICS = ("auroc", "control_auroc", "selectivity", "recall_at_1pct_fpr")
 
 
-def requested_kinds(cfg: LocateConfig, task_name: str) -> tuple[list[str], dict[str, str]]:
-    """(kinds fitted besides locate.probe, {kind skipped: why}) for cfg.probes (None: none)."""
+@dataclass(frozen=True)
+class Kinds:
+    """What locate.probes asks for on this task: kinds fitted from labels, from contrast pairs, and those skipped."""
+
+    labels: list[str]  # besides locate.probe
+    pairs: list[str]
+    skipped: dict[str, str]  # kind -> why
+
+
+def requested_kinds(cfg: LocateConfig, task: Task) -> Kinds:
+    """The kinds of cfg.probes (None: none) this task can feed; a kind asked for by name that it cannot is refused."""
     if cfg.probes is None:
-        return [], {}
+        return Kinds([], [], {})
     names = list(PROBE_KINDS) if cfg.probes == "all" else list(cfg.probes)
-    fitted = [k for k in names if PROBE_KINDS[k].fit is not None and k != cfg.probe]
-    skipped = {k: f"needs {PROBE_KINDS[k].needs}; task {task_name!r} gives binary labels"
-               for k in names if PROBE_KINDS[k].fit is None}
-    return fitted, skipped
+    labels = [k for k in names if PROBE_KINDS[k].fit is not None and k != cfg.probe]
+    pairs, skipped = [], {}
+    for k in [k for k in names if PROBE_KINDS[k].fit is None]:
+        why = _cannot_fit(PROBE_KINDS[k], cfg, task)
+        if why is None:
+            pairs.append(k)
+            continue
+        if cfg.probes != "all":
+            raise ConfigError(f"locate.probes: probe kind {k!r} {why}; remove it (or use all to list it as skipped)")
+        skipped[k] = why
+    return Kinds(labels, pairs, skipped)
+
+
+def _cannot_fit(kind: ProbeKind, cfg: LocateConfig, task: Task) -> str | None:
+    """Why a kind without a per-hook label fit cannot be fitted on this task (None: it can, from the task's pairs)."""
+    if kind.fit_pairs is None:
+        return f"needs {kind.needs}; task {task.name!r} gives binary labels"
+    if not has(task, "contrast_pairs"):
+        return f"needs {kind.needs}; task {task.name!r} has no contrast pairs"
+    if cfg.position != "last":
+        return f"reads contrast pairs at their answer position, but locate.position is {cfg.position!r}"
+    return None
+
+
+def fit_pair_kinds(
+    kinds: list[str],
+    models: tuple[torch.nn.Module, torch.nn.Module],
+    model_cfg: ModelConfig,
+    task: Task,
+    cfg: LocateConfig,
+    seed: int,
+    out_dir: RunDir,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{kind: {hook: kind_row}}: each kind fitted on the task's pairs for (model, fresh copy), saved as fit_kinds does."""
+    if not kinds:
+        return {}
+    pairs = tokenized_pairs(task, (cfg.n_fit + cfg.n_test) // 2, seed, models[0])
+    n_fit = min(cfg.n_fit // 2, len(pairs) // 2)
+    if n_fit < 2 or len(pairs) - n_fit < 2:
+        raise ConfigError(f"locate.probes: {', '.join(kinds)} need at least 4 contrast pairs; task {task.name!r} gave "
+                          f"{len(pairs)}")
+    first = (torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)) % 2).bool()  # triggered first
+    description = f"{task.name} task ({task.config.model_dump(mode='json')}) contrast pairs, seed {seed}"
+    sides = [_pair_sides(m, pairs, first, cfg, model_cfg) for m in models]  # per model: (x_pos, x_neg, identity)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind in kinds:
+        fitted = []
+        for (pos, neg, identity, locations), control in zip(sides, (True, False), strict=True):
+            probes = fit_ccs_probes(
+                {h: a[:n_fit] for h, a in pos.items()}, {h: a[:n_fit] for h, a in neg.items()}, first[:n_fit],
+                held_out=({h: a[n_fit:] for h, a in pos.items()}, {h: a[n_fit:] for h, a in neg.items()},
+                          first[n_fit:]),
+                control=control, seed=seed, model=identity, data_description=description, kind=kind)
+            for hook, probe in probes.items():
+                probe.hf_location = locations.get(hook)
+            fitted.append(probes)
+        for hook, probe in fitted[0].items():
+            probe.save(out_dir.probe(hook, kind))
+        out[kind] = {hook: kind_row(probe, fitted[1][hook]) for hook, probe in fitted[0].items()}
+    return out
+
+
+def _pair_sides(model, pairs: ContrastPairs, first: torch.Tensor, cfg: LocateConfig, model_cfg: ModelConfig):
+    """(x_pos, x_neg {hook: [n, d]}, model identity, hf locations): each pair's inputs at the answer, in `first`'s order."""
+    triggered, untriggered = (capture(model, tokens, cfg.hooks, attention_mask=mask, cfg=model_cfg)
+                              for tokens, mask in (_right_padded(pairs.triggered, pairs.triggered_mask),
+                                                   _right_padded(pairs.untriggered, pairs.untriggered_mask)))
+    keep = first[:, None]
+    pos = {h: torch.where(keep, a, untriggered.acts[h]) for h, a in triggered.acts.items()}
+    neg = {h: torch.where(keep, untriggered.acts[h], a) for h, a in triggered.acts.items()}
+    return pos, neg, triggered.model, triggered.locations or {}
 
 
 def kind_row(probe: Probe, fresh: Probe) -> dict[str, float]:
@@ -82,6 +167,14 @@ def format_kinds_table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{kind:<10} {r['hook']:<22} {r['name']:<8} {k['auroc']:>6.3f} {k['control_auroc']:>7.3f} "
                          f"{k['selectivity']:>7.3f} {k['recall_at_1pct_fpr']:>6.3f} {k['fresh_auroc']:>6.3f}")
     return "\n".join(lines + skipped)
+
+
+def _right_padded(tokens: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Left-padded pairs [batch pos] as capture reads inputs: each row's real tokens first, its padding after them."""
+    if mask is None:
+        return tokens, None
+    shift = (torch.arange(tokens.shape[1]) + (mask == 0).sum(1, keepdim=True)) % tokens.shape[1]  # batch pos
+    return tokens.gather(1, shift), mask.gather(1, shift)
 
 
 def plot_probe_kinds(rows: list[dict[str, Any]], out: str | Path, title: str) -> Path:
