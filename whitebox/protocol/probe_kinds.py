@@ -106,7 +106,9 @@ def fit_pair_kinds(
     return out
 
 
-def _pair_sides(model, pairs: ContrastPairs, first: torch.Tensor, cfg: LocateConfig, model_cfg: ModelConfig):
+def _pair_sides(
+    model: torch.nn.Module, pairs: ContrastPairs, first: torch.Tensor, cfg: LocateConfig, model_cfg: ModelConfig
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
     """(x_pos, x_neg {hook: [n, d]}, model identity, hf locations): each pair's inputs at the answer, in `first`'s order."""
     triggered, untriggered = (capture(model, tokens, cfg.hooks, attention_mask=mask, cfg=model_cfg)
                               for tokens, mask in (_right_padded(pairs.triggered, pairs.triggered_mask),
