@@ -69,7 +69,8 @@ def test_the_same_pairs_are_a_probe_task_and_feed_ccs(folder, monkeypatch):
     assert summary["locate.probe_kinds_skipped"] == "readout"
     probe = load_probe(folder / "probes" / "probes" / "ccs" / summary["locate.probe_ccs_hook_best"])
     assert probe.kind == "ccs" and probe.metrics["auroc"] == summary["locate.probe_ccs_auroc_best"]
-    assert probe.hf_location is not None and probe.training_data["n"] == 32  # 32 pairs fit, 32 held out
+    assert probe.hf_location is not None and probe.prompt_format == {"chat_template": False, "template_sha256": None}
+    assert probe.training_data["n"] == 32  # 32 pairs fit, 32 held out
 
 
 @pytest.mark.parametrize(("cfg", "message"), [

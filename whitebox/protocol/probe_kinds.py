@@ -21,6 +21,7 @@ import torch
 
 from whitebox.capture import Captured, capture
 from whitebox.config import ConfigError, LocateConfig, ModelConfig
+from whitebox.inputs import prompt_format
 from whitebox.probes import PROBE_KINDS, Probe, ProbeKind, fit_ccs_probes, fit_probes
 from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import RunDir
@@ -87,6 +88,7 @@ def fit_pair_kinds(
                           f"{len(pairs)}")
     first = (torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)) % 2).bool()  # triggered first
     description = f"{task.name} task ({task.config.model_dump(mode='json')}) contrast pairs, seed {seed}"
+    prompt = prompt_format(models[0], False) if task.uses_model_tokenizer else None
     sides = [_pair_sides(m, pairs, first, cfg, model_cfg) for m in models]  # per model: (x_pos, x_neg, identity)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for kind in kinds:
@@ -99,6 +101,7 @@ def fit_pair_kinds(
                 control=control, seed=seed, model=identity, data_description=description, kind=kind)
             for hook, probe in probes.items():
                 probe.hf_location = locations.get(hook)
+                probe.prompt_format = prompt  # texts tokenised as they are (a text task's pairs), or None: token ids
             fitted.append(probes)
         for hook, probe in fitted[0].items():
             probe.save(out_dir.probe(hook, kind))
