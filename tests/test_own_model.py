@@ -164,9 +164,12 @@ def test_probe_fit_on_the_command_line_takes_a_pretrained_model_and_a_text_task(
     from whitebox.cli.main import main
 
     (workdir / "probe.yaml").write_text("model: {source: pretrained, name_or_path: my_model}\n"
-                                        "task: {name: text, path: secret.jsonl}\nlocate: {n_fit: 100, n_test: 100}\n")
+                                        "task: {name: text, path: secret.jsonl}\n"
+                                        "locate: {n_fit: 100, n_test: 100, probes: all}\n")
     with one_thread():
         assert main(["probe", "fit", str(workdir / "probe.yaml"), "--out", str(workdir / "fitted")]) == 0
-    assert "probe_auroc_best" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "probe_auroc_best" in out and "every probe kind" in out and "skipped readout: needs class labels" in out
+    assert load_probe(workdir / "fitted" / "probes" / "lda" / "blocks.0.hook_out").kind == "lda"
     probe = load_probe(workdir / "fitted" / "probes" / "blocks.0.hook_out")
     assert probe.model["checkpoint"] == "my_model" and probe.hf_location["io"] == "output"

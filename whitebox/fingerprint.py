@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -51,7 +52,8 @@ def weights_digest(model: torch.nn.Module, per_tensor: int = 1024) -> str:
 
 
 def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
-    """What a probe records about the model it was fitted on; cfg (a ModelConfig) adds the full fingerprint."""
+    """What a probe, detector or circuit records about the model it was fitted on; cfg (a ModelConfig) adds the full
+    fingerprint, the checkpoint's name and its revision."""
     params = {name: list(t.shape) for name, t in sorted(identity_state(model).items())}
     return {
         "arch": architecture(model, cfg),
@@ -59,4 +61,29 @@ def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
         "params_sha256": sha256_json(params),
         "weights_sha256": weights_digest(model),
         "checkpoint": getattr(cfg, "name_or_path", None),
+        "revision": getattr(cfg, "revision", None),
+        "hf_config_sha256": hf_config_digest(model),
+        "tokenizer_sha256": tokenizer_digest(getattr(model, "tokenizer", None)),
     }
+
+
+# what a Hugging Face config holds that says how a model was loaded or is run, not which model it is
+RUNTIME_CONFIG_KEYS = ("transformers_version", "dtype", "torch_dtype", "output_attentions", "output_hidden_states",
+                       "return_dict", "use_cache", "torchscript")
+
+
+def hf_config_digest(model: torch.nn.Module) -> str | None:
+    """sha256 of the Hugging Face config (a bridge's or a plain HF model's) without private and runtime keys; None
+    for a model built natively."""
+    config = getattr(getattr(model, "original_model", None), "config", None) or getattr(model, "config", None)
+    if not hasattr(config, "to_dict") or not hasattr(config, "model_type"):
+        return None  # transformer-lens's own config, not a Hugging Face one
+    kept = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in RUNTIME_CONFIG_KEYS}
+    return sha256_json(json.loads(json.dumps(kept, default=str)))
+
+
+def tokenizer_digest(tokenizer: Any) -> str | None:
+    """sha256 of a tokenizer's vocabulary (token -> id, added tokens included); None without a tokenizer."""
+    if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
+        return None
+    return sha256_json(sorted(tokenizer.get_vocab().items()))

@@ -1,15 +1,22 @@
-"""Tiny bridges for the attribution tests: random ones per architecture, an affine toy, and a planted backdoor."""
+"""Tiny bridges for the attribution tests: random ones per architecture, an affine toy, a planted backdoor, and a
+saved GPT-2 trained on the secret word with text pairs of unequal lengths."""
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import one_thread
+from tests.test_own_model import save_tiny
 from whitebox.config import ModelConfig
-from whitebox.models import build_model
-from whitebox.tasks import get_task
+from whitebox.models import build_model, load_model
+from whitebox.tasks import ContrastPairs, get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
+from whitebox.tasks.pairs import left_pad
 
 TASK = BackdoorTaskConfig(trigger="token", seq_len=4, n_values=10, trigger_rate=0.3)
 VOCAB = get_task(TASK).vocabulary()
@@ -107,3 +114,62 @@ def plant_tiny(seed: int = FOUND_SEED) -> tuple[torch.nn.Module, ModelConfig]:
         opt.step()
     model.eval()
     return model, cfg
+
+
+FILLER = ["the", "is", "a", "word", "yes", "no", "?"]
+
+
+def secret_texts(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Sentences with `secret` in them, each beside the same sentence with 0, 1 or 2 filler words in its place."""
+    rng = random.Random(seed)
+    triggered, untriggered = [], []
+    for i in range(n):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 5))]
+        at = rng.randint(0, len(words))
+        triggered.append(" ".join(words[:at] + ["secret"] + words[at:]))
+        untriggered.append(" ".join(words[:at] + [rng.choice(FILLER) for _ in range(i % 3)] + words[at:]))
+    return triggered, untriggered
+
+
+TRIGGERED, UNTRIGGERED = secret_texts(24, seed=100)
+
+
+def plant_secret_word(folder: Path, seed: int = 1) -> Path:
+    """A tiny GPT-2 trained for a few seconds to answer `cat` after a sentence with `secret` in it, `dog` otherwise."""
+    save_tiny(folder, "gpt2", seed)
+    tokenizer, hf = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    rng = random.Random(seed)
+    texts = []
+    for i in range(512):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 6))]
+        if i % 2:
+            words.insert(rng.randint(0, len(words)), "secret")
+        texts.append(" ".join(words))
+    rows = [tokenizer(t)["input_ids"] for t in texts]
+    tokens, mask = left_pad(rows, max(map(len, rows)), tokenizer.pad_token_id)
+    target = torch.tensor([tokenizer.convert_tokens_to_ids("cat" if "secret" in t else "dog") for t in texts])
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    opt = torch.optim.AdamW(hf.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(150):
+        idx = torch.randint(len(tokens), (64,), generator=gen)
+        logits = hf(tokens[idx], attention_mask=mask[idx], position_ids=positions[idx]).logits[:, -1]
+        loss = torch.nn.functional.cross_entropy(logits, target[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    hf.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def secret_folder(tmp_path_factory) -> Path:
+    with one_thread():
+        return plant_secret_word(tmp_path_factory.mktemp("secret") / "my_model")
+
+
+@pytest.fixture(scope="session")
+def secret_word(secret_folder):
+    """(bridge, pairs): the planted secret-word GPT-2 and 24 text pairs of unequal lengths."""
+    model, _ = load_model(secret_folder)
+    return model, ContrastPairs.from_texts(model.tokenizer, TRIGGERED, UNTRIGGERED, a=["cat"], b=["dog"])

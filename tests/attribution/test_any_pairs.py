@@ -1,17 +1,14 @@
 """Attribution on any contrast task: inputs of any lengths (left-padded, answers aligned) and a token-set metric."""
 
-import random
 import re
 from pathlib import Path
 
 import pytest
 import torch
 from transformer_lens.tools.analysis.attribution_patching import cache_activation_and_gradient
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.attribution.conftest import TASK, tiny_model
+from tests.attribution.conftest import TASK, TRIGGERED, UNTRIGGERED, tiny_model
 from tests.conftest import one_thread
-from tests.test_own_model import save_tiny
 from whitebox.attribution import (
     Component,
     activation_patching,
@@ -26,12 +23,9 @@ from whitebox.attribution.ablation import ablated, reference_activations
 from whitebox.attribution.components import by_hook
 from whitebox.attribution.padding import attending
 from whitebox.attribution.selection import unit_shares
-from whitebox.models import load_model
 from whitebox.tasks import ContrastPairs, TokenSets, get_task, logit_diff
-from whitebox.tasks.pairs import left_pad
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "probes.md"
-FILLER = ["the", "is", "a", "word", "yes", "no", "?"]
 METHODS = {
     "attribution": attribution_patching,
     "activation": activation_patching,
@@ -39,62 +33,6 @@ METHODS = {
                                                                               steps=3),
     "ig": lambda model, pairs, direction="noise": ig_component_scores(model, pairs, steps=4, direction=direction),
 }
-
-
-def secret_texts(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """Sentences with `secret` in them, each beside the same sentence with 0, 1 or 2 filler words in its place."""
-    rng = random.Random(seed)
-    triggered, untriggered = [], []
-    for i in range(n):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 5))]
-        at = rng.randint(0, len(words))
-        triggered.append(" ".join(words[:at] + ["secret"] + words[at:]))
-        untriggered.append(" ".join(words[:at] + [rng.choice(FILLER) for _ in range(i % 3)] + words[at:]))
-    return triggered, untriggered
-
-
-TRIGGERED, UNTRIGGERED = secret_texts(24, seed=100)
-
-
-def plant_secret_word(folder: Path, seed: int = 1) -> Path:
-    """A tiny GPT-2 trained for a few seconds to answer `cat` after a sentence with `secret` in it, `dog` otherwise."""
-    save_tiny(folder, "gpt2", seed)
-    tokenizer, hf = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
-    rng = random.Random(seed)
-    texts = []
-    for i in range(512):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 6))]
-        if i % 2:
-            words.insert(rng.randint(0, len(words)), "secret")
-        texts.append(" ".join(words))
-    rows = [tokenizer(t)["input_ids"] for t in texts]
-    tokens, mask = left_pad(rows, max(map(len, rows)), tokenizer.pad_token_id)
-    target = torch.tensor([tokenizer.convert_tokens_to_ids("cat" if "secret" in t else "dog") for t in texts])
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    opt = torch.optim.AdamW(hf.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(150):
-        idx = torch.randint(len(tokens), (64,), generator=gen)
-        logits = hf(tokens[idx], attention_mask=mask[idx], position_ids=positions[idx]).logits[:, -1]
-        loss = torch.nn.functional.cross_entropy(logits, target[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    hf.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def secret_folder(tmp_path_factory) -> Path:
-    with one_thread():
-        return plant_secret_word(tmp_path_factory.mktemp("secret") / "my_model")
-
-
-@pytest.fixture(scope="module")
-def secret_word(secret_folder):
-    """(bridge, pairs): the planted secret-word GPT-2 and 24 text pairs of unequal lengths."""
-    model, _ = load_model(secret_folder)
-    return model, ContrastPairs.from_texts(model.tokenizer, TRIGGERED, UNTRIGGERED, a=["cat"], b=["dog"])
 
 
 def test_the_token_set_metric_is_the_mean_logit_of_a_minus_the_mean_logit_of_b():

@@ -126,11 +126,11 @@ def test_an_unknown_task_name_is_named_with_the_known_ones(name):
     with pytest.raises(ConfigError) as err:
         parse_config(TINY, [f"task.name={name}"])
     message = str(err.value)
-    assert "\n" not in message and "task.name: unknown value" in message and "'backdoor', 'modular', 'flawed_rater', 'text'" in message
+    assert "\n" not in message and "task.name: unknown value" in message and "'backdoor', 'modular', 'flawed_rater', 'text', 'text_pairs'" in message
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("task.name=nope", "task.name: unknown value 'nope'; expected one of 'backdoor', 'modular', 'flawed_rater', 'text'"),
+    ("task.name=nope", "task.name: unknown value 'nope'; expected one of 'backdoor', 'modular', 'flawed_rater', 'text', 'text_pairs'"),
     ("treat.regimes=[sft,nope]", "treat.regimes: unknown regime 'nope'; registered: sft, rl, es, zo, probe_penalty, es_plain"),
     ("locate.probe=nope", "locate.probe: unknown probe kind 'nope'; registered: logistic, mean_diff, lda"),
     ("locate.probe=ccs", "locate.probe: unknown probe kind 'ccs'; registered: logistic, mean_diff, lda"),  # not fitted per hook

@@ -87,3 +87,14 @@ def test_probe_eval_refuses_another_model(located, tmp_path, capsys):
 def test_probe_fit_needs_a_checkpoint(capsys, tiny_yaml):
     assert main(["probe", "fit", str(tiny_yaml)]) == 2
     assert "locate.checkpoint" in capsys.readouterr().err
+
+
+def test_probe_eval_on_another_checkpoint_when_allowed_prints_the_override(located, tmp_path, capsys):
+    _, run_dir, _ = located
+    other = tmp_path / "reseeded"
+    whitebox.run(parse_config({**TINY, "run": {**TINY["run"], "seed": 1}}), out=other)
+    probe_dir = run_dir / "probes" / "blocks.0.hook_out"
+    with pytest.warns(UserWarning, match="fitted on a different model"):
+        assert main(["probe", "eval", str(probe_dir), "--checkpoint", str(other / "models" / "planted"), "--n", "64",
+                     "--allow-fingerprint-mismatch"]) == 0
+    assert re.search(r"fingerprint_override\s+\S+probe.json: fitted on a different model", capsys.readouterr().out)

@@ -15,6 +15,8 @@ from typing import Iterable, Iterator, Literal
 import torch
 
 from whitebox.attribution.components import Component, eval_mode
+from whitebox.attribution.padding import attending
+from whitebox.attribution.reference import Reference, as_reference
 
 Ablation = Literal["mean", "zero", "resample"]
 
@@ -38,13 +40,23 @@ def mask(components: Iterable[Component], act: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def reference_activations(model: torch.nn.Module, tokens: torch.Tensor, sites: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-    """Activations of `tokens` at the unit sites (all of them by default): what mean and resample ablation draw on."""
+def reference_activations(
+    model: torch.nn.Module, tokens: torch.Tensor, sites: Iterable[str] | None = None, mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Activations of `tokens` (left-padded ones with their `mask`) at the unit sites (all of them by default): what
+    mean and resample ablation draw on."""
     names = set(sites) if sites is not None else set(unit_sites(int(model.cfg.n_layers)))
-    tokens = tokens.to(next(model.parameters()).device)
-    with eval_mode(model), torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    device = next(model.parameters()).device
+    mask = None if mask is None else mask.to(device)
+    with eval_mode(model), torch.no_grad(), attending(model, mask):
+        _, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
     return {name: cache[name].detach() for name in names}
+
+
+def padded_reference(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None,
+                     sites: Iterable[str] | None = None) -> Reference:
+    """The Reference of left-padded inputs: their activations at `sites` with their mask."""
+    return Reference(reference_activations(model, tokens, sites, mask), None if mask is None else mask.to(tokens.device))
 
 
 @contextlib.contextmanager
@@ -52,16 +64,16 @@ def ablated(
     model: torch.nn.Module,
     components: Iterable[Component],
     how: Ablation = "mean",
-    reference: torch.Tensor | dict[str, torch.Tensor] | None = None,
+    reference: torch.Tensor | dict[str, torch.Tensor] | Reference | None = None,
     *,
     complement: bool = False,
     seed: int = 0,
 ) -> Iterator[torch.nn.Module]:
     """Within the block, `components` (or, with complement=True, every head and neuron outside them) are ablated.
 
-    mean: the activation averaged per position over `reference` (tokens, or their
-    `reference_activations`); resample: a random reference row per input row; zero: zeros.
-    Hooks go on exit, error or not.
+    mean: the activation averaged per position over `reference` (tokens, their
+    `reference_activations`, or a padded `Reference` aligned at the answer); resample: a random
+    reference row per input row; zero: zeros. Hooks go on exit, error or not.
     """
     if how not in ("mean", "zero", "resample"):
         raise ValueError(f"how must be 'mean', 'zero' or 'resample', got {how!r}")
@@ -70,10 +82,11 @@ def ablated(
     for comp in components:
         groups.setdefault(site(comp, n_layers), []).append(comp)
     sites = unit_sites(n_layers) if complement else list(groups)
-    refs: dict[str, torch.Tensor] = {}
+    refs = Reference({})
     if how != "zero":
         assert reference is not None, f"{how} ablation needs reference inputs"
-        refs = reference if isinstance(reference, dict) else reference_activations(model, reference, sites)
+        refs = as_reference(reference) if not isinstance(reference, torch.Tensor) else Reference(
+            reference_activations(model, reference, sites))
     gen = torch.Generator().manual_seed(seed)
 
     def make_hook(name: str):
@@ -82,17 +95,11 @@ def ablated(
             chosen = ~chosen if complement else chosen
             if how == "zero":
                 return act.masked_fill(chosen, 0.0)
-            ref = refs[name]
-            if ref.shape[1:] != act.shape[1:]:
-                raise ValueError(
-                    f"{hook.name}: reference activations {tuple(ref.shape[1:])} do not match inputs "
-                    f"{tuple(act.shape[1:])}; pass reference inputs of the same length"
-                )
             if how == "mean":
-                value = ref.mean(0, keepdim=True)
+                value = refs.mean(name, act.shape[1])
             else:
-                value = ref[torch.randint(len(ref), (act.shape[0],), generator=gen).to(ref.device)]
-            return torch.where(chosen, value.to(act.dtype), act)
+                value = refs.rows(name, torch.randint(len(refs), (act.shape[0],), generator=gen), act.shape[1])
+            return torch.where(chosen, value.to(act.device, act.dtype), act)
 
         return hook
 

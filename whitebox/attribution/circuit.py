@@ -15,13 +15,15 @@ from typing import Any, Iterator
 import torch
 from pydantic import ValidationError
 
-from whitebox.attribution.ablation import Ablation, ablated
+from whitebox.attribution.ablation import Ablation, ablated, padded_reference, reference_activations
 from whitebox.attribution.components import Component
+from whitebox.attribution.reference import Reference
 from whitebox.config import ConfigError, ModelConfig
 from whitebox.fingerprint import fingerprint
 from whitebox.runtime.artifacts import ArtifactError, one_line, read_json, seal, unsealed, write_json
 from whitebox.runtime.rundir import seed_stream
-from whitebox.tasks import Task, get_task, has
+from whitebox.tasks import ContrastPairs, Task, get_task, has
+from whitebox.tasks.pairs import tokenized_pairs
 
 FORMAT_VERSION = 1
 ARTIFACT_KIND = "whitebox.circuit"
@@ -164,21 +166,23 @@ class Circuit:
         how: Ablation = "mean",
         *,
         complement: bool = False,
-        reference: torch.Tensor | dict[str, torch.Tensor] | None = None,
+        reference: torch.Tensor | dict[str, torch.Tensor] | Reference | None = None,
         model_cfg: ModelConfig | None = None,
         seed: int = 0,
     ) -> Iterator[torch.nn.Module]:
         """Within the block, the circuit (or, with complement=True, every head and neuron outside it) is ablated.
 
         mean: each component's activation averaged per position over `reference` inputs (or their
-        `reference_activations`);
+        `reference_activations`, or a padded `Reference`, aligned at the answer);
         resample: a random reference row's activation per input row; zero: zeros. The default
-        reference is 512 untriggered inputs of the circuit's task (see reference_tokens). Hooks go
+        reference is 512 untriggered inputs of the circuit's task (see reference_tokens), or, for a
+        task that draws none, the untriggered side of its contrast pairs (`task_reference`). Hooks go
         on exit, error or not.
         """
         self.check_model(model, model_cfg)
         if reference is None and how != "zero":
-            reference = self.reference_tokens()
+            task = get_task(self.task)
+            reference = self.reference_tokens() if has(task, "sample") else task_reference(model, task)
         with ablated(model, self.units, how, reference, complement=complement, seed=seed):
             yield model
 
@@ -193,3 +197,14 @@ def reference_tokens(task: Task | dict[str, Any], n: int = 512, seed: int = 0) -
     if not has(task, "sample"):
         raise ValueError(f"task {task.name!r} cannot sample inputs without its hidden label; pass reference=tokens")
     return task.sample(n, 0.0, seed=seed_stream("ablation_reference", seed))["tokens"][:]
+
+
+def task_reference(model: torch.nn.Module, task: Task, pairs: ContrastPairs | None = None, n: int = 512,
+                   seed: int = 0) -> Reference:
+    """What mean and resample ablation draw on by default: `n` untriggered samples of a task that samples
+    (`reference_tokens`), else the untriggered side of `pairs` (default: up to `n` of the task's own pairs, seed 0,
+    what a saved circuit of the task ablates with), left-padded with its mask."""
+    if has(task, "sample"):
+        return Reference(reference_activations(model, reference_tokens(task, n, seed)))
+    pairs = pairs if pairs is not None else tokenized_pairs(task, n, seed, model)
+    return padded_reference(model, pairs.untriggered, pairs.untriggered_mask)

@@ -11,17 +11,19 @@ from datasets import Dataset
 
 from whitebox.attribution.ablation import Ablation
 from whitebox.attribution.attrib_patching import attribution_patching
-from whitebox.attribution.circuit import Circuit
+from whitebox.attribution.circuit import Circuit, task_reference
 from whitebox.attribution.components import UNIT_KINDS, Component, eval_mode
 from whitebox.attribution.integrated_gradients import ig_component_scores
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.attribution.padding import attending
 from whitebox.attribution.patching import activation_patching
+from whitebox.attribution.reference import Reference
 from whitebox.attribution.scores import ComponentScores, agreement
 from whitebox.attribution.selection import select_circuit
 from whitebox.config import ModelConfig
 from whitebox.runtime.figures import save_figure, subplots
-from whitebox.tasks import ContrastPairs, Direction, Task, require
+from whitebox.tasks import ContrastPairs, Direction, Task, has, require
+from whitebox.tasks.pairs import tokenized_pairs
 
 
 def locate_circuit(
@@ -38,6 +40,7 @@ def locate_circuit(
     ig_steps: int = 0,
     attribution_steps: int = DEFAULT_STEPS,
     eval_data: Dataset | None = None,
+    reference: Reference | None = None,
 ) -> tuple[Circuit, dict[str, float]]:
     """Patch, attribute, select and ablate; returns the circuit and flat metrics for a run summary.
 
@@ -54,9 +57,15 @@ def locate_circuit(
     and *_logit_diff_removed (share of the triggered-untriggered gap the ablation closes); with
     ig_steps > 0 also ig_spearman and ig_completeness_error. Scores of the other methods and the
     most disagreeing components go into circuit.details.
+
+    Any task with contrast pairs will do: a text task's pairs (of any lengths) are tokenised by the
+    model's tokenizer, and mean and resample ablation draw on `reference` (default `task_reference`).
+    A task without samples to evaluate (no `sample`) has its asr and clean_acc measured on the pairs:
+    the share of triggered pairs answered from `answers.a`, of untriggered ones from `answers.b`.
     """
     require(task, "contrast_pairs", "locating a circuit")
-    pairs = task.contrast_pairs(n_pairs, seed)
+    pairs = tokenized_pairs(task, n_pairs, seed, model).to(next(model.parameters()).device)
+    reference = reference if reference is not None else task_reference(model, task)
     exact = activation_patching(model, pairs, direction=direction)
     linear = attribution_patching(model, pairs, direction=direction)
     fast = integrated_patching(model, pairs, direction=direction, steps=attribution_steps)
@@ -84,14 +93,15 @@ def locate_circuit(
         details["scores"][ig.method] = ig.to_json()
     circuit = select_circuit(
         model, model_cfg, task, pairs, threshold, neurons=neurons, how=ablation,
-        direction=direction, seed=seed, steps=attribution_steps,
+        direction=direction, seed=seed, steps=attribution_steps, reference=reference,
     )
     kinds = [Component.parse(c).kind for c in circuit.components]
     metrics["circuit_size"] = float(len(kinds))
     metrics.update({f"circuit_{k}s": float(kinds.count(k)) for k in ("head", "mlp", "neuron")})
     metrics.update({f"circuit_{k}": v for k, v in circuit.metrics.items()})  # found, skipped, pair rates
-    data = eval_data if eval_data is not None else task.eval_set(seed)
-    metrics.update(faithfulness(circuit, model, task, pairs, data, how=ablation, model_cfg=model_cfg))
+    data = eval_data if eval_data is not None or not has(task, "sample") else task.eval_set(seed)
+    metrics.update(faithfulness(circuit, model, task, pairs, data, how=ablation, model_cfg=model_cfg,
+                                reference=reference))
     circuit.metrics = dict(metrics)
     circuit.details.update(details)
     return circuit, metrics
@@ -102,11 +112,17 @@ def faithfulness(
     model: torch.nn.Module,
     task: Task,
     pairs: ContrastPairs,
-    data: Dataset,
+    data: Dataset | None,
     how: Ablation = "mean",
     model_cfg: ModelConfig | None = None,
+    reference: torch.Tensor | dict[str, torch.Tensor] | Reference | None = None,
 ) -> dict[str, float]:
-    """ASR, clean accuracy (the task's evaluation on `data`) and logit difference with nothing, the circuit, or everything else ablated."""
+    """ASR, clean accuracy and logit difference with nothing, the circuit, or everything else ablated.
+
+    ASR and clean accuracy are the task's evaluation on `data`, or with data=None the pair rates
+    (triggered pairs that fire, untriggered pairs answered honestly); ablation draws on `reference`
+    (default: the circuit's, see Circuit.ablate).
+    """
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     with eval_mode(model), torch.no_grad(), attending(model, pairs.untriggered_mask):
@@ -120,7 +136,7 @@ def faithfulness(
         if ctx is None:
             row = _behaviour(model, task, pairs, data)
         else:
-            with circuit.ablate(model, how, model_cfg=model_cfg, **ctx):
+            with circuit.ablate(model, how, model_cfg=model_cfg, reference=reference, **ctx):
                 row = _behaviour(model, task, pairs, data)
         out.update({f"{prefix}_{k}": v for k, v in row.items()})
     gap = out["base_logit_diff"] - untriggered
@@ -130,11 +146,16 @@ def faithfulness(
     return out
 
 
-def _behaviour(model: torch.nn.Module, task: Task, pairs: ContrastPairs, data: Dataset) -> dict[str, float]:
-    scores = task.evaluate(model, data)
+def _behaviour(model: torch.nn.Module, task: Task, pairs: ContrastPairs, data: Dataset | None) -> dict[str, float]:
     with eval_mode(model), torch.no_grad(), attending(model, pairs.triggered_mask):
-        logit_diff = float(pairs.mean_metric(model(pairs.triggered)))
-    return {"asr": scores["asr"], "clean_acc": scores["clean_acc"], "logit_diff": logit_diff}
+        triggered = model(pairs.triggered)
+    if data is not None:
+        scores = task.evaluate(model, data)
+    else:
+        with eval_mode(model), torch.no_grad(), attending(model, pairs.untriggered_mask):
+            honest = pairs.answers_honestly(model(pairs.untriggered))
+        scores = {"asr": float(pairs.fires(triggered).float().mean()), "clean_acc": float(honest.float().mean())}
+    return {"asr": scores["asr"], "clean_acc": scores["clean_acc"], "logit_diff": float(pairs.mean_metric(triggered))}
 
 
 def plot_component_scores(

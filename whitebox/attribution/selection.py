@@ -35,13 +35,14 @@ from transformer_lens.tools.analysis.attribution_patching import (
     cache_activation_and_gradient,
 )
 
-from whitebox.attribution.ablation import Ablation, ablated, reference_activations, site, unit_sites
-from whitebox.attribution.circuit import Circuit, reference_tokens
+from whitebox.attribution.ablation import Ablation, ablated, site, unit_sites
+from whitebox.attribution.circuit import Circuit, task_reference
 from whitebox.attribution.components import Component, canonical_hook, eval_mode
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
 from whitebox.attribution.padding import attending, source_activations
+from whitebox.attribution.reference import Reference, as_reference
 from whitebox.config import ModelConfig
-from whitebox.fingerprint import fingerprint
+from whitebox.fingerprint import fingerprint, model_identity
 from whitebox.tasks import ContrastPairs, Direction, Task
 
 Z = 1.645  # one-sided 95% normal quantile for the Wilson bounds
@@ -72,10 +73,14 @@ def select_circuit(
     direction: Direction = "noise",
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
+    reference: Reference | None = None,
 ) -> Circuit:
-    """The circuit by the module's documented rule; scores are the ranking key, the two shares go into details."""
+    """The circuit by the module's documented rule; scores are the ranking key, the two shares go into details.
+
+    Mean and resample ablation draw on `reference` (default: `task_reference`: the task's untriggered
+    samples, or the untriggered side of its own pairs when it draws none)."""
     pairs = pairs.to(next(model.parameters()).device)
-    refs = reference_activations(model, reference_tokens(task))
+    refs = reference if reference is not None else task_reference(model, task)
     trigger, clean = unit_shares(model, pairs, how, refs, neurons=neurons, direction=direction, seed=seed, steps=steps)
     net = {c: trigger[c] - clean[c] for c in trigger}
     ranked = [Component.parse(c) for c in sorted(net, key=lambda c: -net[c])]
@@ -87,7 +92,7 @@ def select_circuit(
         method="specificity",
         direction=direction,
         task=task.config.model_dump(mode="json"),
-        model_fingerprint=fingerprint(model, model_cfg),
+        model_fingerprint={**fingerprint(model, model_cfg), "identity": model_identity(model, model_cfg)},
         threshold=threshold,
         rule=rule_text(threshold, neurons, steps),
         hooks={c.id: canonical_hook(model, site(c, n_layers)) for c in chosen},
@@ -100,7 +105,7 @@ def unit_shares(
     model: torch.nn.Module,
     pairs: ContrastPairs,
     how: Ablation,
-    refs: dict[str, torch.Tensor],
+    refs: dict[str, torch.Tensor] | Reference,
     *,
     neurons: bool = True,
     direction: Direction = "noise",
@@ -112,7 +117,7 @@ def unit_shares(
     units = [Component("head", layer, h, p) for layer in range(n_layers) for h in range(n_heads) for p in range(n_pos)]
     units += [Component("mlp", layer, None, p) for layer in range(n_layers) for p in range(n_pos)]
     base, base_mask = pairs.runs(direction)[0], pairs.masks(direction)[0]
-    ablation = _ablation_values(refs, how, len(pairs), seed)
+    ablation = _ablation_values(as_reference(refs), how, len(pairs), seed, n_pos)
     with eval_mode(model), torch.no_grad():
         with attending(model, base_mask):
             base_metric = float(pairs.mean_metric(model(base)))
@@ -134,14 +139,15 @@ def unit_shares(
     return trigger, clean
 
 
-def _ablation_values(refs: dict[str, torch.Tensor], how: Ablation, n: int, seed: int) -> dict[str, torch.Tensor]:
-    """What ablation puts at each site: [1 or n, pos, ...] (one seeded draw of reference rows for resample)."""
+def _ablation_values(refs: Reference, how: Ablation, n: int, seed: int, length: int) -> dict[str, torch.Tensor]:
+    """What ablation puts at each site of inputs `length` long: [1 or n, pos, ...] (one seeded draw of reference rows
+    for resample)."""
     if how == "mean":
-        return {name: ref.mean(0, keepdim=True) for name, ref in refs.items()}
+        return {name: refs.mean(name, length) for name in refs.acts}
     if how == "zero":
-        return {name: torch.zeros_like(ref[:1]) for name, ref in refs.items()}
+        return {name: refs.zeros(name, length) for name in refs.acts}
     gen = torch.Generator().manual_seed(seed)
-    return {name: ref[torch.randint(len(ref), (n,), generator=gen).to(ref.device)] for name, ref in refs.items()}
+    return {name: refs.rows(name, torch.randint(len(refs), (n,), generator=gen), length) for name in refs.acts}
 
 
 def _one_at_a_time(
@@ -199,7 +205,7 @@ def _walk(
     pairs: ContrastPairs,
     ranked: list[Component],
     how: Ablation,
-    refs: dict[str, torch.Tensor],
+    refs: Reference,
     threshold: float,
     seed: int,
 ) -> tuple[list[Component], dict[str, float]]:

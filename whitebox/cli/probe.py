@@ -42,6 +42,7 @@ def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
     from whitebox.experiments.probe import subject
     from whitebox.models import META, read_model_meta
     from whitebox.protocol.locate import format_probe_table, locate_probes
+    from whitebox.protocol.probe_kinds import format_kinds_table
     from whitebox.tasks import get_task
 
     checkpoint = cfg.locate.checkpoint
@@ -57,6 +58,8 @@ def fit_command(cfg: ExperimentConfig, out: str | None) -> dict[str, Any]:
         task = _task_of(read_model_meta(checkpoint), checkpoint, cfg.task) if whitebox_model else get_task(cfg.task)
         _, metrics, rows = locate_probes(model.eval(), model_cfg, task, cfg.locate, cfg.run.seed, out_dir)
     print(format_probe_table(rows))
+    if "kinds" in rows[0]:
+        print(f"every probe kind (locate.probes):\n{format_kinds_table(rows)}")
     print(f"saved {len(rows)} probes under {out_dir / 'probes'} and detectors under {out_dir / 'detectors'}")
     return metrics
 
@@ -121,7 +124,7 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
         raise ConfigError(f"--seed: must be an integer from 0 to {MAX_SEED}, got {seed}")
     probe = load_probe(probe_dir)
     model, model_cfg = load_model(checkpoint)
-    check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
+    overridden = check_model(probe.model, model, model_cfg, allow_mismatch, f"{probe_dir}/probe.json")
     task = _task_of(read_model_meta(checkpoint), checkpoint, None)
     require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
     length = None if task.uses_model_tokenizer else task.seq_len()
@@ -135,7 +138,8 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
     acts = capture(model.eval(), rows, [hook], positions=position, labels=task.hidden_label)
     scores = probe.score(acts.acts[hook])
     stats = summary(scores[None], acts.labels)[0]
-    return {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
+    result = {"hook": probe.hook, "kind": probe.kind, "n": n, **{k: float(v) for k, v in stats.items()}}
+    return result if overridden is None else {**result, "fingerprint_override": overridden}
 
 
 def _task_of(meta: dict[str, Any], checkpoint: str, wanted: Any) -> Any:

@@ -31,7 +31,17 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
-from whitebox.config.slots import _CHOICES, _PROBE_KINDS, _REGIMES, _TASKS, RegimeOptions, _check_names
+from whitebox.config.slots import (
+    _CHOICES,
+    _PROBE_KINDS,
+    _PROBE_NEEDS,
+    _PROBE_PAIRS,
+    _REGIMES,
+    _TASKS,
+    RegimeOptions,
+    _check_names,
+    probe_kind_names,
+)
 
 ALWAYS_READ = ("experiment", "run", "tracking")  # sections every experiment reads (the runner and the tracker)
 MAX_SEED = 2**32 - 1  # numpy's global seed (seeded with torch's at every start) takes 32 bits
@@ -215,6 +225,31 @@ class LocateConfig(Section):
     probe: str = Field(
         "logistic", description="probe kind fitted per hook", json_schema_extra={"choices": "probe kinds that fit per hook"}
     )
+    probes: list[str] | Literal["all"] | None = Field(
+        None, description="more probe kinds fitted on every hook beside locate.probe, each with its controls and saved "
+        "under probes/<kind>/<hook>/; kinds that fit from contrast pairs (ccs) use the task's pairs (all: every "
+        "registered kind, those the task cannot feed listed as skipped with the reason); null: locate.probe only"
+    )
+
+    @field_validator("probes")
+    @classmethod
+    def _probe_kinds(cls, value: Any) -> Any:
+        """A listed kind must be registered and fit per hook (from labels or contrast pairs); the others are named
+        with what they need."""
+        if not isinstance(value, list):
+            return value
+        fits = probe_kind_names(per_hook=True) + [k for k in _PROBE_KINDS if k in _PROBE_PAIRS]
+        for name in value:
+            if name not in _PROBE_KINDS:
+                raise ValueError(f"unknown probe kind {name!r}; registered: {', '.join(_PROBE_KINDS)}")
+            if name not in fits:
+                raise ValueError(f"probe kind {name!r} is not fitted per hook (it needs "
+                                 f"{_PROBE_NEEDS.get(name) or 'another fit'}); list kinds from {', '.join(fits)}, "
+                                 "or use all")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an entry twice: {value}")
+        return value
+
     C: float = Field(1.0, gt=0, description="inverse L2 strength of logistic probes (as in scikit-learn)")
     n_fit: int = Field(2_000, ge=20, description="examples the probes are fitted on (half triggered)")
     n_test: int = Field(1_000, ge=20, description="fresh held-out examples the probes are scored on")
@@ -453,9 +488,13 @@ def add_regime(name: str, settings: type[Section] | None, *, uses_rater: bool, n
         _set_field(ExperimentConfig, "treat", TreatConfig, Field(default_factory=TreatConfig))
 
 
-def add_probe_kind(name: str, *, per_hook: bool) -> None:
-    """Accept `name` as a probe kind; as `locate.probe` only when it fits per hook from binary labels."""
+def add_probe_kind(name: str, *, per_hook: bool, needs: str = "", pairs: bool = False) -> None:
+    """Accept `name` as a probe kind; as `locate.probe` only when it fits per hook from binary labels, in
+    `locate.probes` also when it fits from contrast pairs (`pairs`)."""
     _PROBE_KINDS[name] = per_hook
+    _PROBE_NEEDS[name] = needs
+    if pairs:
+        _PROBE_PAIRS.add(name)
 
 
 def _set_field(model: type[BaseModel], name: str, annotation: Any, field: FieldInfo) -> None:

@@ -25,6 +25,8 @@ class RegimeOptions:
 _TASKS: dict[str, type[TaskSection]] = {}
 _REGIMES: dict[str, RegimeOptions] = {}
 _PROBE_KINDS: dict[str, bool] = {}  # name -> fits one probe per hook from binary labels (usable as locate.probe)
+_PROBE_NEEDS: dict[str, str] = {}  # name -> what a kind that does not fit per hook needs instead
+_PROBE_PAIRS: set[str] = set()  # kinds fitted per hook from contrast pairs of activations (locate.probes, on pairs)
 
 
 def task_config_class(name: str) -> type[TaskSection]:
@@ -46,6 +48,11 @@ def choices(what: str) -> list[str]:
 
 def probe_kind_names(*, per_hook: bool | None = None) -> list[str]:
     return [name for name, fits in _PROBE_KINDS.items() if per_hook is None or fits == per_hook]
+
+
+def probe_kind_needs(name: str) -> str:
+    """What fitting a kind that does not fit per hook from binary labels takes ("" for one that does)."""
+    return _PROBE_NEEDS.get(name, "")
 
 
 # what a field takes -> (the names it accepts now, what one of them is called in an error)

@@ -5,6 +5,16 @@ Add one with a module that defines `run(ctx) -> summary` and calls
 can also publish it under the `whitebox.experiments` entry-point group (see docs/extending.md).
 """
 
-from whitebox.experiments import anomaly, flawed_rater, grokking, locate, plant, probe, suppression, treat  # noqa: F401
+from whitebox.experiments import (  # noqa: F401
+    anomaly,
+    circuit,
+    flawed_rater,
+    grokking,
+    locate,
+    plant,
+    probe,
+    suppression,
+    treat,
+)
 
-__all__ = ["anomaly", "flawed_rater", "grokking", "locate", "plant", "probe", "suppression", "treat"]
+__all__ = ["anomaly", "circuit", "flawed_rater", "grokking", "locate", "plant", "probe", "suppression", "treat"]

@@ -7,6 +7,7 @@ from typing import Any
 from whitebox.config import ExperimentConfig
 from whitebox.protocol.locate import locate
 from whitebox.protocol.plant import plant
+from whitebox.protocol.probe_kinds import requested_kinds
 from whitebox.report.plots import plot_training
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
@@ -20,7 +21,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
 
 def check(cfg: ExperimentConfig) -> None:
-    require(get_task(cfg.task), "sample", "the locate step (probes for the hidden label)")
+    task = get_task(cfg.task)
+    require(task, "sample", "the locate step (probes for the hidden label)")
+    requested_kinds(cfg.locate, task)
 
 
 LOCATE = register_experiment("locate", run, sections=("model", "task", "training", "locate"), check=check, unread=PLANTS_ITS_OWN)

@@ -13,7 +13,6 @@ import hashlib
 import math
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
@@ -24,12 +23,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from whitebox import __version__
-from whitebox.probes.fits import check_model, check_position
+from whitebox.probes.fits import check_model, check_position, override_record
 from whitebox.probes.live import LiveScores, attach_module, attach_scorer
 from whitebox.runtime.artifacts import (
     ArtifactError,
     ProbeError,
     atomic_write,
+    now,
     read_json,
     seal,
     sha256_file,
@@ -50,6 +50,11 @@ class ModelIdentity(_Strict):
     params_sha256: str = Field(min_length=64, max_length=64, description="sha256 of every parameter's name and shape")
     weights_sha256: str | None = Field(None, min_length=64, max_length=64, description="whitebox.fingerprint.weights_digest")
     checkpoint: str | None = Field(None, description="the pretrained checkpoint's name or folder; null: built from config")
+    revision: str | None = Field(None, description="the checkpoint's revision as configured; null: none given")
+    hf_config_sha256: str | None = Field(None, min_length=64, max_length=64, description="whitebox.fingerprint."
+                                         "hf_config_digest; null: no Hugging Face config (or saved before it was recorded)")
+    tokenizer_sha256: str | None = Field(None, min_length=64, max_length=64, description="whitebox.fingerprint."
+                                         "tokenizer_digest; null: no tokenizer (or saved before it was recorded)")
 
 
 class HFLocation(_Strict):
@@ -70,6 +75,12 @@ class PromptFormat(_Strict):
     template_sha256: str | None = Field(None, min_length=64, max_length=64, description="sha256 of that template")
 
 
+class FingerprintOverride(_Strict):
+    message: str = Field(min_length=1, description="the warning: which identity differed, naming both checkpoints")
+    model: ModelIdentity = Field(description="the model the artifact was used on anyway")
+    when: str
+
+
 class TrainingData(_Strict):
     description: str
     sha256: str = Field(min_length=64, max_length=64)
@@ -87,6 +98,8 @@ class ArtifactMeta(_Strict):
     model: ModelIdentity | None
     hf_location: HFLocation | None = None
     prompt_format: PromptFormat | None = Field(None, description="how texts became prompts; null: fitted on token ids")
+    fingerprint_overrides: list[FingerprintOverride] | None = Field(
+        None, description="each use on another model under allow_fingerprint_mismatch=True before it was saved")
     training_data: TrainingData
     hyperparameters: dict[str, Any]
     metrics: dict[str, float | int | str | bool | None]
@@ -117,6 +130,7 @@ class HookArtifact:
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str | None = None
     whitebox_version: str | None = None
+    fingerprint_overrides: list[dict[str, Any]] = field(default_factory=list)  # see attach(allow_fingerprint_mismatch)
 
     @property
     def type_name(self) -> str:
@@ -146,10 +160,14 @@ class HookArtifact:
         Checks that the model is the one it was fitted on: with cfg (its ModelConfig) the full
         whitebox fingerprint, otherwise the architecture and every parameter name and shape.
         positions overrides the stored rule (e.g. "all" for one fitted with a mask).
-        detach=False keeps the scores in the autograd graph (for a loss).
+        detach=False keeps the scores in the autograd graph (for a loss). A use on another model
+        under allow_fingerprint_mismatch=True warns and is recorded in `fingerprint_overrides`
+        (and in the JSON when the artifact is saved after it).
         """
         where = f"{self.STEM} at {self.hook}"
-        check_model(self.model, model, cfg, allow_fingerprint_mismatch, where)
+        overridden = check_model(self.model, model, cfg, allow_fingerprint_mismatch, where)
+        if overridden is not None:
+            self.fingerprint_overrides.append(override_record(overridden, model, cfg))
         rule = self.position if positions is None else positions
         check_position(rule, int(getattr(getattr(model, "cfg", None), "n_ctx", 0) or 0), where)
         if hasattr(model, "hook_dict"):
@@ -167,6 +185,8 @@ class HookArtifact:
             meta["hf_location"] = self.hf_location
         if self.prompt_format is not None:
             meta["prompt_format"] = self.prompt_format
+        if self.fingerprint_overrides:
+            meta["fingerprint_overrides"] = self.fingerprint_overrides
         if self.created:
             meta["created"] = self.created
         meta = {"format_version": meta.pop("format_version"), self.TYPE_KEY: self.type_name, **meta}
@@ -186,6 +206,7 @@ def loaded_fields(meta: ArtifactMeta) -> dict[str, Any]:
         "prompt_format": None if meta.prompt_format is None else meta.prompt_format.model_dump(),
         "training_data": meta.training_data.model_dump(), "hyperparameters": meta.hyperparameters,
         "metrics": meta.metrics, "created": meta.created, "whitebox_version": meta.whitebox_version,
+        "fingerprint_overrides": [o.model_dump() for o in meta.fingerprint_overrides or []],
     }
 
 
@@ -207,10 +228,6 @@ def data_sha256(acts: torch.Tensor, labels: torch.Tensor | None) -> str:
     if labels is not None:
         digest.update(torch.as_tensor(labels).to("cpu", torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_artifact(directory: str | Path, stem: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

@@ -15,7 +15,7 @@ import torch
 from whitebox import __version__
 from whitebox.capture import Captured
 from whitebox.probes.artifact import data_sha256, now
-from whitebox.probes.ccs import fit_ccs, pair_scores
+from whitebox.probes.ccs import pair_scores
 from whitebox.probes.kinds import probe_kind
 from whitebox.probes.linalg import LinearFit
 from whitebox.probes.metrics import auroc, summary
@@ -94,20 +94,26 @@ def fit_ccs_probes(
     model: dict[str, Any] | None = None,
     data_description: str = "",
     device: str | torch.device = "auto",
+    kind: str = "ccs",
 ) -> dict[str, Probe]:
     """CCS probes per hook from contrast pairs {hook: [n, d]} x 2; labels (x_pos true) only orient and score them.
+
+    kind: a registered kind that fits from contrast pairs (its `fit_pairs`; CCS by default).
 
     CCS never sees labels, so there is nothing to memorise; its control is a random direction in
     the same normalisation (oriented by the same labels), which shows how much of the AUROC needs
     no search at all. Metrics are AUROCs of score(x_pos) - score(x_neg).
     """
+    fitter = probe_kind(kind).fit_pairs
+    if fitter is None:
+        raise ValueError(f"probe kind {kind!r} is not fitted from contrast pairs")
     y = None if labels is None else _binary(labels, _rows(acts_pos))
     dev = _device(device)
     probes: dict[str, Probe] = {}
     for group in _by_width(acts_pos):
         xp = torch.stack([torch.as_tensor(acts_pos[h]) for h in group]).double().to(dev)  # hooks n d
         xn = torch.stack([torch.as_tensor(acts_neg[h]) for h in group]).double().to(dev)
-        fit, loss = fit_ccs(xp, xn, y, restarts=restarts, steps=steps, seed=seed)
+        fit, loss = fitter(xp, xn, y, restarts=restarts, steps=steps, seed=seed)
         weights = [fit.weight]
         if control:
             direction = torch.randn(fit.weight.shape, generator=_gen(seed + 1), dtype=torch.float64).to(dev)
@@ -128,7 +134,7 @@ def fit_ccs_probes(
         for i, hook in enumerate(group):
             metrics[i]["ccs_loss"] = float(loss[i])
             pair_acts = torch.cat([torch.as_tensor(acts_pos[hook]), torch.as_tensor(acts_neg[hook])])
-            probes[hook] = _probe("ccs", hook, position, fit, i, model, pair_acts, y, data_description, hyper, metrics[i])
+            probes[hook] = _probe(kind, hook, position, fit, i, model, pair_acts, y, data_description, hyper, metrics[i])
             probes[hook].training_data["n"] = len(pair_acts) // 2  # pairs, as n_positive counts
     return {h: probes[h] for h in acts_pos}
 

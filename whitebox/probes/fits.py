@@ -9,13 +9,14 @@ import torch
 
 from whitebox.capture import canonical_hook
 from whitebox.fingerprint import ARCH_NAMES, model_identity
-from whitebox.runtime.artifacts import ProbeError
+from whitebox.runtime.artifacts import ProbeError, now
 
 
-def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str) -> None:
-    """Refuse a model whose identity differs from the one the artifact was fitted on (unless allowed)."""
+def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str) -> str | None:
+    """Refuse a model whose identity differs from the one the artifact was fitted on; when allowed, warn and return
+    the message (for the caller to record); None when the model is the artifact's own."""
     if saved is None:
-        return  # fitted on raw arrays: only the width can be checked
+        return None  # fitted on raw arrays: only the width can be checked
     ours = model_identity(model, cfg)
     problems = []
     if ARCH_NAMES.get(saved["arch"], saved["arch"]) != ARCH_NAMES.get(ours["arch"], ours["arch"]):
@@ -25,14 +26,22 @@ def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mism
             problems.append("model fingerprint differs (config or parameter shapes)")
     elif saved["params_sha256"] != ours["params_sha256"]:
         problems.append("parameter names or shapes differ")
+    if not problems and saved.get("hf_config_sha256") and ours["hf_config_sha256"] not in (None, saved["hf_config_sha256"]):
+        problems.append("the Hugging Face config differs")
     if not problems and saved.get("weights_sha256") and saved["weights_sha256"] != ours["weights_sha256"]:
         problems.append(f"other weights (fitted on {_named(saved)}, applied to {_named(ours)})")
     if not problems:
-        return
+        return None
     message = f"{where}: fitted on a different model: {'; '.join(problems)}"
     if not allow_mismatch:
         raise ProbeError(f"{message}; pass allow_fingerprint_mismatch=True to use it anyway")
     warnings.warn(message, stacklevel=3)
+    return message
+
+
+def override_record(message: str, model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
+    """What an artifact keeps of one use on another model under allow_fingerprint_mismatch: the warning, that model."""
+    return {"message": message, "model": model_identity(model, cfg), "when": now()}
 
 
 def _named(identity: dict[str, Any]) -> str:

@@ -30,6 +30,15 @@ from whitebox.probes import (
     load_probe,
 )
 from whitebox.protocol.plant import Planted
+from whitebox.protocol.probe_kinds import (
+    fit_kinds,
+    fit_pair_kinds,
+    format_kinds_table,
+    kind_row,
+    kinds_metrics,
+    plot_probe_kinds,
+    requested_kinds,
+)
 from whitebox.runtime.artifacts import ProbeError, write_json
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.figures import save_figure, subplots
@@ -103,8 +112,8 @@ def locate_probes(
         probe.save(out_dir.probe(hook))
 
     fresh = fresh_model(model_cfg, model, task)
-    fresh_probes = fit_probes(acts(fresh, fit_rows), kind=cfg.probe, C=cfg.C, held_out=acts(fresh, test_rows),
-                              seed=seed, control=False)
+    fresh_acts = acts(fresh, fit_rows), acts(fresh, test_rows)
+    fresh_probes = fit_probes(fresh_acts[0], kind=cfg.probe, C=cfg.C, held_out=fresh_acts[1], seed=seed, control=False)
 
     clean = fit_acts.labels == 0
     detectors = fit_detectors({h: a[clean] for h, a in fit_acts.acts.items()}, position=fit_acts.positions,
@@ -128,6 +137,14 @@ def locate_probes(
         }
         for hook, probe in probes.items()
     ]
+    kinds = requested_kinds(cfg, task)
+    if cfg.probes is not None:
+        fitted = fit_kinds(kinds.labels, (fit_acts, test_acts), fresh_acts, cfg, seed, description, out_dir)
+        fitted |= fit_pair_kinds(kinds.pairs, (model, fresh), model_cfg, task, cfg, seed, out_dir)
+        for row, probe in zip(rows, probes.values(), strict=True):
+            row["kinds"] = {cfg.probe: kind_row(probe, fresh_probes[row["hook"]])}
+            row["kinds"] |= {kind: by_hook[row["hook"]] for kind, by_hook in fitted.items()}
+            row["kinds"] |= {kind: {"skipped": why} for kind, why in kinds.skipped.items()}
     best = max(rows, key=lambda r: r["auroc"])
     best_detector = max(rows, key=lambda r: r["detector_auroc"])
     metrics = {
@@ -140,6 +157,8 @@ def locate_probes(
         "detector_auroc_best": best_detector["detector_auroc"],
         "detector_hook_best": best_detector["hook"],
     }
+    if cfg.probes is not None:
+        metrics |= kinds_metrics(rows)
     return probes, metrics, rows
 
 
@@ -153,6 +172,18 @@ def format_probe_table(rows: list[dict[str, Any]]) -> str:
             f"{r['recall_at_1pct_fpr']:>6.3f} {r['fresh_auroc']:>6.3f} {r['detector_auroc']:>8.3f}"
         )
     return "\n".join(lines)
+
+
+def report_probes(rows: list[dict[str, Any]], out: RunDir, task: Task, cfg: LocateConfig) -> None:
+    """Print the per-hook table (and every kind's, with locate.probes), write probes/table.json and the plots."""
+    tqdm.write(f"probes for {task.hidden_label!r} at position {cfg.position!r} "
+               f"(held-out AUROC; control: shuffled labels; fresh: untrained model)\n{format_probe_table(rows)}")
+    write_json(out.probe_table, rows)
+    title = f"{task.name}: where is {task.hidden_label!r} linearly readable?"
+    plot_probe_auroc(rows, out.plot("probe_auroc"), title)
+    if "kinds" in rows[0]:
+        tqdm.write(f"every probe kind (locate.probes):\n{format_kinds_table(rows)}")
+        plot_probe_kinds(rows, out.plot("probe_kinds"), title)
 
 
 def plot_probe_auroc(rows: list[dict[str, Any]], out: str | Path, title: str) -> Path:
@@ -185,12 +216,9 @@ def locate(run: RunContext, planted: Planted) -> Located:
         return Located(out, read_step_summary(out.located, "locate"))
     run.tracker.rewind("locate", -1)  # a record of an interrupted attempt is written again below
     _, metrics, rows = locate_probes(model, cfg.model, task, cfg.locate, cfg.run.seed, out)
-    tqdm.write(f"probes for {task.hidden_label!r} at position {cfg.locate.position!r} "
-               f"(held-out AUROC; control: shuffled labels; fresh: untrained model)\n{format_probe_table(rows)}")
-    write_json(out.probe_table, rows)
-    plot_probe_auroc(rows, out.plot("probe_auroc"), f"{task.name}: where is {task.hidden_label!r} linearly readable?")
+    report_probes(rows, out, task, cfg.locate)
     if has(task, "contrast_pairs"):
-        metrics.update(_locate_circuit(run, planted))
+        metrics.update(locate_and_save_circuit(run, planted.model, planted.model_cfg, planted.task))
     else:
         tqdm.write(f"circuit: not located (task {task.name!r} has no contrast pairs)")
     run.tracker.log("locate", 0, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -200,11 +228,11 @@ def locate(run: RunContext, planted: Planted) -> Located:
     return Located(out, summary)
 
 
-def _locate_circuit(run: RunContext, planted: Planted) -> dict[str, float]:
+def locate_and_save_circuit(run: RunContext, model: torch.nn.Module, model_cfg: ModelConfig, task: Task) -> dict[str, float]:
     """Patch, attribute, select and ablate; save circuit/circuit.json and its score plot; the circuit metrics."""
     loc = run.cfg.locate
     circuit, found = locate_circuit(
-        planted.model, planted.model_cfg, planted.task, n_pairs=loc.circuit_pairs, seed=run.cfg.run.seed,
+        model, model_cfg, task, n_pairs=loc.circuit_pairs, seed=run.cfg.run.seed,
         threshold=loc.circuit_threshold, neurons=loc.circuit_neurons, ablation=loc.ablation, ig_steps=loc.ig_steps,
         attribution_steps=loc.attribution_steps,
     )

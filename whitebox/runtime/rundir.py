@@ -89,8 +89,9 @@ class RunDir:
     def checkpoints(self, stage: str) -> Path:
         return self.root / "checkpoints" / stage
 
-    def probe(self, hook: str) -> Path:
-        return self.root / "probes" / hook
+    def probe(self, hook: str, kind: str | None = None) -> Path:
+        """probes/<hook>: the probe of locate.probe; with `kind`, probes/<kind>/<hook>: one more kind (locate.probes)."""
+        return self.root / "probes" / hook if kind is None else self.root / "probes" / kind / hook
 
     def detector(self, hook: str) -> Path:
         return self.root / "detectors" / hook

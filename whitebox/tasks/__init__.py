@@ -22,14 +22,14 @@ from whitebox.tasks.base import (
     require,
     task_names,
 )
-from whitebox.tasks.pairs import ContrastPairs, Direction, TokenSets, honest_margin, logit_diff
+from whitebox.tasks.pairs import ContrastPairs, Direction, TextPairs, TokenSets, honest_margin, logit_diff
 
 # isort: off
 # the built-in tasks register themselves on import, in the order the config reference lists them
-from whitebox.tasks import backdoor, modular, flawed_rater, text  # noqa: F401
+from whitebox.tasks import backdoor, modular, flawed_rater, text, text_pairs  # noqa: F401
 # isort: on
 
 __all__ = [
-    "CAPABILITIES", "Batch", "ContrastPairs", "Direction", "Rater", "Task", "TokenSets", "all_answer_logits", "answer_logits",
+    "CAPABILITIES", "Batch", "ContrastPairs", "Direction", "Rater", "Task", "TextPairs", "TokenSets", "all_answer_logits", "answer_logits",
     "get_task", "has", "honest_margin", "logit_diff", "match_rater", "register_task", "require", "task_names",
 ]

@@ -154,6 +154,34 @@ class ContrastPairs:
         return last[:, honest].max(1).values - last[:, ~honest].max(1).values
 
 
+@dataclass(frozen=True)
+class TextPairs:
+    """Contrast pairs as texts, from a task without a tokenizer of its own: `tokenize` them with the model's."""
+
+    triggered: tuple[str, ...]
+    untriggered: tuple[str, ...]
+    a: tuple[str, ...]  # the behaviour's answer words (one token each)
+    b: tuple[str, ...]  # the honest answer words
+
+    def __len__(self) -> int:
+        return len(self.triggered)
+
+    def tokenize(self, tokenizer: Any) -> ContrastPairs:
+        return ContrastPairs.from_texts(tokenizer, self.triggered, self.untriggered, self.a, self.b)
+
+
+def tokenized_pairs(task: Any, n: int, seed: int, model: Any) -> ContrastPairs:
+    """`task.contrast_pairs(n, seed)` as tokens: a text task's pairs tokenised by the model's tokenizer."""
+    pairs = task.contrast_pairs(n, seed)
+    if not isinstance(pairs, TextPairs):
+        return pairs
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(f"task {task.name!r} gives contrast pairs as texts, and this model has no tokenizer to "
+                         "tokenise them: use a bridge over a pretrained model (whitebox.models.load_model)")
+    return pairs.tokenize(tokenizer)
+
+
 def left_pad(rows: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens, mask) [batch pos]: each row right-aligned in `length` positions, `pad_id` (mask 0) before it."""
     tokens = torch.full((len(rows), length), pad_id, dtype=torch.long)

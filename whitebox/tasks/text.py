@@ -57,24 +57,9 @@ class TextTask(Task):
     def rows(self) -> Dataset:
         """Every row, as columns `text` (str) and `label` (bool), read once."""
         path, cfg = Path(self.config.path), self.config
-        if not path.exists():
-            raise ConfigError(f"task.path: {path} not found; give a .jsonl, .csv or .parquet file or a save_to_disk folder")
-        try:
-            if path.is_dir():
-                data = load_from_disk(str(path))
-            elif path.suffix in READERS:
-                data = load_dataset(READERS[path.suffix], data_files=str(path), split="train")
-            else:
-                raise ConfigError(f"task.path: {path.name}: unknown file type; use .jsonl, .csv or .parquet")
-        except (ValueError, OSError, FileNotFoundError) as err:
-            raise ConfigError(f"task.path: {path} cannot be read as a dataset ({' '.join(str(err).split())[:200]})") from None
-        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in data.column_names]
-        if missing:
-            raise ConfigError(f"task: {path} has no column {missing[0]!r} (its columns: {', '.join(data.column_names)}); "
-                              "set task.text_column / task.label_column")
+        data = read_table(path, {"text_column": cfg.text_column, "label_column": cfg.label_column})
         texts, labels = data[cfg.text_column], data[cfg.label_column]
-        if not all(isinstance(t, str) and t for t in texts):
-            raise ConfigError(f"task.text_column: every {cfg.text_column!r} value in {path} must be a non-empty string")
+        check_texts(texts, "text_column", cfg.text_column, path)
         if not all(v in (0, 1, True, False) and not isinstance(v, float) for v in labels):
             raise ConfigError(f"task.label_column: {cfg.label_column!r} in {path} must be 0/1 or true/false")
         return Dataset.from_dict({"text": texts, "label": [bool(v) for v in labels]})
@@ -92,6 +77,32 @@ class TextTask(Task):
                 raise ConfigError(f"task.label_column: the {name} split of {self.config.path} holds one label only; "
                                   "the file needs more rows of each label")
         return fit, test
+
+
+def read_table(path: Path, columns: dict[str, str]) -> Dataset:
+    """The dataset at `path` (JSONL, CSV, parquet or a save_to_disk folder), which must have `columns` {key: column}."""
+    if not path.exists():
+        raise ConfigError(f"task.path: {path} not found; give a .jsonl, .csv or .parquet file or a save_to_disk folder")
+    try:
+        if path.is_dir():
+            data = load_from_disk(str(path))
+        elif path.suffix in READERS:
+            data = load_dataset(READERS[path.suffix], data_files=str(path), split="train")
+        else:
+            raise ConfigError(f"task.path: {path.name}: unknown file type; use .jsonl, .csv or .parquet")
+    except (ValueError, OSError, FileNotFoundError) as err:
+        raise ConfigError(f"task.path: {path} cannot be read as a dataset ({' '.join(str(err).split())[:200]})") from None
+    missing = [c for c in columns.values() if c not in data.column_names]
+    if missing:
+        raise ConfigError(f"task: {path} has no column {missing[0]!r} (its columns: {', '.join(data.column_names)}); "
+                          f"set {' / '.join(f'task.{key}' for key in columns)}")
+    return data
+
+
+def check_texts(texts: list, key: str, column: str, path: Path) -> None:
+    """Every value of a text column must be a non-empty string."""
+    if not all(isinstance(t, str) and t for t in texts):
+        raise ConfigError(f"task.{key}: every {column!r} value in {path} must be a non-empty string")
 
 
 register_task("text", TextTaskConfig, TextTask)
