@@ -11,7 +11,8 @@ the leak, the circuit) enters the choice; the leak curve is kept to see whether 
     python scripts/tune_headline.py choose                                  # chosen.json + the YAML for the config
 
 Trials are appended to docs/results/data/tuning/trials.jsonl as each finishes (commit it); a trial already there is
-not run again, so an interrupted search continues where it stopped.
+not run again, so an interrupted search continues where it stopped, and two processes given the regimes in other
+orders share one search.
 """
 
 from __future__ import annotations
@@ -129,11 +130,10 @@ def run_trials(args: argparse.Namespace) -> None:
     raw = read_yaml(args.config)
     torch.set_num_threads(args.threads)
     path = args.out / "trials.jsonl"
-    done = {key(row) for row in read_trials(path)}
     for regime in args.regimes:
         for setting in SEARCH[regime]:
-            for seed in SEEDS:
-                if key({"regime": regime, "setting": setting, "seed": seed}) in done:
+            for seed in SEEDS:  # read again before each trial: another process may share the search
+                if key({"regime": regime, "setting": setting, "seed": seed}) in {key(row) for row in read_trials(path)}:
                     continue
                 row = trial(raw, regime, setting, seed, args.runs)
                 with path.open("a") as f:
@@ -144,7 +144,7 @@ def run_trials(args: argparse.Namespace) -> None:
 
 def choose(args: argparse.Namespace) -> dict[str, Any]:
     """Per regime, the setting the criterion picks over the trials of every tuning seed (all must be there)."""
-    rows = read_trials(args.out / "trials.jsonl")
+    rows = list({key(row): row for row in reversed(read_trials(args.out / "trials.jsonl"))}.values())  # first of a repeat
     chosen: dict[str, Any] = {}
     for regime, settings in SEARCH.items():
         table = []
