@@ -18,7 +18,9 @@ orders share one search.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import math
 import shutil
 import time
@@ -135,11 +137,29 @@ def run_trials(args: argparse.Namespace) -> None:
             for seed in SEEDS:  # read again before each trial: another process may share the search
                 if key({"regime": regime, "setting": setting, "seed": seed}) in {key(row) for row in read_trials(path)}:
                     continue
+                name = hashlib.sha256(key({"regime": regime, "setting": setting, "seed": seed}).encode()).hexdigest()[:16]
+                claim = args.runs / "claims" / f"{name}.pid"
+                if not take(claim):  # another live process of this search is on it
+                    continue
                 row = trial(raw, regime, setting, seed, args.runs)
                 with path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
+                claim.unlink()
                 print(json.dumps({k: row[k] for k in ("regime", "setting", "seed", "seconds")} | {
                     k: round(v, 4) for k, v in row["final"].items()}), flush=True)
+
+
+def take(claim: Path) -> bool:
+    """Claim a trial for this process (a file holding its pid); False while a live process holds it."""
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    if claim.is_file():
+        try:
+            os.kill(int(claim.read_text() or 0), 0)
+            return False
+        except (OSError, ValueError):
+            pass  # its process is gone: a stale claim
+    claim.write_text(str(os.getpid()))
+    return True
 
 
 def choose(args: argparse.Namespace) -> dict[str, Any]:
