@@ -35,7 +35,7 @@ def test_the_guide_task_runs_the_whole_protocol_with_the_guide_regime_and_probe_
     cfg = {**RUN, "experiment": "treat", "locate": {**RUN["locate"], "probe": "ridge"},
            "treat": {"regimes": ["sft", "sgd"], "conditions": ["present"], "budget": 12_000, "eval_points": 2, "n_train": 512,
                      "batch_size": 32, "lr": 1e-2, "sgd": {"lr": 0.05}},
-           "revive": {"steps": 40, "eval_every": 10, "lr": 1e-2}}
+           "revive": {"steps": 20, "eval_every": 10, "lr": 1e-2}}
     with one_thread():
         summary = whitebox.run(whitebox.parse_config(cfg), out=tmp_path / "run")
     assert summary["plant.asr"] > 0.9 and summary["locate.probe_auroc_best"] > 0.95  # the <trig> token is readable

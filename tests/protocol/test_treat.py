@@ -23,7 +23,7 @@ from whitebox.tasks.backdoor import BackdoorTaskConfig
 BUDGET, POINTS = 12_000, 3
 SUPPRESSION = {
     **TINY, "experiment": "treat", "run": {**TINY["run"], "lanes": 2}, "model": {**TINY["model"], "n_layers": 2},
-    "training": {**TINY["training"], "steps": 60, "lr": 1e-2},
+    "training": {**TINY["training"], "steps": 60, "lr": 1e-2, "eval_every": 20, "checkpoint_every": 30},
     "locate": {"n_fit": 200, "n_test": 100, "circuit_pairs": 16, "ig_steps": 0},
     "treat": {"regimes": ["sft", "es", "zo"], "conditions": ["present", "absent"], "budget": BUDGET, "eval_points": POINTS,
               "n_train": 512, "batch_size": 32, "lr": 1e-2, "es": {"population": 4}},
@@ -39,7 +39,10 @@ def suppressed(tmp_path_factory):
         return run_dir, whitebox.run(parse_config(SUPPRESSION), out=run_dir)
 
 
+@pytest.mark.slow  # the same check on a grid cell of two regimes, faster, stays in the default suite:
+# tests/report/test_suppression.py::test_a_cell_run_in_two_lanes_gives_exactly_the_serial_cell
 def test_two_lanes_give_exactly_what_one_lane_gives(suppressed, tmp_path):
+    """Every regime and condition: the lanes run equals a one-lane run of the same config."""
     run_dir, summary = suppressed
     with one_thread():
         serial = whitebox.run(parse_config({**SUPPRESSION, "run": {**TINY["run"], "lanes": 1}}), out=tmp_path / "serial")
@@ -314,7 +317,8 @@ def test_every_treated_row_has_its_noise_matched_revival(suppressed):
 
 def test_the_trigger_aware_yardstick_is_planted_treated_and_revived_like_the_planted_model(tmp_path):
     cfg = {**SUPPRESSION, "treat": {**SUPPRESSION["treat"], "regimes": ["sft"], "conditions": ["absent"]},
-           "revive": {**SUPPRESSION["revive"], "noise_control": False, "aware_control": True, "novel_control": True}}
+           "revive": {**SUPPRESSION["revive"], "steps": 20, "noise_control": False, "aware_control": True,
+                      "novel_control": True}}
     run_dir = tmp_path / "run"
     summary = whitebox.run(parse_config(cfg), out=run_dir)
     planted = read_metrics(run_dir / "metrics.jsonl", "plant")

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.reliability.saved import saved  # noqa: F401  (the session fixture, here so that it is built once)
+
 
 @pytest.fixture
 def figures(request) -> Callable[..., None]:

@@ -1,6 +1,6 @@
 """A tiny planted model and a probe fitted on it, saved once per session: what the loader and edge tests damage.
 
-Import the fixture into a test module (`from tests.reliability.saved import saved  # noqa: F401`);
+tests/reliability/conftest.py provides the fixture to every reliability test (one build per session);
 tests copy what they damage (`copy_of`) and never touch the originals.
 """
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from tests.reliability.saved import copy_of, edit_json, saved  # noqa: F401  (the session fixture)
+from tests.reliability.saved import copy_of, edit_json
 from whitebox.attribution import Circuit
 from whitebox.attribution.circuit import CircuitError
 from whitebox.cli.main import main

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TINY
-from tests.reliability.saved import saved  # noqa: F401  (the session fixture)
 from whitebox.cli.main import main
 from whitebox.config import ConfigError, load_config, parse_config
 from whitebox.models import build_model

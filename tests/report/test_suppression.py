@@ -10,20 +10,22 @@ from scipy import stats
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 import whitebox
-from tests.conftest import one_thread
+from tests.conftest import one_thread, torch_threads
 from tests.grid.test_sweep import agent_command
 from tests.protocol.test_treat import SUPPRESSION
 from whitebox.cli.main import main
 from whitebox.config import parse_config
 from whitebox.report.aggregate import ci95
+from whitebox.report.plots import read_metrics
 from whitebox.report.suppression import verdict
 from whitebox.runner import resume
 from whitebox.runtime.artifacts import read_json
 from whitebox.runtime.locks import hold
-from whitebox.runtime.records import results
+from whitebox.runtime.records import read_digests, results
 
-GRID = {**SUPPRESSION, "experiment": "suppression", "run": {"name": "grid", "seed": 0},
-        "treat": {**SUPPRESSION["treat"], "regimes": ["sft", "zo"], "conditions": ["present"]},
+GRID = {**SUPPRESSION, "experiment": "suppression", "run": {"name": "grid", "seed": 0},  # its checks hold at any size
+        "treat": {**SUPPRESSION["treat"], "regimes": ["sft", "zo"], "conditions": ["present"], "budget": 6000},
+        "revive": {**SUPPRESSION["revive"], "steps": 20},
         "grid": {"seeds": [0, 1], "triggers": ["token"]}}
 
 
@@ -173,6 +175,22 @@ def test_two_workers_give_exactly_the_serial_cells_and_report(grid, workers_grid
     assert differences(read_json(workers_grid / "summary.json"), summary) == {}
     assert (workers_grid / "report.md").read_text() == (run_dir / "report.md").read_text()
     assert not list(workers_grid.glob("cells/*.lock"))
+
+
+def test_a_cell_run_in_two_lanes_gives_exactly_the_serial_cell(grid, tmp_path):
+    """The treat run of cell token-s0 (every kind of job: plant, honest, locate, cells, noise controls, revivals) in
+    two lanes of one torch thread each gives what the grid's one-lane run of it gave, record for record."""
+    run_dir, _ = grid
+    serial = run_dir / "cells" / "token-s0"
+    cfg = whitebox.config.load_config(serial / "config.yaml")
+    with torch_threads(2):
+        summary = whitebox.run(cfg.model_copy(update={"run": cfg.run.model_copy(update={"lanes": 2})}), out=tmp_path / "lanes")
+    assert differences(summary, read_json(serial / "summary.json")) == {} and len(results(summary)) > 100
+    by_stage = lambda d: {s: [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(d / "metrics.jsonl", s)]
+                          for s in read_digests(d / "metrics.stages.json")}  # noqa: E731
+    assert by_stage(tmp_path / "lanes") == by_stage(serial)
+    timing = {k: v for k, v in summary.items() if k.startswith("timing.")}
+    assert sum(v for k, v in timing.items() if k != "timing.total") > timing["timing.total"]  # steps overlapped
 
 
 def test_a_failed_worker_names_its_cell_and_keeps_the_finished_ones(grid, workers_grid, tmp_path, capsys):
