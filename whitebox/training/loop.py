@@ -133,7 +133,8 @@ def train(
         while not finished():
             idx = batch_indices(step, n, cfg.batch_size, seed)
             batch = {k: v[idx] for k, v in data.items()}
-            model.train()
+            if not model.training:  # evaluation left it in eval mode; train() walks every submodule of a bridge
+                model.train()
             try:
                 stats = updater.step(model, batch, guarded_loss)
                 _check_parameters(model)
