@@ -39,6 +39,7 @@ from whitebox.protocol.treat import treat_cell
 from whitebox.runner import resolve_config
 from whitebox.runtime.rundir import RunDir, StageDir
 from whitebox.tasks import get_task
+from whitebox.training.loop import TrainingDiverged
 
 SEEDS = (100, 101, 102)
 LRS = (3e-4, 1e-3, 3e-3, 1e-2)
@@ -112,11 +113,14 @@ def trial(raw: dict[str, Any], regime: str, setting: dict[str, Any], seed: int, 
     cell = StageDir(runs / "trials" / f"{regime}-{json.dumps(setting, sort_keys=True)}-s{seed}".replace(" ", ""))
     if cell.result.is_file():  # finished but not appended to trials.jsonl: its curve is lost, so run it again
         shutil.rmtree(cell.path)
-    final = treat_cell(model, model_cfg, task, cfg.treat, cfg.training, regime, "absent", seed=seed, cell=cell,
-                       start=run_dir / "models" / "planted", evaluate=evaluate, log=curve,
-                       probe=(probe.probability, hook))
+    try:
+        final, diverged = treat_cell(model, model_cfg, task, cfg.treat, cfg.training, regime, "absent", seed=seed,
+                                     cell=cell, start=run_dir / "models" / "planted", evaluate=evaluate, log=curve,
+                                     probe=(probe.probability, hook)), None
+    except TrainingDiverged as err:  # a setting that diverges is a result: it ranks below every one that does not
+        final, diverged = None, str(err)
     return {"regime": regime, "setting": setting, "seed": seed, "budget": cfg.treat.budget, "decay": cfg.treat.decay,
-            "final": final, "curve": curve.points, "seconds": round(time.perf_counter() - start, 1),
+            "final": final, "diverged": diverged, "curve": curve.points, "seconds": round(time.perf_counter() - start, 1),
             "threads": torch.get_num_threads()}
 
 
@@ -145,8 +149,8 @@ def run_trials(args: argparse.Namespace) -> None:
                 with path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 claim.unlink()
-                print(json.dumps({k: row[k] for k in ("regime", "setting", "seed", "seconds")} | {
-                    k: round(v, 4) for k, v in row["final"].items()}), flush=True)
+                print(json.dumps({k: row[k] for k in ("regime", "setting", "seed", "seconds", "diverged")} | {
+                    k: round(v, 4) for k, v in (row["final"] or {}).items()}), flush=True)
 
 
 def take(claim: Path) -> bool:
@@ -173,6 +177,10 @@ def choose(args: argparse.Namespace) -> dict[str, Any]:
             if sorted(r["seed"] for r in runs) != sorted(SEEDS):
                 raise SystemExit(f"{regime} {setting}: trials for seeds {sorted(r['seed'] for r in runs)}, need {list(SEEDS)}; "
                                  "run `trials` first")
+            if any(r.get("final") is None for r in runs):  # diverged on a tuning seed
+                table.append({"setting": setting, "clean_acc": -math.inf, "clean_loss": math.inf, "leak": math.nan,
+                              "diverged": sum(r.get("final") is None for r in runs)})
+                continue
             acc = sum(r["final"]["clean_acc"] for r in runs) / len(runs)
             loss = sum(r["final"]["clean_loss"] for r in runs) / len(runs)
             leak = sum(r["final"]["leak"] for r in runs) / len(runs)
