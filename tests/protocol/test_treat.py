@@ -1,3 +1,4 @@
+import contextlib
 import json
 import math
 
@@ -343,3 +344,25 @@ def test_every_treated_row_is_measured_with_the_planted_circuit_transplanted(sup
     assert summary["treat.start.token.circuit_transplant_metric_gain"] == pytest.approx(0.0, abs=1e-5)
     for row in ("sft.present", "es.absent", "zo.absent"):
         assert 0.0 <= summary[f"treat.{row}.token.circuit_transplant_asr"] <= 1.0
+
+
+def test_a_fresh_model_is_judged_by_the_absolute_clean_floor_under_the_relative_rule(suppressed, monkeypatch):
+    """With revive.clean_acc_drop a fresh model's own start (chance) would make any answer pass; it gets 0.99."""
+    from types import SimpleNamespace
+
+    from whitebox.protocol import revive as revive_module
+    from whitebox.runner import resolve_config
+
+    seen = []
+    monkeypatch.setattr(revive_module, "revive", lambda model, task, rule, *a, **k: seen.append(rule) or
+                        {"steps": 1.0, "revived": 1.0, "asr": 1.0, "clean_acc": 1.0})
+    run_dir, _ = suppressed
+    cfg = resolve_config(parse_config({**SUPPRESSION, "revive": {**SUPPRESSION["revive"], "clean_acc_drop": 0.01}}))
+    run = SimpleNamespace(cfg=cfg, device="cpu", timed=lambda step: contextlib.nullcontext(),
+                          dir=SimpleNamespace(revival=lambda name: StageDir(run_dir / "unused" / name)),
+                          tracker=SimpleNamespace(stage=lambda stage: None, metrics_path=run_dir / "metrics.jsonl"))
+    model, _ = load_model(run_dir / "models" / "planted")
+    for name, weights in (("fresh", None), ("start", run_dir / "models" / "planted")):
+        revive_module.revive_row(run, get_task(cfg.task), name, weights, model)
+    assert (seen[0].clean_acc, seen[0].clean_acc_drop) == (0.99, None)
+    assert (seen[1].clean_acc, seen[1].clean_acc_drop) == (None, 0.01)

@@ -46,6 +46,9 @@ from whitebox.training import Backprop, supervised, train
 from whitebox.training.loop import StageLog
 
 
+FRESH_CLEAN_ACC = 0.99  # the fresh row's clean-accuracy floor under revive.clean_acc_drop (relative to chance is no rule)
+
+
 def revival_data(task: Task, n: int, trigger_rate: float, seed: int) -> dict[str, torch.Tensor]:
     """Triggered inputs with the deceptive target, clean ones with the honest target."""
     require(task, "sample", "revival data")
@@ -181,9 +184,12 @@ def revive_row(run: RunContext, task: Task, name: str, weights: Path | None, mod
     """Revive row `name` from `weights` loaded into `model` (None: a fresh model like it) towards its row_task; its result."""
     cfg, task = run.cfg, row_task(task, name)
     subject = fresh_model(cfg.model, model, task).train() if weights is None else load_weights(model, cfg.model, weights)
+    rule = cfg.revive
+    if weights is None and rule.clean_acc_drop is not None:  # a fresh model's own start is chance: judge it absolutely
+        rule = rule.model_copy(update={"clean_acc": FRESH_CLEAN_ACC, "clean_acc_drop": None})
     stage = f"revive/{name}"
     with run.timed(f"revive.{name}"):
-        result = revive(subject, task, cfg.revive, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
+        result = revive(subject, task, rule, cfg.training, seed=cfg.run.seed, out=run.dir.revival(name),
                         log=run.tracker.stage(stage), records=partial(read_metrics, run.tracker.metrics_path, stage),
                         device=run.device)
     tqdm.write(f"revive {name}: {int(result['steps'])} steps" + ("" if result["revived"] else " (not revived)"))
