@@ -45,7 +45,6 @@ from whitebox.tasks import Task, require
 from whitebox.training import Backprop, supervised, train
 from whitebox.training.loop import StageLog
 
-
 FRESH_CLEAN_ACC = 0.99  # the fresh row's clean-accuracy floor under revive.clean_acc_drop (relative to chance is no rule)
 
 
