@@ -49,3 +49,13 @@ def test_a_variant_the_task_lacks_is_one_error(grid, message):
 def test_triggers_and_variants_together_are_refused():
     with pytest.raises(ConfigError, match="grid.triggers and grid.variants"):
         config({"triggers": ["token"], "variants": [{"trigger": "token"}]})
+
+
+def test_a_grid_of_variants_round_trips_through_its_saved_config(tmp_path):
+    from whitebox.config import dump_yaml, load_config
+
+    cfg = config({"variants": [{"trigger": "computed", "leak": 0.1}]})
+    (tmp_path / "config.yaml").write_text(dump_yaml(cfg))
+    again = load_config(tmp_path / "config.yaml")
+    assert grid_variants(again) == grid_variants(cfg) and again.grid.triggers is None
+    assert config({}).grid.triggers == ["token", "computed"]

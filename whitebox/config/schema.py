@@ -397,9 +397,10 @@ class DeceptionConfig(Section):
 
 class GridConfig(Section):
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds: one planted model each")
-    triggers: list[str] = Field(
-        default_factory=lambda: ["token", "computed"], min_length=1,
-        description="task variants, one cell each: the value of the task's variant key (the backdoor's trigger kind)",
+    triggers: list[str] | None = Field(
+        None, min_length=1,
+        description="task variants, one cell each: the value of the task's variant key (the backdoor's trigger kind); "
+                    "null: [token, computed] unless grid.variants is set",
     )
     variants: list[dict[str, Any]] | None = Field(
         None, min_length=1,
@@ -415,8 +416,10 @@ class GridConfig(Section):
 
     @model_validator(mode="after")
     def _one_axis(self) -> GridConfig:
-        if self.variants is not None and "triggers" in self.model_fields_set:
+        if self.variants is not None and self.triggers is not None:
             raise ValueError("grid.triggers and grid.variants both name the task variants; set one of them")
+        if self.variants is None and self.triggers is None:
+            self.triggers = ["token", "computed"]
         return self
 
 
