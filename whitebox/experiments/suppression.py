@@ -8,9 +8,9 @@ from typing import Any, Iterable
 from whitebox.config import ExperimentConfig, load_config
 from whitebox.experiments.treat import TREAT
 from whitebox.grid import cell_dir, finished_cells, grid_cells, run_cells
-from whitebox.grid.cells import Cell, cell_config, check_cells
-from whitebox.grid.records import read_record, write_config
-from whitebox.report.suppression import Curves, build_report, run_curves
+from whitebox.grid.cells import Cell, check_cells
+from whitebox.grid.records import read_record, results_dir, write_config
+from whitebox.report.suppression import Curves, build_report, report_curves, run_curves
 from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
@@ -29,11 +29,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
 def curves(cfg: ExperimentConfig, run_dir: Path, cells: Iterable[Cell], results: Path | None = None) -> dict[Cell, Curves]:
     """Each cell's treatment curves: from its record where the grid records cells (grid.results, or `results`), else
     from its metrics.jsonl."""
-    results = results or (Path(cfg.grid.results) if cfg.grid.results is not None else None)
+    results = results_dir(cfg, results)
     out = {}
     for cell in cells:
         record = None if results is None else read_record(results, cell_label(*cell))
-        out[cell] = record["curves"] if record is not None else run_curves(cell_dir(run_dir, *cell), cell_config(cfg, TREAT, *cell))
+        out[cell] = report_curves(record["curves"], cfg) if record is not None else run_curves(cell_dir(run_dir, *cell), cfg)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from whitebox.config import ConfigError, ExperimentConfig, config_to_dict
-from whitebox.grid.records import read_record, write_record
+from whitebox.grid.records import read_record, results_dir, write_record
 from whitebox.runtime.experiment import Experiment
 from whitebox.runtime.locks import hold
 from whitebox.runtime.records import read_summary
@@ -117,7 +117,7 @@ def run_serial(cfg: ExperimentConfig, run_dir: Path, cell: Experiment, subrun: S
 def finished_cells(cfg: ExperimentConfig, run_dir: Path, results: Path | None = None) -> dict[Cell, dict[str, Any]]:
     """The summaries of the cells that ran to completion (under run_dir/cells/, or recorded in grid.results or
     `results`), running nothing."""
-    results = results or (Path(cfg.grid.results) if cfg.grid.results is not None else None)
+    results = results_dir(cfg, results)
     out = {}
     for variant, seed in grid_cells(cfg):
         if (summary := finished_summary(cell_dir(run_dir, variant, seed))) is not None:

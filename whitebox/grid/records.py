@@ -23,6 +23,11 @@ FORMAT = 1
 IGNORED = ("tracking", "run.out_dir", "run.lanes")  # settings that do not change what a cell computes
 
 
+def results_dir(cfg: ExperimentConfig, given: Path | None = None) -> Path | None:
+    """Where the grid's cells are recorded: `given` (a records directory being reported), else grid.results, else None."""
+    return given or (Path(cfg.grid.results) if cfg.grid.results is not None else None)
+
+
 def record_path(results: Path, label: str) -> Path:
     return Path(results) / f"{label}.json"
 

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from whitebox.grid.records import treatment_curves
 from whitebox.report.aggregate import ci95
 from whitebox.report.endpoint import endpoint_lines, plot_endpoint
-from whitebox.report.plots import read_metrics
 from whitebox.runtime.artifacts import write_text
 from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import NOVEL, RunDir, split_row, treat_key, treat_row, treat_stage
@@ -102,8 +102,13 @@ Curves = dict[str, list[dict]]  # a cell's treatment stages (treat/sft-present) 
 
 def run_curves(run_dir: Path, cfg: Any) -> Curves:
     """The evaluation records of every treatment stage of the report's rows, from a cell's metrics.jsonl."""
-    stages = [treat_stage(*split_row(row)) for row in report_rows(cfg)]
-    return {stage: [r for r in read_metrics(RunDir(run_dir).metrics, stage) if "eval/asr" in r] for stage in stages}
+    return report_curves(treatment_curves(run_dir), cfg)
+
+
+def report_curves(curves: Curves, cfg: Any) -> Curves:
+    """Of a cell's treatment curves (its metrics.jsonl's or its record's), the stages of the report's rows."""
+    return {stage: [r for r in curves.get(stage, []) if "eval/asr" in r]
+            for stage in (treat_stage(*split_row(row)) for row in report_rows(cfg))}
 
 
 def build_report(
