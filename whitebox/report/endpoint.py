@@ -13,9 +13,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from whitebox.report.aggregate import ci95
 from whitebox.report.stats import holm, log_ratios, t_interval, tost_p, verdict
 from whitebox.runtime.figures import save_figure, subplots
-from whitebox.report.aggregate import ci95
 from whitebox.runtime.rundir import NOISE, split_row, treat_key, treat_row
 
 EQUIVALENCE = math.log(1.5)  # removed: log R within +-log 1.5
