@@ -15,7 +15,6 @@ ones in grid.seeds, run.name and grid.results only.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
