@@ -228,7 +228,8 @@ def plot_curves(cells: dict[tuple[str, int], Curves], kind: str, rows: list[str]
         ax.set(xlabel="forward-pass equivalents", title=measure)
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")
         ax.grid(alpha=0.3)
-    axes[0].legend(frameon=False, fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # no curves (cells without treatment records): no legend
+        axes[0].legend(frameon=False, fontsize=7)
     n_seeds = sum(trigger == kind for trigger, _ in cells)
     fig.suptitle(f"trigger {kind}: mean and 95% CI over {n_seeds} seeds", fontsize=9)
     return save_figure(fig, out, dpi=110)
