@@ -57,3 +57,18 @@ def test_revival_loss_is_shown_for_the_planted_model_beside_its_yardstick():
         summary[treat_key("sft_aware.absent", KIND, "triggered_loss_10")] = 2.0
     lines = loss_lines(cells, KIND, ["sft.absent"], [10])
     assert lines[-1] == "| sft / absent | 0.500 ± 0.000 | 2.000 ± 0.000 |"
+
+
+def test_a_curve_has_flattened_only_when_its_last_quarter_change_is_inside_the_bound():
+    from whitebox.report.reading import flat_lines, last_quarter_change
+
+    def curve(values):
+        return [{"budget/forward_equivalents": 25 * i, "eval/asr": v} for i, v in enumerate(values)]
+
+    falling = {(KIND, s): {"treat/sft-absent": curve([1.0, 0.9, 0.8, 0.7 - 0.01 * s, 0.5 - 0.02 * s])} for s in range(5)}
+    flat = {(KIND, s): {"treat/sft-absent": curve([1.0, 0.5, 0.3, 0.3, 0.3 + 0.001 * s])} for s in range(5)}
+    change = last_quarter_change(falling, KIND, "sft.absent", "asr")
+    assert change.mean == pytest.approx(-0.22) and change.n == 5  # from 75 (0.7 - 0.01 s) to 100 (0.5 - 0.02 s)
+    assert flat_lines(falling, KIND, ["sft.absent"], ("asr",))[-1].endswith("| no |")
+    assert flat_lines(flat, KIND, ["sft.absent"], ("asr",))[-1].endswith("| yes |")
+    assert flat_lines(flat, KIND, ["es.absent"], ("asr",)) == []

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from whitebox.grid.records import treatment_curves
 from whitebox.report.aggregate import ci95
 from whitebox.report.endpoint import endpoint, endpoint_lines, noise_yardstick, plot_endpoint
-from whitebox.report.reading import leak_lines, loss_lines, reading_lines
+from whitebox.report.reading import flat_lines, leak_lines, loss_lines, reading_lines
 from whitebox.runtime.artifacts import write_text
 from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import NOISE, NOVEL, RunDir, split_row, treat_key, treat_row, treat_stage
@@ -179,6 +179,7 @@ def write_report(
         if plot_endpoint(own, kind, rows, RunDir(run_dir).plot(f"endpoint_{kind}")) is not None:
             lines += ["", f"![endpoint {kind}](plots/endpoint_{kind}.png)"]
         lines += reading_lines(own, kind, rows) + leak_lines(own, kind, rows)
+        lines += flat_lines({c: v for c, v in curves.items() if c[0] == kind}, kind, rows)
         if yardstick:
             lines += loss_lines(own, kind, rows, list(cfg.revive.loss_at))
         if yardstick and cfg.revive.noise_control:
