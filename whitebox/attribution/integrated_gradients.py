@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
-from captum.attr import IntegratedGradients
 
 from whitebox.attribution.components import (
     Component,
@@ -73,6 +72,8 @@ def integrated_gradients(
             with attending(model, mask):
                 logits = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda _, hook: act)])
             return pairs.repeat(len(tokens) // len(pairs)).metric(logits)  # batch; Captum tiles the pairs
+
+        from captum.attr import IntegratedGradients  # here: captum's import pulls IPython and pyplot (seconds)
 
         attributions, delta = IntegratedGradients(forward).attribute(
             source_act,

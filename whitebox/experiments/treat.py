@@ -20,7 +20,7 @@ from whitebox.runtime.artifacts import ArtifactError
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.experiment import PLANTS_ITS_OWN, register_experiment
 from whitebox.runtime.lanes import Job, resolve_lanes, run_jobs
-from whitebox.runtime.rundir import NOVEL, RunDir, cell_name, treat_row
+from whitebox.runtime.rundir import NOISE, NOVEL, RunDir, cell_name, treat_row
 from whitebox.tasks import Task, get_task, require
 from whitebox.training import REGIMES
 
@@ -77,7 +77,7 @@ def _revival_jobs(ctx: RunContext, task: Task, own: Callable[[Path | None], torc
     starts, jobs = revival_starts(ctx), []
     if cfg.revive.noise_control:
         for i, (regime, condition) in enumerate(cells(cfg.treat)):
-            row, name = treat_row(regime, condition), treat_row(f"{regime}_noise", condition)
+            row, name = treat_row(regime, condition), treat_row(f"{regime}{NOISE}", condition)
             jobs.append(Job(f"noise.{name}", lambda r, row=row, i=i: noise_control(
                 ctx, r["plant"], row, starts[row], i, own(None)), after=("plant", f"treat.{cell_name(regime, condition)}")))
             after[name] = (f"noise.{name}",)

@@ -31,6 +31,7 @@ from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.context import RunContext
 from whitebox.runtime.records import read_numbers
 from whitebox.runtime.rundir import (
+    NOISE,
     NOISE_CONTROL_SALT,
     NOVEL,
     StageDir,
@@ -154,7 +155,7 @@ def revival_starts(run: RunContext) -> dict[str, Path | None]:
     starts: dict[str, Path | None] = {"start": run.dir.model("planted"), "fresh": None, "honest": run.dir.model("honest")}
     starts.update({treat_row(*cell): run.dir.stage(treat_stage(*cell)).model for cell in treated})
     if cfg.revive.noise_control:
-        starts.update({treat_row(f"{r}_noise", c): run.dir.model(f"noise-{cell_name(r, c)}") for r, c in treated})
+        starts.update({treat_row(f"{r}{NOISE}", c): run.dir.model(f"noise-{cell_name(r, c)}") for r, c in treated})
     if cfg.revive.aware_control:
         starts["aware"] = run.dir.model("aware")
         starts.update({treat_row(f"{r}_aware", c): run.dir.stage(treat_stage(f"{r}_aware", c)).model for r, c in treated})

@@ -14,10 +14,11 @@ from typing import Any, Sequence
 
 from whitebox.grid.records import treatment_curves
 from whitebox.report.aggregate import ci95
-from whitebox.report.endpoint import endpoint_lines, plot_endpoint
+from whitebox.report.endpoint import endpoint, endpoint_lines, noise_yardstick, plot_endpoint
+from whitebox.report.reading import flat_lines, leak_lines, loss_lines, reading_lines
 from whitebox.runtime.artifacts import write_text
 from whitebox.runtime.figures import save_figure, subplots
-from whitebox.runtime.rundir import NOVEL, RunDir, split_row, treat_key, treat_row, treat_stage
+from whitebox.runtime.rundir import NOISE, NOVEL, RunDir, split_row, treat_key, treat_row, treat_stage
 
 # (summary measure, column title, digits) in table order
 COLUMNS = [
@@ -29,7 +30,9 @@ COLUMNS = [
     ("circuit_mass_rel", "circuit mass", 2),
     ("circuit_ablation_effect_rel", "ablation effect", 2),
     ("grad_share", "grad share", 3),
-    ("circuit_weight_norm_change", "weight-norm change", 3),
+    ("circuit_param_share", "param share", 3),
+    ("circuit_weight_change", "circuit ‖Δθ‖/‖θ‖", 3),
+    ("circuit_weight_cosine", "cosine to planted", 3),
     ("circuit_transplant_asr", "ASR with the planted circuit", 3),
     ("revival_steps", "revival steps", 0),
     ("revival_speedup_vs_fresh", "x faster than fresh", 1),
@@ -56,8 +59,6 @@ def derived(summary: dict[str, Any], kind: str, rows: list[str]) -> dict[str, fl
         out[treat_key(row, kind, "circuit_mass_rel")] = ratio(get(row, "circuit_mass"), get("start", "circuit_mass"))
         out[treat_key(row, kind, "circuit_ablation_effect_rel")] = (
             ratio(get(row, "circuit_ablation_effect"), get("start", "circuit_ablation_effect")))
-        out[treat_key(row, kind, "circuit_weight_norm_change")] = (
-            ratio(get(row, "circuit_weight_norm"), get("start", "circuit_weight_norm")) - 1)
         for control in ("fresh", "honest"):
             out[treat_key(row, kind, f"revival_speedup_vs_{control}")] = (
                 ratio(get(control, "revival_steps"), max(get(row, "revival_steps"), 1.0)))
@@ -144,14 +145,17 @@ def write_report(
         "`fresh` a randomly initialised model of the same architecture, measured the same way, `honest` a model trained "
         "like the planted one on data that never holds the trigger (its row has revival steps only). Circuit mass and "
         "ablation effect are relative to the untreated model; grad share is the mean share of the gradient norm on "
-        "the circuit's parameters (gradient regimes only).",
-        "",
-        f"Verdict criterion: {CRITERION}",
+        "the circuit's parameters (gradient regimes only), param share the circuit's share of the parameters; "
+        "circuit ‖Δθ‖/‖θ‖ and the cosine compare the circuit's weights with the planted model's.",
     ]
+    if not any(endpoint({c: v for c, v in cells.items() if c[0] == kind}, kind, rows) for kind, _ in cells):
+        lines += ["", f"Verdict criterion: {CRITERION}"]
     for kind in dict.fromkeys(kind for kind, _ in cells):
-        lines += ["", f"## Trigger: {kind}", "", "| row | " + " | ".join(title for _, title, _ in COLUMNS) + " | verdict |",
-                  "|---" * (len(COLUMNS) + 2) + "|"]
-        judged = {row: verdict(agg, row, kind) for row in rows}
+        own = {c: v for c, v in cells.items() if c[0] == kind}
+        yardstick = bool(endpoint(own, kind, rows))  # the pre-registered endpoint replaces the verdict on means
+        judged = {} if yardstick else {row: verdict(agg, row, kind) for row in rows}
+        lines += ["", f"## Trigger: {kind}", "", "| row | " + " | ".join(title for _, title, _ in COLUMNS)
+                  + ("" if yardstick else " | verdict") + " |", "|---" * (len(COLUMNS) + 1 + (not yardstick)) + "|"]
         for row in ["start", "fresh", "honest", *rows]:
             cells_text = []
             for measure, _, digits in COLUMNS:
@@ -159,10 +163,11 @@ def write_report(
                 c = agg.get(treat_key(row, kind, measure) + ".ci95", math.nan)
                 cells_text.append("" if math.isnan(m) else f"{m:.{digits}f}" + ("" if math.isnan(c) else f" ± {c:.{digits}f}"))
             name = {"start": "untreated"}.get(row, row.replace(".", " / "))
-            lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {judged.get(row, '')} |")
-        lines += ["", "Verdicts (" + kind + "): " + "; ".join(
-            f"{v}: " + ", ".join(r.replace(".", " / ") for r in rows if judged[r] == v)
-            for v in ("removed", "suppressed", "not suppressed") if v in judged.values()) + "."]
+            lines.append(f"| {name} | " + " | ".join(cells_text) + ("" if yardstick else f" | {judged.get(row, '')}") + " |")
+        if judged:
+            lines += ["", "Verdicts (" + kind + "): " + "; ".join(
+                f"{v}: " + ", ".join(r.replace(".", " / ") for r in rows if judged[r] == v)
+                for v in ("removed", "suppressed", "not suppressed") if v in judged.values()) + "."]
         steps = {c: agg.get(treat_key(c, kind, "revival_steps") + ".mean", math.nan) for c in ("fresh", "honest", "sft.present")}
         lines += ["", f"Yardsticks: a fresh model learns task and backdoor in {steps['fresh']:.0f} steps, the honest model "
                   f"learns the backdoor in {steps['honest']:.0f}."]
@@ -170,10 +175,18 @@ def write_report(
             lines[-1] += (f" The sft-treated model (trigger present) re-expresses it in {steps['sft.present']:.0f}: fresh / "
                           f"sft-treated = {steps['fresh'] / max(steps['sft.present'], 1):.1f}x (target >= 5x, so that revival "
                           "can tell removal from suppression).")
-        own = {c: v for c, v in cells.items() if c[0] == kind}
         lines += endpoint_lines(own, kind, rows)
         if plot_endpoint(own, kind, rows, RunDir(run_dir).plot(f"endpoint_{kind}")) is not None:
             lines += ["", f"![endpoint {kind}](plots/endpoint_{kind}.png)"]
+        lines += reading_lines(own, kind, rows) + leak_lines(own, kind, rows)
+        lines += flat_lines({c: v for c, v in curves.items() if c[0] == kind}, kind, rows)
+        if yardstick:
+            lines += loss_lines(own, kind, rows, list(cfg.revive.loss_at))
+        if yardstick and cfg.revive.noise_control:
+            noise = [treat_row(f"{regime}{NOISE}", condition) for regime, condition in map(split_row, rows)]
+            lines += endpoint_lines(own, kind, noise, "Noise-matched control (the planted model plus isotropic noise of "
+                                    "each regime's ‖Δθ‖, against the same trigger-aware yardstick; R as above)",
+                                    noise_yardstick)
         if cfg.revive.novel_control:
             novel = [treat_row(f"{regime}{NOVEL}", condition) for regime, condition in map(split_row, rows)]
             lines += endpoint_lines(own, kind, novel, "Specificity control (the novel backdoor, the trigger answered "
@@ -216,7 +229,8 @@ def plot_curves(cells: dict[tuple[str, int], Curves], kind: str, rows: list[str]
         ax.set(xlabel="forward-pass equivalents", title=measure)
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")
         ax.grid(alpha=0.3)
-    axes[0].legend(frameon=False, fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # no curves (cells without treatment records): no legend
+        axes[0].legend(frameon=False, fontsize=7)
     n_seeds = sum(trigger == kind for trigger, _ in cells)
     fig.suptitle(f"trigger {kind}: mean and 95% CI over {n_seeds} seeds", fontsize=9)
     return save_figure(fig, out, dpi=110)

@@ -131,6 +131,7 @@ def step_keys(step: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{step}.{key}": value for key, value in metrics.items()}
 
 
+NOISE = "_noise"  # a revival row's regime suffix for the noise-matched control: sft_noise.absent
 NOVEL = "_novel"  # a revival row's regime suffix for the novel-backdoor control: sft_novel.absent, sft_novel_aware.absent
 
 
