@@ -107,11 +107,11 @@ def plot_endpoint(cells: Cells, kind: str, rows: list[str], out: Path) -> Path |
                   cells[(kind, s)].get(treat_key(row, kind, "revival_steps"))) for s in seeds]
         pairs = [(a + 1, p + 1) for a, p in pairs if a is not None and p is not None]
         top = max(max(max(pair) for pair in pairs) * 1.5, 10)
-        line = [1, top]
+        line = [0.8, top]
         ax.plot(line, line, color="0.4", lw=1)
         ax.fill_between(line, [v / 1.5 for v in line], [v * 1.5 for v in line], color="0.85", lw=0)
         ax.scatter([a for a, _ in pairs], [p for _, p in pairs], s=18, zorder=3)
-        ax.set(xscale="log", yscale="log", xlim=(1, top), ylim=(1, top), xlabel="trigger-aware: steps + 1",
+        ax.set(xscale="log", yscale="log", xlim=(0.8, top), ylim=(0.8, top), xlabel="trigger-aware: steps + 1",
                title=f"{row.replace('.', ' / ')}: {e['verdict']}")
         ax.title.set_fontsize(8)
     axes[0][0].set_ylabel("planted: steps + 1")
