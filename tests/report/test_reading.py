@@ -72,3 +72,11 @@ def test_a_curve_has_flattened_only_when_its_last_quarter_change_is_inside_the_b
     assert flat_lines(falling, KIND, ["sft.absent"], ("asr",))[-1].endswith("| no |")
     assert flat_lines(flat, KIND, ["sft.absent"], ("asr",))[-1].endswith("| yes |")
     assert flat_lines(flat, KIND, ["es.absent"], ("asr",)) == []
+
+
+def test_one_seed_gives_no_flattening_reading_and_a_task_without_a_leak_no_leak_column():
+    from whitebox.report.reading import flat_lines
+
+    one = {(KIND, 0): {"treat/sft-absent": [{"budget/forward_equivalents": 25 * i, "eval/asr": 1.0 - 0.1 * i} for i in range(5)]}}
+    lines = flat_lines(one, KIND, ["sft.absent"])
+    assert lines[-3] == "| row | asr change | asr flattened |" and lines[-1] == "| sft / absent | -0.100 | one seed |"

@@ -76,6 +76,7 @@ def last_quarter_change(curves: Curves, kind: str, row: str, measure: str) -> In
 def flat_lines(curves: Curves, kind: str, rows: list[str], measures: tuple[str, ...] = ("asr", "leak")) -> list[str]:
     """Whether each treatment curve flattened: its change over the last quarter of the budget, with the interval."""
     found = {(row, m): c for row in rows for m in measures if (c := last_quarter_change(curves, kind, row, m)) is not None}
+    measures = tuple(m for m in measures if any(key[1] == m for key in found))  # a task without a leak: no leak column
     if not found:
         return []
     lines = ["", f"Did the curves flatten? Change over the last quarter of the budget (the measurement at 75% to the "
@@ -86,9 +87,12 @@ def flat_lines(curves: Curves, kind: str, rows: list[str], measures: tuple[str, 
         text = []
         for m in measures:
             c = found.get((row, m))
-            text += ["", ""] if c is None else [
-                f"{c.mean:+.3f} ({c.low:+.3f} to {c.high:+.3f})" if not math.isnan(c.low) else f"{c.mean:+.3f}",
-                "yes" if -FLAT < c.low and c.high < FLAT else "no"]
+            if c is None:
+                text += ["", ""]
+            elif math.isnan(c.low):  # one seed: no interval, no reading
+                text += [f"{c.mean:+.3f}", "one seed"]
+            else:
+                text += [f"{c.mean:+.3f} ({c.low:+.3f} to {c.high:+.3f})", "yes" if -FLAT < c.low and c.high < FLAT else "no"]
         lines.append(f"| {row.replace('.', ' / ')} | " + " | ".join(text) + " |")
     return lines
 
