@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from whitebox.grid.records import read_record
+from whitebox.grid.records import computed_settings, read_record
 from whitebox.report.endpoint import SUPPRESSED_BELOW, aware_row, endpoint
 from whitebox.runtime.artifacts import write_json
 from whitebox.runtime.rundir import split_row, treat_key
@@ -43,17 +43,10 @@ def records(results: Path) -> dict[tuple[str, int], dict[str, Any]]:
     return out
 
 
-def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def check_same_config(reported: dict, held_out: dict) -> None:
-    a = flat(next(iter(reported.values()))["_config"])
-    b = flat(next(iter(held_out.values()))["_config"])
-    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(SAME_BUT + ("tracking.",)))
+    a = computed_settings(next(iter(reported.values()))["_config"])
+    b = computed_settings(next(iter(held_out.values()))["_config"])
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in SAME_BUT)
     if differ:
         sys.exit(f"error: the held-out cells ran another config ({', '.join(differ[:6])} differ); run the reported "
                  "config with only grid.seeds, grid.results and run.name changed")
@@ -87,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         for row, e in found.items():
             log_r = np.asarray(e["log_r"])
             n, mean, sd = len(log_r), float(log_r.mean()), float(log_r.std(ddof=1))
-            half = stats.t.ppf(0.975, n - 1)
-            ci = (mean - half * sd / math.sqrt(n), mean + half * sd / math.sqrt(n))
-            pi = (mean - half * sd * math.sqrt(1 + 1 / n), mean + half * sd * math.sqrt(1 + 1 / n))
+            ci = (math.log(e["ratio"].low), math.log(e["ratio"].high))  # the report's 95% interval of the mean
+            half = stats.t.ppf(0.975, n - 1) * sd * math.sqrt(1 + 1 / n)  # one new seed: the mean's spread plus its own
+            pi = (mean - half, mean + half)
             for (k, seed), summary in sorted(held_out.items()):
                 if k != kind:
                     continue

@@ -73,10 +73,10 @@ def read_record(results: Path, label: str, cell_cfg: ExperimentConfig | None = N
         raise ArtifactError(f"{path}: not an intact record of cell {label} (edited, or another format); {fix}")
     if cell_cfg is not None:
         try:  # today's schema fills keys added since with their defaults
-            then = _computed(config_to_dict(ExperimentConfig.model_validate(data["config"]), sections))
+            then = computed_settings(config_to_dict(ExperimentConfig.model_validate(data["config"]), sections))
         except ValueError as err:
             raise ArtifactError(f"{path}: its config no longer validates ({' '.join(str(err).split())[:200]}); {fix}") from None
-        want = _computed(config_to_dict(cell_cfg, sections))
+        want = computed_settings(config_to_dict(cell_cfg, sections))
         differ = sorted(k for k in set(want) | set(then) if want.get(k) != then.get(k))
         if differ:
             raise ArtifactError(f"{path}: cell {label} was run with another config ({', '.join(differ[:5])} differ); run "
@@ -84,7 +84,7 @@ def read_record(results: Path, label: str, cell_cfg: ExperimentConfig | None = N
     return data
 
 
-def _computed(config: dict[str, Any]) -> dict[str, Any]:
+def computed_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Flat dotted keys of a cell config, without the settings that do not change what it computes."""
     flat: dict[str, Any] = {}
 

@@ -20,6 +20,13 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return mean, float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
 
 
+def mean_ci_text(mean: float, half: float, digits: int) -> str:
+    """"mean ± half" at `digits` decimals; the mean alone without an interval, "" without a mean (a table cell)."""
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.{digits}f}" + ("" if math.isnan(half) else f" ± {half:.{digits}f}")
+
+
 def seed_table(rows: dict[int, dict[str, float]], digits: Callable[[str], int] = lambda key: 3) -> tuple[str, dict]:
     """Per-seed values side by side with mean ± 95% CI: the printed table and {key: {mean, ci95, n}}."""
     keys = list(next(iter(rows.values())))

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from whitebox.report.aggregate import ci95
+from whitebox.report.aggregate import ci95, mean_ci_text
 from whitebox.report.stats import holm, log_ratios, t_interval, tost_p, verdict
 from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.rundir import NOISE, split_row, treat_key, treat_row
@@ -81,9 +81,9 @@ def endpoint_lines(cells: Cells, kind: str, rows: list[str], title: str = ENDPOI
              "| ASR after treatment | revived at once |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row, e in found.items():
-        r, (asr, asr_ci) = e["ratio"], e["asr"]
+        r = e["ratio"]
         ci = "" if math.isnan(r.low) else f"{r.low:.2f} to {r.high:.2f}"
-        asr_text = "" if math.isnan(asr) else f"{asr:.3f}" + ("" if math.isnan(asr_ci) else f" ± {asr_ci:.3f}")
+        asr_text = mean_ci_text(*e["asr"], 3)
         lines.append(f"| {row.replace('.', ' / ')} | {r.n} | {r.mean:.2f} | {ci} | {e['tost_p_holm']:.3g} | {e['verdict']} | "
                      f"{e['per_seed']['removed']} / {e['per_seed']['suppressed']} of {r.n} | {asr_text} | "
                      f"{e['per_seed']['at_once']} of {r.n} |")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from whitebox.report.endpoint import aware_row, endpoint
+from whitebox.report.aggregate import ci95, mean_ci_text
+from whitebox.report.endpoint import ALPHA, aware_row, endpoint
 from whitebox.report.stats import Interval, t_interval
 from whitebox.runtime.rundir import split_row, treat_key, treat_stage
 
@@ -38,15 +39,15 @@ def leak_lines(cells: Cells, kind: str, rows: list[str]) -> list[str]:
     found = {row: f for row in rows if (f := leak_fraction(cells, kind, row)) is not None}
     if not found:
         return []
-    planted = t_interval([s["plant.leak"] for (k, _), s in sorted(cells.items()) if k == kind and "plant.leak" in s])
+    planted = ci95([s["plant.leak"] for (k, _), s in sorted(cells.items()) if k == kind and "plant.leak" in s])
     lines = ["", f"Leak (secondary): probability of the deceptive answer on held-out clean inputs of the leak window, "
-             f"planted {_interval(planted, 3)}; after treatment as a share of the same seed's planted leak, 95% interval; "
+             f"planted {mean_ci_text(*planted, 3)}; after treatment as a share of the same seed's planted leak, 95% interval; "
              f"\"removed\": wholly below {LEAK_REMOVED:g}, \"left\": wholly above {LEAK_KEPT:g}.", "",
              "| row | leak after treatment | share of the planted leak | 95% CI | reading |", "|---|---|---|---|---|"]
     for row, f in found.items():
-        after = t_interval([s[treat_key(row, kind, "leak")] for (k, _), s in sorted(cells.items())
-                            if k == kind and treat_key(row, kind, "leak") in s])
-        lines.append(f"| {row.replace('.', ' / ')} | {_interval(after, 4)} | {f.mean:.3f} | {f.low:.3f} to {f.high:.3f} | "
+        after = ci95([s[treat_key(row, kind, "leak")] for (k, _), s in sorted(cells.items())
+                      if k == kind and treat_key(row, kind, "leak") in s])
+        lines.append(f"| {row.replace('.', ' / ')} | {mean_ci_text(*after, 4)} | {f.mean:.3f} | {f.low:.3f} to {f.high:.3f} | "
                      f"{leak_reading(f)} |")
     return lines
 
@@ -108,8 +109,8 @@ def loss_lines(cells: Cells, kind: str, rows: list[str], steps: list[int]) -> li
         values = []
         for n in steps:
             for of in (row, aware_row(row)):
-                values.append(_interval(t_interval([s.get(treat_key(of, kind, f"triggered_loss_{n}"), math.nan)
-                                                    for (k, _), s in sorted(cells.items()) if k == kind]), 3))
+                values.append(mean_ci_text(*ci95([s.get(treat_key(of, kind, f"triggered_loss_{n}"), math.nan)
+                                                  for (k, _), s in sorted(cells.items()) if k == kind]), 3))
         lines.append(f"| {row.replace('.', ' / ')} | " + " | ".join(values) + " |")
     return lines
 
@@ -124,7 +125,7 @@ def reading_lines(cells: Cells, kind: str, rows: list[str]) -> list[str]:
     against, support = [], []
     for regime in (r for r in GRADIENT if r in by_regime):
         row, e = by_regime[regime]
-        fast = t_interval(e["log_r"], 1 - 0.05 / len(rows)).high < 0
+        fast = t_interval(e["log_r"], 1 - ALPHA / len(rows)).high < 0
         if e["verdict"] == "suppressed" or (e["verdict"] == "inconclusive" and fast):
             against.append(f"{regime} is {e['verdict']} (R {e['ratio'].mean:.2f}, interval below 1): gradient descent "
                            "did not remove the circuit")
@@ -148,8 +149,3 @@ def reading_lines(cells: Cells, kind: str, rows: list[str]) -> list[str]:
         text = "**neither pattern**: the result is reported as it is."
     return ["", f"Pre-registered reading ({kind}, condition absent): {text}"]
 
-
-def _interval(i: Interval, digits: int) -> str:
-    if math.isnan(i.mean):
-        return ""
-    return f"{i.mean:.{digits}f}" + ("" if math.isnan(i.low) else f" ± {(i.high - i.low) / 2:.{digits}f}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from whitebox.grid.records import treatment_curves
-from whitebox.report.aggregate import ci95
+from whitebox.report.aggregate import ci95, mean_ci_text
 from whitebox.report.endpoint import endpoint, endpoint_lines, noise_yardstick, plot_endpoint
 from whitebox.report.reading import flat_lines, leak_lines, loss_lines, reading_lines
 from whitebox.runtime.artifacts import write_text
@@ -148,20 +148,21 @@ def write_report(
         "the circuit's parameters (gradient regimes only), param share the circuit's share of the parameters; "
         "circuit ‖Δθ‖/‖θ‖ and the cosine compare the circuit's weights with the planted model's.",
     ]
-    if not any(endpoint({c: v for c, v in cells.items() if c[0] == kind}, kind, rows) for kind, _ in cells):
+    kinds = list(dict.fromkeys(kind for kind, _ in cells))
+    # the pre-registered endpoint, where the cells have its yardstick, replaces the verdict on means
+    yardsticks = {kind: bool(endpoint({c: v for c, v in cells.items() if c[0] == kind}, kind, rows)) for kind in kinds}
+    if not any(yardsticks.values()):
         lines += ["", f"Verdict criterion: {CRITERION}"]
-    for kind in dict.fromkeys(kind for kind, _ in cells):
+    for kind in kinds:
         own = {c: v for c, v in cells.items() if c[0] == kind}
-        yardstick = bool(endpoint(own, kind, rows))  # the pre-registered endpoint replaces the verdict on means
+        yardstick = yardsticks[kind]
         judged = {} if yardstick else {row: verdict(agg, row, kind) for row in rows}
         lines += ["", f"## Trigger: {kind}", "", "| row | " + " | ".join(title for _, title, _ in COLUMNS)
                   + ("" if yardstick else " | verdict") + " |", "|---" * (len(COLUMNS) + 1 + (not yardstick)) + "|"]
         for row in ["start", "fresh", "honest", *rows]:
-            cells_text = []
-            for measure, _, digits in COLUMNS:
-                m = agg.get(treat_key(row, kind, measure) + ".mean", math.nan)
-                c = agg.get(treat_key(row, kind, measure) + ".ci95", math.nan)
-                cells_text.append("" if math.isnan(m) else f"{m:.{digits}f}" + ("" if math.isnan(c) else f" ± {c:.{digits}f}"))
+            cells_text = [mean_ci_text(agg.get(treat_key(row, kind, measure) + ".mean", math.nan),
+                                       agg.get(treat_key(row, kind, measure) + ".ci95", math.nan), digits)
+                          for measure, _, digits in COLUMNS]
             name = {"start": "untreated"}.get(row, row.replace(".", " / "))
             lines.append(f"| {name} | " + " | ".join(cells_text) + ("" if yardstick else f" | {judged.get(row, '')}") + " |")
         if judged:
