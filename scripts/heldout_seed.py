@@ -25,7 +25,7 @@ from scipy import stats
 
 from whitebox.grid.records import computed_settings, read_record
 from whitebox.report.endpoint import SUPPRESSED_BELOW, aware_row, endpoint
-from whitebox.runtime.artifacts import write_json
+from whitebox.runtime.artifacts import ArtifactError, write_json
 from whitebox.runtime.rundir import split_row, treat_key
 
 SAME_BUT = ("grid.seeds", "grid.results", "run.name", "run.seed")  # what a held-out seed changes
@@ -35,7 +35,10 @@ def records(results: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """(trigger kind, seed) -> summary of every intact record in `results`."""
     out = {}
     for path in sorted(results.glob("*-s*.json")):
-        data = read_record(results, path.stem)
+        try:
+            data = read_record(results, path.stem)
+        except ArtifactError as err:  # edited, truncated or another format: one line, no traceback
+            sys.exit(f"error: {err}")
         kind, seed = path.stem.rsplit("-s", 1)
         out[(kind, int(seed))] = data["summary"] | {"_config": data["config"]}
     if not out:

@@ -60,3 +60,12 @@ def test_a_reported_seed_or_another_config_is_refused(dirs):
     path.write_text(json.dumps({**body, "sha256": sha256_json(body)}))
     with pytest.raises(SystemExit, match="revive.steps"):
         heldout().main([str(reported), str(held_out)])
+
+
+def test_a_damaged_record_is_one_clear_error(dirs):
+    reported, held_out = dirs
+    path = held_out / "computed_leak0p1-s3.json"
+    path.write_text(path.read_text().replace('"format": 1', '"format": 2'))
+    with pytest.raises(SystemExit, match="not an intact record of cell computed_leak0p1-s3"):
+        heldout().main([str(reported), str(held_out)])
+    assert not (held_out / "check.json").exists()
