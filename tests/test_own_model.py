@@ -172,4 +172,4 @@ def test_probe_fit_on_the_command_line_takes_a_pretrained_model_and_a_text_task(
     assert "probe_auroc_best" in out and "every probe kind" in out and "skipped readout: needs class labels" in out
     assert load_probe(workdir / "fitted" / "probes" / "lda" / "blocks.0.hook_out").kind == "lda"
     probe = load_probe(workdir / "fitted" / "probes" / "blocks.0.hook_out")
-    assert probe.model["checkpoint"] == "my_model" and probe.hf_location["io"] == "output"
+    assert probe.model["checkpoint"] == str(workdir / "my_model") and probe.hf_location["io"] == "output"

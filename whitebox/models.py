@@ -83,16 +83,20 @@ def load_pretrained(
         data = read_json(hf_config)
         require_memory(pretrained_bytes(data) if isinstance(data, dict) else 0, f"{hf_config}: this checkpoint",
                        "load it on a machine with more memory, or free some", ArtifactError)
+    # a local folder by its absolute path: transformer-lens reads a bare name such as "gpt2" or "neox" as a hub alias
+    source = str(Path(name).resolve()) if Path(name).is_dir() else name
+    placement = {"device_map": cfg.device_map} if cfg.device_map else {"device": "cpu"}
     try:
-        bridge = TransformerBridge.boot_transformers(name, device="cpu", dtype=getattr(torch, cfg.dtype or "float32"),
-                                                     revision=cfg.revision, load_weights=pretrained_weights)
+        bridge = TransformerBridge.boot_transformers(source, dtype=getattr(torch, cfg.dtype or "float32"),
+                                                     revision=cfg.revision, load_weights=pretrained_weights, **placement)
     except (OSError, ValueError, KeyError) as err:
         raise ArtifactError(f"model.name_or_path: cannot load {name!r} ({one_line(err, 300)}); give a save_pretrained "
                             "folder or a hub id (the hub needs network access)") from None
     tokenizer = bridge.tokenizer
     if tokenizer is not None and tokenizer.pad_token_id is None:  # padding is never read, but a batch needs an id there
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return bridge.eval().to(device, print_details=False)
+    bridge = bridge.eval()
+    return bridge if cfg.device_map else bridge.to(device, print_details=False)  # accelerate placed it already
 
 
 def _hf_model(cfg: ModelConfig) -> torch.nn.Module:
