@@ -118,6 +118,7 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
                  data: DataFile | None = None) -> dict[str, Any]:
     """Score a saved probe on `n` fresh examples of the checkpoint's own task, or on rows of a labelled data file."""
     from whitebox.capture import canonical_hook, capture
+    from whitebox.inputs import InputError
     from whitebox.models import META, load_model, read_model_meta
     from whitebox.probes import load_probe
     from whitebox.probes.fits import check_model, check_reads
@@ -155,7 +156,10 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
     require_memory(need, f"--n {n} (fresh examples and their activations)", "lower --n", ConfigError)
     position = "last" if probe.position in (None, "mask") else probe.position
     hook = canonical_hook(model, probe.hook)  # the probe may name an alias; activations come keyed by the canonical name
-    acts = capture(model.eval(), rows, [hook], positions=position, labels=labels, cfg=model_cfg, chat_template=chat)
+    try:
+        acts = capture(model.eval(), rows, [hook], positions=position, labels=labels, cfg=model_cfg, chat_template=chat)
+    except InputError as err:  # e.g. a text of --data without the string the probe's match position reads
+        raise ConfigError(f"{data.path if data else checkpoint}: {err}") from None
     scores = probe.score(acts.acts[hook])
     stats = summary(scores[None], acts.labels)[0]
     result = {"hook": probe.hook, "kind": probe.kind, "n": len(rows), **{k: float(v) for k, v in stats.items()}}
