@@ -87,7 +87,7 @@ class ModelConfig(Section):
     name_or_path: str | None = Field(None, description="pretrained: a local save_pretrained folder or a Hugging Face hub id")
     revision: str | None = Field(None, description="pretrained: the hub revision (branch, tag or commit); null: the default")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        None, description="pretrained: dtype of the weights; null: float32 (bfloat16 halves the memory on a GPU)"
+        None, description="pretrained: dtype of the weights; null: float32 (bfloat16 halves the memory)"
     )
     device_map: str | None = Field(
         None, description="pretrained: accelerate's device_map ('auto' spreads a model too large for one device over "
