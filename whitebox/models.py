@@ -79,7 +79,8 @@ def load_pretrained(
 
     name = cfg.name_or_path
     hf_config = Path(name) / "config.json"
-    if hf_config.is_file():  # a local folder: refuse what cannot fit before transformers allocates it
+    if hf_config.is_file() and not cfg.device_map:  # refuse what cannot fit before transformers allocates it
+        # (under a device_map accelerate places the weights over the devices and offloads what does not fit)
         data = read_json(hf_config)
         require_memory(pretrained_bytes(data) if isinstance(data, dict) else 0, f"{hf_config}: this checkpoint",
                        "load it on a machine with more memory, or free some", ArtifactError)
