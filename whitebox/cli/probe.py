@@ -145,15 +145,15 @@ def eval_command(probe_dir: str, checkpoint: str, n: int, seed: int, allow_misma
     if data is None:
         task = _task_of(read_model_meta(checkpoint), checkpoint, None)
         require(task, "sample", "`whitebox probe eval` (fresh labelled data)")
-        length = None if task.uses_model_tokenizer else task.seq_len()
-        rows, labels, chat = task.sample(n, 0.5, seed=seed_stream("probe_eval", seed)), task.hidden_label, False
+        length, labels, chat = None if task.uses_model_tokenizer else task.seq_len(), task.hidden_label, False
     else:
-        rows, length, labels = given, None, "label"
+        length, labels = None, "label"
         chat = bool((probe.prompt_format or {}).get("chat_template"))  # texts become prompts as they did at fitting
     check_reads(probe, model, where, length)
     positions = length if probe.position == "all" else 1
     need = capture_bytes(n, 1, probe.d_model, positions or 1) + examples_bytes(n, length or 1)
     require_memory(need, f"--n {n} (fresh examples and their activations)", "lower --n", ConfigError)
+    rows = given if data is not None else task.sample(n, 0.5, seed=seed_stream("probe_eval", seed))  # after the check
     position = "last" if probe.position in (None, "mask") else probe.position
     hook = canonical_hook(model, probe.hook)  # the probe may name an alias; activations come keyed by the canonical name
     try:
