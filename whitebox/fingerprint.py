@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from whitebox.config.schema import PRETRAINED_KEYS
 from whitebox.hf_map import identity_state
 from whitebox.runtime.artifacts import sha256_json
 
 if TYPE_CHECKING:
     from whitebox.config import ModelConfig
 
-LOADING_KEYS = ("name_or_path", "revision", "dtype", "device_map")  # a pretrained config's keys outside the fingerprint
 ARCH_NAMES = {"TransformerLensNative": "native", "GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}  # whitebox arch names
 
 
@@ -27,7 +27,7 @@ def fingerprint_of(arch: str, cfg: ModelConfig, params: dict[str, list[int]]) ->
     """The fingerprint from its parts, so that a saved model's file can be checked before any model is built."""
     # a checkpoint's name says nothing of its weights (copies move, names get reused): the weights digest does;
     # how it was loaded (dtype, device_map) is not which model it is
-    dims = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in LOADING_KEYS}
+    dims = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in PRETRAINED_KEYS}
     body = {"arch": arch, "dims": dims, "params": params}
     return {**body, "sha256": sha256_json(body)}
 

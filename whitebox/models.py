@@ -84,11 +84,9 @@ def load_pretrained(
         data = read_json(hf_config)
         require_memory(pretrained_bytes(data) if isinstance(data, dict) else 0, f"{hf_config}: this checkpoint",
                        "load it on a machine with more memory, or free some", ArtifactError)
-    # a local folder by its absolute path: transformer-lens reads a bare name such as "gpt2" or "neox" as a hub alias
-    source = str(Path(name).resolve()) if Path(name).is_dir() else name
     placement = {"device_map": cfg.device_map} if cfg.device_map else {"device": "cpu"}
     try:
-        bridge = TransformerBridge.boot_transformers(source, dtype=getattr(torch, cfg.dtype or "float32"),
+        bridge = TransformerBridge.boot_transformers(name, dtype=getattr(torch, cfg.dtype or "float32"),
                                                      revision=cfg.revision, load_weights=pretrained_weights, **placement)
     except (OSError, ValueError, KeyError) as err:
         raise ArtifactError(f"model.name_or_path: cannot load {name!r} ({one_line(err, 300)}); give a save_pretrained "

@@ -123,7 +123,8 @@ class ModelConfig(Section):
             if not data.get("name_or_path"):
                 raise ValueError("source pretrained needs name_or_path: a save_pretrained folder or a hub id")
             local = Path(str(data["name_or_path"])).expanduser()
-            # a local folder saved absolute: the run's config.yaml names it wherever the run is resumed
+            # a local folder saved absolute: the run's config.yaml names it wherever the run is resumed, and
+            # transformer-lens does not read a bare folder name such as "gpt2" or "neox" as a hub alias
             return {**data, "name_or_path": str(local.absolute())} if local.is_dir() else data
         given = [key for key in PRETRAINED_KEYS if data.get(key) is not None]
         if given:
