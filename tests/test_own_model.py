@@ -203,6 +203,8 @@ def test_the_command_line_scores_a_probe_on_a_hugging_face_folder_given_labelled
     assert re.search(r"\bn\s+300\b", scored) and float(re.search(r"auroc\s+([0-9.]+)", scored).group(1)) > 0.75
     assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model"]) == 2
     assert "--data: my_model is a Hugging Face folder with no task of its own; give --data FILE" in capsys.readouterr().err
+    assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model", "--label-column", "y"]) == 2
+    assert "--label-column: names columns of --data; give --data FILE or drop it" in capsys.readouterr().err
     assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model", "--data", "secret.jsonl",
                  "--label-column", "nope"]) == 2
     assert f"--data: {workdir / 'secret.jsonl'} has no column 'nope' (its columns: text, label); set --text-column" in \

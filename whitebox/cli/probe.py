@@ -36,8 +36,8 @@ def add_commands(commands: Any) -> None:
                     help="a saved whitebox model (model.json) or a Hugging Face save_pretrained folder")
     ev.add_argument("--data", metavar="FILE", help="labelled texts to score on (.jsonl, .csv, .parquet or a save_to_disk "
                     "folder); needed for a Hugging Face folder, which has no task of its own")
-    ev.add_argument("--text-column", default="text", help="--data's text column (default text)")
-    ev.add_argument("--label-column", default="label", help="--data's 0/1 label column (default label)")
+    ev.add_argument("--text-column", help="--data's text column (default text)")
+    ev.add_argument("--label-column", help="--data's 0/1 label column (default label)")
     ev.add_argument("--n", type=int, default=2000, help="fresh examples, half with the hidden label; with --data: at "
                     "most this many rows (default 2000)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the fresh data, or of the rows drawn from --data (default 0)")
@@ -224,5 +224,10 @@ def run_probe_command(args: argparse.Namespace) -> dict[str, Any]:
         cfg = load_config(args.config, args.overrides)
         check_config(cfg, ("locate",), get_task(cfg.task))  # the model's size is the checkpoint's: load_model checks it
         return fit_command(cfg, args.out)
-    data = None if args.data is None else DataFile(args.data, args.text_column, args.label_column)
+    columns = {"text_column": args.text_column, "label_column": args.label_column}
+    given = [f"--{key.replace('_', '-')}" for key, value in columns.items() if value is not None]
+    if args.data is None and given:
+        raise ConfigError(f"{' and '.join(given)}: name{'s' if len(given) == 1 else ''} columns of --data; give --data "
+                          "FILE or drop it")
+    data = None if args.data is None else DataFile(args.data, **{k: v for k, v in columns.items() if v is not None})
     return eval_command(args.probe_dir, args.checkpoint, args.n, args.seed, args.allow_fingerprint_mismatch, data)
