@@ -8,6 +8,7 @@ import torch
 import whitebox
 from tests.test_own_model import WORDS, save_tiny, write_texts
 from whitebox.capture import capture
+from whitebox.config import ConfigError
 from whitebox.models import load_model
 from whitebox.probes import ProbeError, fit_probes, load_probe
 
@@ -85,7 +86,8 @@ def test_the_text_task_takes_a_match_position_and_a_chat_template_from_the_confi
            "task": {"name": "text", "path": "secret.jsonl", "chat_template": True},
            "locate": {"hooks": [HOOK], "position": {"match": " ?"}, "n_fit": 40, "n_test": 40},
            "tracking": {"wandb_mode": "disabled"}}
-    with pytest.raises(ValueError, match=r"^chat_template=True but this model's tokenizer has no chat template"):
+    with pytest.raises(ConfigError, match=r"^task.chat_template: chat_template=True but this model's tokenizer has no "
+                       r"chat template.* \(data: .*secret.jsonl\)$"):
         whitebox.run(whitebox.parse_config(raw), out=tmp_path / "refused")
     tokenizer_file = folder / "tokenizer_config.json"
     tokenizer_file.write_text(json.dumps({**json.loads(tokenizer_file.read_text()), "chat_template": TEMPLATE}))

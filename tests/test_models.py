@@ -96,3 +96,13 @@ def test_truncated_metadata_is_refused(tmp_path):
 def test_vocabulary_larger_than_model_is_an_error():
     with pytest.raises(ValueError, match="smaller than the task vocabulary"):
         build_model(_cfg(d_vocab=5), VOCAB)
+
+
+def test_loading_keys_belong_to_pretrained_models_and_stay_out_of_a_built_models_fingerprint(tmp_path):
+    with pytest.raises(ValueError, match=r"dtype, device_map: read only with source: pretrained; remove them"):
+        ModelConfig(dtype="bfloat16", device_map="auto")
+    (tmp_path / "folder").mkdir()
+    cfg = ModelConfig(source="pretrained", name_or_path=str(tmp_path / "folder"), dtype="bfloat16", device_map="auto")
+    assert "n_layers" not in cfg.model_dump() and cfg.model_dump()["device_map"] == "auto"
+    built = ModelConfig(d_model=32, n_layers=1, d_vocab=10, n_ctx=4)
+    assert set(built.model_dump()) & {"source", "name_or_path", "revision", "dtype", "device_map"} == set()

@@ -27,8 +27,9 @@ from transformers import (
 import whitebox
 from tests.conftest import one_thread
 from whitebox.capture import capture
-from whitebox.config import ConfigError
-from whitebox.models import load_model
+from whitebox.config import ConfigError, ModelConfig
+from whitebox.fingerprint import model_identity
+from whitebox.models import load_model, load_pretrained
 from whitebox.probes import ProbeError, fit_probes, load_probe
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -67,11 +68,15 @@ def write_texts(path: Path, n: int = 400) -> Path:
     return path
 
 
+ARCH_OF: dict[Path, str] = {}  # workdir -> the architecture its my_model has
+
+
 @pytest.fixture(params=list(ARCHS))
 def workdir(request, tmp_path, monkeypatch):
     save_tiny(tmp_path / "my_model", request.param, seed=0)
     write_texts(tmp_path / "secret.jsonl")
     monkeypatch.chdir(tmp_path)
+    ARCH_OF[tmp_path] = request.param
     return tmp_path
 
 
@@ -135,7 +140,7 @@ def test_another_checkpoint_of_the_same_shape_is_refused_naming_both(workdir):
     with pytest.raises(ProbeError, match=r"other weights \(fitted on '.*first_model' .*, applied to '.*other_model'"):
         with probe.attach(stranger, cfg=stranger_cfg):
             pass
-    with pytest.raises(ProbeError, match="other weights"):
+    with pytest.raises(ProbeError, match=r"other weights \(fitted on '.*first_model' .*, applied to '.*other_model'"):
         with probe.attach(AutoModelForCausalLM.from_pretrained(other)):
             pass
 
@@ -153,11 +158,19 @@ def test_config_errors_for_models_and_text_are_one_line(workdir, tmp_path):
         ({"experiment": "locate", "locate": {"checkpoint": "my_model"}}, "locate.checkpoint: experiment 'locate' does not read it"),
         ({"experiment": "probe", "model": {"source": "pretrained", "name_or_path": "my_model"},
           "task": {"name": "text", "path": "secret.jsonl", "label_column": "nope"}}, "has no column 'nope'"),
+        ({"experiment": "probe", "model": {"source": "pretrained", "name_or_path": "my_model"}, **base,
+          "locate": {"position": {"match": "secret"}}},
+         "does not contain 'secret'; choose a string every input contains"),
+        ({"experiment": "probe", "model": {"source": "pretrained", "name_or_path": "my_model"}, **base,
+          "locate": {"position": 5}}, "locate.position: position 5 lies outside some input (lengths 4-10)"),
     ]
     for i, (cfg, message) in enumerate(cases):
         with pytest.raises(ConfigError) as err:
             whitebox.run(whitebox.parse_config(cfg), out=tmp_path / f"run{i}")
         assert message in str(err.value) and "\n" not in str(err.value), (message, str(err.value))
+        if "position" in message:  # a problem with the data names the setting and the file
+            assert str(err.value).startswith("locate.position: ")
+            assert str(err.value).endswith(f"(data: {workdir / 'secret.jsonl'})")
 
 
 def test_probe_fit_on_the_command_line_takes_a_pretrained_model_and_a_text_task(workdir, capsys):
@@ -172,4 +185,59 @@ def test_probe_fit_on_the_command_line_takes_a_pretrained_model_and_a_text_task(
     assert "probe_auroc_best" in out and "every probe kind" in out and "skipped readout: needs class labels" in out
     assert load_probe(workdir / "fitted" / "probes" / "lda" / "blocks.0.hook_out").kind == "lda"
     probe = load_probe(workdir / "fitted" / "probes" / "blocks.0.hook_out")
-    assert probe.model["checkpoint"] == "my_model" and probe.hf_location["io"] == "output"
+    assert probe.model["checkpoint"] == str(workdir / "my_model") and probe.hf_location["io"] == "output"
+
+
+def test_the_command_line_scores_a_probe_on_a_hugging_face_folder_given_labelled_texts(workdir, capsys):
+    from whitebox.cli.main import main
+
+    (workdir / "probe.yaml").write_text("model: {source: pretrained, name_or_path: my_model}\n"
+                                        "task: {name: text, path: secret.jsonl}\nlocate: {n_fit: 100, n_test: 100}\n")
+    with one_thread():
+        assert main(["probe", "fit", str(workdir / "probe.yaml"), "--out", str(workdir / "fitted")]) == 0
+    capsys.readouterr()
+    probe_dir = str(workdir / "fitted" / "probes" / "blocks.0.hook_out")
+    assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model", "--data", "secret.jsonl", "--n", "300"]) == 0
+    scored = capsys.readouterr().out
+    # 300 seeded rows of the file, half of which the probe was fitted on: as readable as at fitting
+    assert re.search(r"\bn\s+300\b", scored) and float(re.search(r"auroc\s+([0-9.]+)", scored).group(1)) > 0.75
+    assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model"]) == 2
+    assert "--data: my_model is a Hugging Face folder with no task of its own; give --data FILE" in capsys.readouterr().err
+    assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model", "--label-column", "y"]) == 2
+    assert "--label-column: names columns of --data; give --data FILE or drop it" in capsys.readouterr().err
+    assert main(["probe", "eval", probe_dir, "--checkpoint", "my_model", "--data", "secret.jsonl",
+                 "--label-column", "nope"]) == 2
+    assert f"--data: {workdir / 'secret.jsonl'} has no column 'nope' (its columns: text, label); set --text-column" in \
+        capsys.readouterr().err
+    save_tiny(workdir / "other_model", ARCH_OF[workdir], seed=1)
+    assert main(["probe", "eval", probe_dir, "--checkpoint", "other_model", "--data", "secret.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"other weights \(fitted on '.*my_model' .*applied to '.*other_model'.*; pass "
+                     r"--allow-fingerprint-mismatch to use it anyway", err)
+
+
+def test_a_local_folder_named_like_a_hub_model_is_loaded_from_the_folder(tmp_path, monkeypatch):
+    save_tiny(tmp_path / "neox", "neox", seed=0)  # transformer-lens reads a bare "neox" as EleutherAI/gpt-neox-20b
+    monkeypatch.chdir(tmp_path)
+    model, cfg = load_model("neox")
+    assert type(model.original_model).__name__ == "GPTNeoXForCausalLM" and model.cfg.d_model == 32
+    assert cfg.name_or_path == str(tmp_path / "neox")  # saved absolute: a resumed run finds it from anywhere
+
+
+def test_one_checkpoint_keeps_its_identity_in_bfloat16_and_under_a_device_map(workdir):
+    bridge, model_cfg = load_model(workdir / "my_model")
+    rows = [json.loads(line) for line in (workdir / "secret.jsonl").read_text().splitlines()][:100]
+    probe = fit_probes(capture(bridge, [r["text"] for r in rows], ["blocks.0.hook_out"], labels=[r["label"] for r in rows],
+                               cfg=model_cfg), seed=0)["blocks.0.hook_out"]
+    half_cfg = ModelConfig(source="pretrained", name_or_path=str(workdir / "my_model"), dtype="bfloat16", device_map="cpu")
+    half = load_pretrained(half_cfg)
+    assert next(half.parameters()).dtype == torch.bfloat16
+    assert model_identity(half, half_cfg) == model_identity(bridge, model_cfg)  # how it was loaded is not which model
+    tokens = bridge.tokenizer(["the secret is a cat"], return_tensors="pt")["input_ids"]
+    with torch.no_grad(), probe.attach(bridge) as full_scores:
+        bridge(tokens)
+    hf_half = AutoModelForCausalLM.from_pretrained(workdir / "my_model", dtype=torch.bfloat16)
+    with torch.no_grad(), probe.attach(hf_half) as half_scores:  # the same checkpoint: no refusal
+        hf_half(tokens)
+    assert half_scores.last.dtype == torch.float32  # scored in float32, not rounded to bf16 precision
+    assert torch.allclose(half_scores.last, full_scores.last, rtol=0.05, atol=0.05)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from whitebox.config.schema import PRETRAINED_KEYS
 from whitebox.hf_map import identity_state
 from whitebox.runtime.artifacts import sha256_json
 
@@ -24,8 +25,9 @@ def fingerprint(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, Any]:
 
 def fingerprint_of(arch: str, cfg: ModelConfig, params: dict[str, list[int]]) -> dict[str, Any]:
     """The fingerprint from its parts, so that a saved model's file can be checked before any model is built."""
-    # a checkpoint's name says nothing of its weights (copies move, names get reused): the weights digest does
-    dims = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("name_or_path", "revision")}
+    # a checkpoint's name says nothing of its weights (copies move, names get reused): the weights digest does;
+    # how it was loaded (dtype, device_map) is not which model it is
+    dims = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in PRETRAINED_KEYS}
     body = {"arch": arch, "dims": dims, "params": params}
     return {**body, "sha256": sha256_json(body)}
 
@@ -39,14 +41,16 @@ def architecture(model: torch.nn.Module, cfg: Any = None) -> str:
 
 
 def weights_digest(model: torch.nn.Module, per_tensor: int = 1024) -> str:
-    """sha256 over every tensor's name, shape, dtype and `per_tensor` evenly spaced values: tells checkpoints apart
-    (any retraining moves those values) at a cost that does not grow with the model's size."""
+    """sha256 over every tensor's name, shape and `per_tensor` evenly spaced values rounded to bfloat16: tells
+    checkpoints apart (any retraining moves those values) at a cost that does not grow with the model's size, and
+    gives one checkpoint one digest whatever dtype it was loaded in (transformers loads a bf16 checkpoint in bf16,
+    a bridge in float32 unless told otherwise)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(identity_state(model).items()):
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // per_tensor)
-        sample = flat[::step][:per_tensor].to("cpu", torch.float32).contiguous()
-        digest.update(f"{name}|{list(tensor.shape)}|{tensor.dtype}|".encode())
+        sample = flat[::step][:per_tensor].to("cpu").to(torch.bfloat16).to(torch.float32).contiguous()
+        digest.update(f"{name}|{list(tensor.shape)}|".encode())
         digest.update(sample.numpy().tobytes())
     return digest.hexdigest()
 
@@ -60,7 +64,7 @@ def model_identity(model: torch.nn.Module, cfg: Any = None) -> dict[str, Any]:
         "fingerprint": fingerprint(model, cfg)["sha256"] if cfg is not None else None,
         "params_sha256": sha256_json(params),
         "weights_sha256": weights_digest(model),
-        "checkpoint": getattr(cfg, "name_or_path", None),
+        "checkpoint": getattr(cfg, "name_or_path", None) or hf_name(model),
         "revision": getattr(cfg, "revision", None),
         "hf_config_sha256": hf_config_digest(model),
         "tokenizer_sha256": tokenizer_digest(getattr(model, "tokenizer", None)),
@@ -72,12 +76,23 @@ RUNTIME_CONFIG_KEYS = ("transformers_version", "dtype", "torch_dtype", "output_a
                        "return_dict", "use_cache", "torchscript")
 
 
+def hf_config(model: torch.nn.Module) -> Any:
+    """The Hugging Face config of a bridge or a plain HF model; None for a model built natively."""
+    config = getattr(getattr(model, "original_model", None), "config", None) or getattr(model, "config", None)
+    return config if hasattr(config, "to_dict") and hasattr(config, "model_type") else None  # not transformer-lens's own
+
+
+def hf_name(model: torch.nn.Module) -> str | None:
+    """Where a Hugging Face model was loaded from (its folder or hub id), so that a refusal can name it."""
+    return getattr(hf_config(model), "name_or_path", None) or None
+
+
 def hf_config_digest(model: torch.nn.Module) -> str | None:
     """sha256 of the Hugging Face config (a bridge's or a plain HF model's) without private and runtime keys; None
     for a model built natively."""
-    config = getattr(getattr(model, "original_model", None), "config", None) or getattr(model, "config", None)
-    if not hasattr(config, "to_dict") or not hasattr(config, "model_type"):
-        return None  # transformer-lens's own config, not a Hugging Face one
+    config = hf_config(model)
+    if config is None:
+        return None
     kept = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in RUNTIME_CONFIG_KEYS}
     return sha256_json(json.loads(json.dumps(kept, default=str)))
 

@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 
+class InputError(ValueError):
+    """Inputs that cannot be read as asked (a text without the match string, a text of no tokens, no chat template):
+    `key` names the setting a configured run fixes it with, so the run can report one line naming it and the data."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
 
 class MatchRule(TypedDict):
     """The tokens spelling the first occurrence of `match` in each text: the last of them, or all of them."""
@@ -75,10 +83,19 @@ def as_tokens(
 def tokenize(model: torch.nn.Module, texts: list[str], chat_template: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids [n, pos] and real-token mask [n, pos] of `texts`, with the model's tokenizer, padded on the right."""
     tokenizer = tokenizer_of(model, chat_template)
-    ids = [_encode(tokenizer, text, chat_template)[0]["input_ids"] for text in texts]
-    if any(len(x) == 0 for x in ids):
-        raise ValueError("a string tokenised to no tokens at all; every input needs at least one")
+    ids = prompt_ids(tokenizer, texts, chat_template)
     return _pad([torch.as_tensor(x, dtype=torch.long) for x in ids], tokenizer.pad_token_id or 0)
+
+
+def prompt_ids(tokenizer: Any, texts: Sequence[str], chat_template: bool = False) -> list[list[int]]:
+    """Each text's token ids, alone or as a user turn in the tokenizer's chat template; none may be empty."""
+    check_template(tokenizer, chat_template)
+    ids = [_encode(tokenizer, text, chat_template)[0]["input_ids"] for text in texts]
+    empty = next((i for i, x in enumerate(ids) if len(x) == 0), None)
+    if empty is not None:
+        raise InputError(f"input {empty} ({texts[empty][:60]!r}) tokenised to no tokens at all; every input needs at "
+                         "least one (drop the empty texts)", "task.path")
+    return ids
 
 
 def tokenizer_of(model: torch.nn.Module, chat_template: bool = False) -> Any:
@@ -86,10 +103,15 @@ def tokenizer_of(model: torch.nn.Module, chat_template: bool = False) -> Any:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("this model has no tokenizer to turn strings into tokens; pass token ids instead")
-    if chat_template and not getattr(tokenizer, "chat_template", None):
-        raise ValueError("chat_template=True but this model's tokenizer has no chat template; set "
-                         "tokenizer.chat_template or leave chat_template off")
+    check_template(tokenizer, chat_template)
     return tokenizer
+
+
+def check_template(tokenizer: Any, chat_template: bool) -> None:
+    """A chat template asked for must exist."""
+    if chat_template and not getattr(tokenizer, "chat_template", None):
+        raise InputError("chat_template=True but this model's tokenizer has no chat template; set "
+                         "tokenizer.chat_template or leave chat_template off", "task.chat_template")
 
 
 def prompt_format(model: torch.nn.Module, chat_template: bool) -> dict[str, Any]:
@@ -123,13 +145,13 @@ def match_mask(
         encoding, prompt, begin = _encode(tokenizer, text, chat_template, offsets=True)
         start = prompt.find(rule["match"], begin)
         if start < 0:
-            raise ValueError(f"input {i} ({text[:60]!r}) does not contain {rule['match']!r}; choose a string every "
-                             "input contains, or drop the inputs without it")
+            raise InputError(f"input {i} ({text[:60]!r}) does not contain {rule['match']!r}; choose a string every "
+                             "input contains, or drop the inputs without it", "locate.position")
         end = start + len(rule["match"])
         hits = [p for p, (a, b) in enumerate(encoding["offset_mapping"]) if a < end and b > start and b > a]
         if not hits:
-            raise ValueError(f"input {i} ({text[:60]!r}): no token spells {rule['match']!r} (only whitespace?); "
-                             "match a word")
+            raise InputError(f"input {i} ({text[:60]!r}): no token spells {rule['match']!r} (only whitespace?); "
+                             "match a word", "locate.position")
         mask[i, hits[-1:] if which == "last" else hits] = True
     read = Counter(tokenizer.convert_ids_to_tokens(tokens[mask].tolist()))
     return mask, {"match": rule["match"], "tokens": which, "selected": dict(read.most_common())}
@@ -157,7 +179,8 @@ def position_mask(positions: PositionRule | torch.Tensor, real: torch.Tensor) ->
     elif isinstance(positions, int) and not isinstance(positions, bool):
         index = torch.full((n,), positions) if positions >= 0 else lengths + positions
         if bool((index < 0).any() | (index >= lengths).any()):
-            raise ValueError(f"position {positions} lies outside some input (lengths {int(lengths.min())}-{int(lengths.max())})")
+            raise InputError(f"position {positions} lies outside some input (lengths {int(lengths.min())}-"
+                             f"{int(lengths.max())}); choose an index every input has, or 'last'", "locate.position")
     else:
         raise ValueError(f"positions must be 'last', 'all', 'mean', an index, {{'match': text}} or a bool mask, "
                          f"got {positions!r}")

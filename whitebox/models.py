@@ -79,20 +79,23 @@ def load_pretrained(
 
     name = cfg.name_or_path
     hf_config = Path(name) / "config.json"
-    if hf_config.is_file():  # a local folder: refuse what cannot fit before transformers allocates it
+    if hf_config.is_file() and not cfg.device_map:  # refuse what cannot fit before transformers allocates it
+        # (under a device_map accelerate places the weights over the devices and offloads what does not fit)
         data = read_json(hf_config)
         require_memory(pretrained_bytes(data) if isinstance(data, dict) else 0, f"{hf_config}: this checkpoint",
                        "load it on a machine with more memory, or free some", ArtifactError)
+    placement = {"device_map": cfg.device_map} if cfg.device_map else {"device": "cpu"}
     try:
-        bridge = TransformerBridge.boot_transformers(name, device="cpu", dtype=getattr(torch, cfg.dtype or "float32"),
-                                                     revision=cfg.revision, load_weights=pretrained_weights)
+        bridge = TransformerBridge.boot_transformers(name, dtype=getattr(torch, cfg.dtype or "float32"),
+                                                     revision=cfg.revision, load_weights=pretrained_weights, **placement)
     except (OSError, ValueError, KeyError) as err:
         raise ArtifactError(f"model.name_or_path: cannot load {name!r} ({one_line(err, 300)}); give a save_pretrained "
                             "folder or a hub id (the hub needs network access)") from None
     tokenizer = bridge.tokenizer
     if tokenizer is not None and tokenizer.pad_token_id is None:  # padding is never read, but a batch needs an id there
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return bridge.eval().to(device, print_details=False)
+    bridge = bridge.eval()
+    return bridge if cfg.device_map else bridge.to(device, print_details=False)  # accelerate placed it already
 
 
 def _hf_model(cfg: ModelConfig) -> torch.nn.Module:

@@ -87,3 +87,21 @@ def test_bad_circuit_configs_are_one_line_errors(folder, monkeypatch, cfg, messa
     with pytest.raises(ConfigError) as err:
         whitebox.run(whitebox.parse_config(cfg), out=folder / "refused")
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_text_pairs_read_in_a_chat_template_when_asked(folder, monkeypatch):
+    from tests.test_inputs import TEMPLATE
+
+    monkeypatch.chdir(folder)
+    model, _ = load_model(folder / "my_model")
+    chat = get_task({**TASK, "chat_template": True})
+    with pytest.raises(ConfigError, match=r"^task.chat_template: chat_template=True but this model's tokenizer has no "
+                       r"chat template.* \(data: .*pairs.jsonl\)$"):
+        tokenized_pairs(chat, 8, 0, model)
+    model.tokenizer.chat_template = TEMPLATE
+    pairs, texts = tokenized_pairs(chat, 8, 0, model), chat.contrast_pairs(8, 0)
+    prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": texts.triggered[0]}], tokenize=False,
+                                                 add_generation_prompt=True)
+    expected = model.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert pairs.triggered[0][pairs.triggered_mask[0].bool()].tolist() == expected
+    assert len(expected) > len(model.tokenizer(texts.triggered[0])["input_ids"])  # the template's words are there

@@ -81,7 +81,9 @@ def test_probe_eval_refuses_another_model(located, tmp_path, capsys):
     probe_dir = run_dir / "probes" / "blocks.0.hook_out"
     assert main(["probe", "eval", str(probe_dir), "--checkpoint", str(other / "models" / "planted")]) == 2
     err = capsys.readouterr().err
-    assert "fitted on a different model" in err and "allow_fingerprint_mismatch" in err
+    assert "fitted on a different model" in err and "pass --allow-fingerprint-mismatch to use it anyway" in err
+    assert main(["probe", "eval", str(probe_dir), "--checkpoint", str(run_dir / "models" / "planted"), "--data", "x.jsonl"]) == 2
+    assert "is a whitebox model, scored on fresh data of the task it was trained on; drop --data" in capsys.readouterr().err
 
 
 def test_probe_fit_needs_a_checkpoint(capsys, tiny_yaml):

@@ -11,6 +11,7 @@ which only equals the path's endpoints for a hook every path goes through, such 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -29,6 +30,7 @@ from whitebox.tasks.pairs import ContrastPairs, Direction
 
 Source = Literal["pair", "zero"]
 EMBED_HOOK = "hook_embed"
+COMPLETENESS_TOLERANCE = 0.05  # above this share of a hook's patching effect missing, IG has not converged
 
 
 @dataclass
@@ -121,7 +123,12 @@ def ig_component_scores(
             base_metric = float(pairs.mean_metric(model(base)))
         with attending(model, other_mask):
             source_metric = float(pairs.mean_metric(model(other)))
-    worst = max((c["rel_error"] for c in completeness.values()), default=0.0)
+    worst_hook, worst = max(((h, c["rel_error"]) for h, c in completeness.items()), key=lambda x: x[1],
+                            default=(None, 0.0))
+    if worst > COMPLETENESS_TOLERANCE:
+        warnings.warn(f"integrated gradients at {steps} steps has not converged: at {worst_hook} the attributions miss "
+                      f"{worst:.0%} of the hook's patching effect (tolerance {COMPLETENESS_TOLERANCE:.0%}); take more "
+                      f"steps (locate.ig_steps: {4 * steps}) before reading IG scores", stacklevel=2)
     extra = {"steps": steps, "completeness": completeness, "completeness_rel_error_max": worst}
     ordered = {c.id: scores[c.id] for c in components}
     return ComponentScores("integrated_gradients", direction, ordered, base_metric, source_metric, extra)

@@ -14,6 +14,7 @@ The registries call `add_task`, `add_regime` and `add_probe_kind` below, which r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Union
 
 from pydantic import (
@@ -75,7 +76,7 @@ class TaskSection(Section):
 
 
 DIM_KEYS = ("arch", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn", "normalization", "n_ctx", "d_vocab")
-PRETRAINED_KEYS = ("name_or_path", "revision", "dtype")
+PRETRAINED_KEYS = ("name_or_path", "revision", "dtype", "device_map")
 
 
 class ModelConfig(Section):
@@ -86,7 +87,11 @@ class ModelConfig(Section):
     name_or_path: str | None = Field(None, description="pretrained: a local save_pretrained folder or a Hugging Face hub id")
     revision: str | None = Field(None, description="pretrained: the hub revision (branch, tag or commit); null: the default")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        None, description="pretrained: dtype of the weights; null: float32"
+        None, description="pretrained: dtype of the weights; null: float32 (bfloat16 halves the memory)"
+    )
+    device_map: str | None = Field(
+        None, description="pretrained: accelerate's device_map ('auto' spreads a model too large for one device over "
+        "the GPUs and the CPU); null: the run's device"
     )
     arch: Literal["native", "gpt2", "llama"] = Field(
         "native", description="native: transformer-lens built-in; gpt2/llama: HF architecture from an in-memory config"
@@ -117,7 +122,10 @@ class ModelConfig(Section):
                                  f"checkpoint; remove {'it' if len(given) == 1 else 'them'}")
             if not data.get("name_or_path"):
                 raise ValueError("source pretrained needs name_or_path: a save_pretrained folder or a hub id")
-            return data
+            local = Path(str(data["name_or_path"])).expanduser()
+            # a local folder saved absolute: the run's config.yaml names it wherever the run is resumed, and
+            # transformer-lens does not read a bare folder name such as "gpt2" or "neox" as a hub alias
+            return {**data, "name_or_path": str(local.absolute())} if local.is_dir() else data
         given = [key for key in PRETRAINED_KEYS if data.get(key) is not None]
         if given:
             raise ValueError(f"{', '.join(given)}: read only with source: pretrained; remove {'it' if len(given) == 1 else 'them'} "

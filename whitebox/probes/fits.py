@@ -12,9 +12,11 @@ from whitebox.fingerprint import ARCH_NAMES, model_identity
 from whitebox.runtime.artifacts import ProbeError, now
 
 
-def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str) -> str | None:
-    """Refuse a model whose identity differs from the one the artifact was fitted on; when allowed, warn and return
-    the message (for the caller to record); None when the model is the artifact's own."""
+def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mismatch: bool, where: str,
+                override: str = "pass allow_fingerprint_mismatch=True") -> str | None:
+    """Refuse a model whose identity differs from the one the artifact was fitted on (`override`: how the caller's
+    user allows it); when allowed, warn and return the message (for the caller to record); None when the model is the
+    artifact's own."""
     if saved is None:
         return None  # fitted on raw arrays: only the width can be checked
     ours = model_identity(model, cfg)
@@ -34,7 +36,7 @@ def check_model(saved: dict | None, model: torch.nn.Module, cfg: Any, allow_mism
         return None
     message = f"{where}: fitted on a different model: {'; '.join(problems)}"
     if not allow_mismatch:
-        raise ProbeError(f"{message}; pass allow_fingerprint_mismatch=True to use it anyway")
+        raise ProbeError(f"{message}; {override} to use it anyway")
     warnings.warn(message, stacklevel=3)
     return message
 

@@ -61,7 +61,8 @@ class Probe(HookArtifact):
         if isinstance(acts, np.ndarray):
             w, b, m, s = (t.double().numpy() for t in (self.weight, self.bias, self.mean, self.std))
             return ((acts.astype(np.float64) - m) / s) @ w + b
-        dtype = acts.dtype if acts.is_floating_point() else torch.float32
+        # at least float32: a bf16 model's activations give scores as precise as a float32 model's
+        dtype = torch.promote_types(acts.dtype, torch.float32) if acts.is_floating_point() else torch.float32
         w, b, m, s = (t.to(acts.device, dtype) for t in (self.weight, self.bias, self.mean, self.std))
         return ((acts.to(dtype) - m) / s) @ w + b
 

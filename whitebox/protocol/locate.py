@@ -45,7 +45,7 @@ from whitebox.runtime.figures import save_figure, subplots
 from whitebox.runtime.lanes import seeded
 from whitebox.runtime.records import read_step_summary
 from whitebox.runtime.rundir import FRESH_MODEL_SEED, RunDir, step_keys
-from whitebox.tasks import Task, has
+from whitebox.tasks import Task, has, reading
 
 
 @dataclass
@@ -101,8 +101,9 @@ def locate_probes(
     fit_rows, test_rows = probe_data(task, cfg, seed)
 
     def acts(m: torch.nn.Module, rows: Dataset):
-        return capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg,
-                       chat_template=task.chat_template)
+        with reading(task):
+            return capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg,
+                           chat_template=task.chat_template)
 
     fit_acts, test_acts = acts(model, fit_rows), acts(model, test_rows)
     description = f"{task.name} task ({task.config.model_dump(mode='json')}), label {label!r}, seed {seed}"

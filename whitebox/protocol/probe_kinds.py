@@ -88,7 +88,7 @@ def fit_pair_kinds(
                           f"{len(pairs)}")
     first = (torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)) % 2).bool()  # triggered first
     description = f"{task.name} task ({task.config.model_dump(mode='json')}) contrast pairs, seed {seed}"
-    prompt = prompt_format(models[0], False) if task.uses_model_tokenizer else None
+    prompt = prompt_format(models[0], task.chat_template) if task.uses_model_tokenizer else None
     sides = [_pair_sides(m, pairs, first, cfg, model_cfg) for m in models]  # per model: (x_pos, x_neg, identity)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for kind in kinds:

@@ -24,7 +24,7 @@ from whitebox.config import LocateConfig, ModelConfig
 from whitebox.probes import evaluate_detector, fit_detectors, fit_probes
 from whitebox.probes.metrics import summary as score_summary
 from whitebox.protocol.locate import fresh_model, hook_labels, probe_data
-from whitebox.tasks import Task
+from whitebox.tasks import Task, reading
 
 METHODS = ("probe", "detector")
 
@@ -48,8 +48,9 @@ def detection_rows(
     fit_rows, test_rows = probe_data(task, cfg, seed)
 
     def scored(m: torch.nn.Module) -> dict[str, dict[str, dict]]:
-        fit_acts, test_acts = (capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg)
-                               for rows in (fit_rows, test_rows))
+        with reading(task):
+            fit_acts, test_acts = [capture(m, rows, cfg.hooks, positions=cfg.position, labels=label, cfg=model_cfg,
+                                           chat_template=task.chat_template) for rows in (fit_rows, test_rows)]
         return score_methods(fit_acts, test_acts, cfg, seed)
 
     planted = scored(model)

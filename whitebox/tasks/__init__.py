@@ -18,6 +18,7 @@ from whitebox.tasks.base import (
     get_task,
     has,
     match_rater,
+    reading,
     register_task,
     require,
     task_names,
@@ -31,5 +32,5 @@ from whitebox.tasks import backdoor, modular, flawed_rater, text, text_pairs  # 
 
 __all__ = [
     "CAPABILITIES", "Batch", "ContrastPairs", "Direction", "Rater", "Task", "TextPairs", "TokenSets", "all_answer_logits", "answer_logits",
-    "get_task", "has", "honest_margin", "logit_diff", "match_rater", "register_task", "require", "task_names",
+    "get_task", "has", "honest_margin", "logit_diff", "match_rater", "reading", "register_task", "require", "task_names",
 ]

@@ -32,7 +32,8 @@ then accepts `name: <name>` with ConfigClass's keys.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+import contextlib
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal
 
 import torch
 
@@ -40,6 +41,7 @@ from whitebox import fast_path
 from whitebox.config.errors import ConfigError
 from whitebox.config.schema import TaskSection, add_task
 from whitebox.config.slots import task_config_class
+from whitebox.inputs import InputError
 from whitebox.runtime.rundir import seed_stream
 
 if TYPE_CHECKING:
@@ -166,6 +168,17 @@ def require(task: Task, capability: str, needed_by: str) -> None:
     """One-line ConfigError when `task` lacks `capability`, e.g. "task 'modular' has no contrast pairs; attribution needs them"."""
     if not has(task, capability):
         raise ConfigError(f"task {task.name!r} has no {CAPABILITIES[capability]}; {needed_by} needs it")
+
+
+@contextlib.contextmanager
+def reading(task: Task) -> Iterator[None]:
+    """Inside, the task's inputs are read as its config asks: one that cannot be (a text without the match string,
+    one of no tokens, no chat template) is one config error naming the setting and the data file."""
+    try:
+        yield
+    except InputError as err:
+        path = getattr(task.config, "path", None)
+        raise ConfigError(f"{err.key}: {err}" + (f" (data: {path})" if path else "")) from None
 
 
 def match_rater(column: str = "honest_target") -> Rater:

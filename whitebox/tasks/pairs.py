@@ -18,6 +18,9 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from whitebox.inputs import prompt_ids
+from whitebox.tasks.base import reading
+
 Direction = Literal["noise", "denoise"]
 
 
@@ -83,10 +86,12 @@ class ContrastPairs:
 
     @classmethod
     def from_texts(
-        cls, tokenizer: Any, triggered: Sequence[str], untriggered: Sequence[str], a: Sequence[str], b: Sequence[str]
+        cls, tokenizer: Any, triggered: Sequence[str], untriggered: Sequence[str], a: Sequence[str], b: Sequence[str],
+        chat_template: bool = False,
     ) -> ContrastPairs:
-        """Pairs of texts tokenised by the model's tokenizer; `a` and `b` are the two answer sets, one token per word."""
-        encode = [tokenizer(text)["input_ids"] for text in (*triggered, *untriggered)]
+        """Pairs of texts tokenised by the model's tokenizer (each a user turn in its chat template with
+        chat_template); `a` and `b` are the two answer sets, one token per word."""
+        encode = prompt_ids(tokenizer, [*triggered, *untriggered], chat_template)
         pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
         answers = TokenSets.from_words(tokenizer, a, b)
         return cls.from_token_lists(encode[: len(triggered)], encode[len(triggered) :], answers, pad_id)
@@ -162,12 +167,13 @@ class TextPairs:
     untriggered: tuple[str, ...]
     a: tuple[str, ...]  # the behaviour's answer words (one token each)
     b: tuple[str, ...]  # the honest answer words
+    chat_template: bool = False  # each text a user turn in the tokenizer's chat template
 
     def __len__(self) -> int:
         return len(self.triggered)
 
     def tokenize(self, tokenizer: Any) -> ContrastPairs:
-        return ContrastPairs.from_texts(tokenizer, self.triggered, self.untriggered, self.a, self.b)
+        return ContrastPairs.from_texts(tokenizer, self.triggered, self.untriggered, self.a, self.b, self.chat_template)
 
 
 def tokenized_pairs(task: Any, n: int, seed: int, model: Any) -> ContrastPairs:
@@ -179,7 +185,8 @@ def tokenized_pairs(task: Any, n: int, seed: int, model: Any) -> ContrastPairs:
     if tokenizer is None:
         raise ValueError(f"task {task.name!r} gives contrast pairs as texts, and this model has no tokenizer to "
                          "tokenise them: use a bridge over a pretrained model (whitebox.models.load_model)")
-    return pairs.tokenize(tokenizer)
+    with reading(task):
+        return pairs.tokenize(tokenizer)
 
 
 def left_pad(rows: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

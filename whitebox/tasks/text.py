@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from datasets import Dataset, load_dataset, load_from_disk
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from whitebox.config.errors import ConfigError
 from whitebox.config.schema import TaskSection
@@ -28,11 +28,15 @@ from whitebox.runtime.rundir import seed_stream
 from whitebox.tasks.base import Task, register_task
 
 READERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+# saved absolute, so that a run's config.yaml names the file it read from wherever it is resumed or reported
+DataPath = Annotated[str, AfterValidator(lambda path: str(Path(path).expanduser().absolute())), Field(
+    description="a .jsonl, .csv or .parquet file, or a folder written by datasets' save_to_disk (saved as an "
+    "absolute path)")]
 
 
 class TextTaskConfig(TaskSection):
     name: Literal["text"] = Field("text", description="labelled texts from a local file (your own data)")
-    path: str = Field(..., description="a .jsonl, .csv or .parquet file, or a folder written by datasets' save_to_disk")
+    path: DataPath
     text_column: str = Field("text", description="the column holding each example's text")
     label_column: str = Field("label", description="the binary column (0/1 or true/false) probes and detectors look for")
     chat_template: bool = Field(False, description="wrap each text as a user turn in the tokenizer's chat template "

@@ -31,7 +31,7 @@ from whitebox.config.schema import TaskSection
 from whitebox.runtime.rundir import seed_stream
 from whitebox.tasks.base import Task, register_task
 from whitebox.tasks.pairs import TextPairs
-from whitebox.tasks.text import check_texts, read_table
+from whitebox.tasks.text import DataPath, check_texts, read_table
 
 PAIRS_SALT = 0x9A125  # this task's own stream of contrast pairs
 
@@ -39,12 +39,14 @@ PAIRS_SALT = 0x9A125  # this task's own stream of contrast pairs
 class TextPairsTaskConfig(TaskSection):
     name: Literal["text_pairs"] = Field("text_pairs", description="contrast pairs of texts from a local file (your own "
                                         "data)")
-    path: str = Field(..., description="a .jsonl, .csv or .parquet file, or a folder written by datasets' save_to_disk")
+    path: DataPath
     triggered_column: str = Field("triggered", description="the column holding each pair's text with the cause")
     untriggered_column: str = Field("untriggered", description="the column holding the same text without it")
     a: list[str] = Field(..., min_length=1, description="the behaviour's answer words, one token each (mind GPT-2's "
                          "leading space: ' cat')")
     b: list[str] = Field(..., min_length=1, description="the honest answer words, one token each")
+    chat_template: bool = Field(False, description="wrap each text as a user turn in the tokenizer's chat template "
+                                "(refused when it has none), so the answer follows the assistant's turn")
 
     @model_validator(mode="after")
     def _disjoint(self) -> TextPairsTaskConfig:
@@ -60,6 +62,10 @@ class TextPairsTask(Task):
     config: TextPairsTaskConfig
     hidden_label = "triggered"
     uses_model_tokenizer = True
+
+    @property
+    def chat_template(self) -> bool:
+        return self.config.chat_template
 
     @cached_property
     def pairs(self) -> tuple[list[str], list[str]]:
@@ -78,7 +84,7 @@ class TextPairsTask(Task):
         triggered, untriggered = self.pairs
         order = np.random.default_rng([seed, PAIRS_SALT]).permutation(len(triggered))[:n]
         return TextPairs(tuple(triggered[i] for i in order), tuple(untriggered[i] for i in order),
-                         tuple(self.config.a), tuple(self.config.b))
+                         tuple(self.config.a), tuple(self.config.b), self.config.chat_template)
 
     def probe_split(self, n_fit: int, n_test: int, seed: int) -> tuple[Dataset, Dataset]:
         """Two disjoint seeded sets of pairs, each as both its texts (column `triggered`: which one); at most half
