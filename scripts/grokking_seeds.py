@@ -6,29 +6,62 @@ reach 0.9, the grokking delay between them, and each early-warning signal's cros
 time (steps before test accuracy reached 0.9; whitebox/early_warning.py states the thresholds), with
 mean ± 95% CI (Student t) over seeds. A signal that never crossed counts as missing for its mean.
 
+A seed of a long config (configs/grokking_nanda.yaml: about an hour on 2 cores) outlives what is safe
+to leave uncommitted, so with --results each finished seed leaves <results>/<label>-s<seed>.json (its
+config, summary, every evaluation record of training, versions and commit; the grid's record format),
+a seed recorded there is read back instead of run, and --commit commits each record as it is
+written. --set overrides config keys for every seed (the negative controls: training.weight_decay=0,
+a smaller task.train_fraction) and --label names them.
+
     python scripts/grokking_seeds.py --seeds 0 1 2 --out runs/grokking_seeds --json grokking_seeds.json \
         --plot grokking_seeds.png
+    python scripts/grokking_seeds.py --config configs/grokking_nanda.yaml --seeds 0 1 2 3 4 --label nanda \
+        --results docs/results/data/grokking_nanda --commit --json docs/results/data/grokking_nanda/seeds.json
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 from pathlib import Path
+from typing import Any
 
-from whitebox.config import load_config
+from whitebox.config import ConfigError, ExperimentConfig, load_config
+from whitebox.grid.records import read_record, write_record
 from whitebox.report.aggregate import seed_table
 from whitebox.report.plots import plot_panels, read_metrics
-from whitebox.runner import run_or_resume
-from whitebox.runtime.artifacts import write_json
+from whitebox.runner import find_experiment, run_or_resume
+from whitebox.runtime.artifacts import ArtifactError, write_json
 
 SIGNALS = ("fourier_probe", "test_anomaly", "test_logprob")
 
 
-def grokked(config: str, seed: int, out: Path) -> dict[str, float]:
-    """The grokking numbers of one seed, running or resuming the config only where needed."""
-    overrides = [f"run.seed={seed}", f"run.name=s{seed}", "tracking.wandb_mode=disabled"]
-    s = run_or_resume(load_config(config, overrides), out / f"s{seed}")
+def seed_config(config: str, seed: int, label: str | None, sets: list[str]) -> ExperimentConfig:
+    """One seed's config: the file, its --set overrides, the seed and the run's name (<label>-s<seed>, or s<seed>)."""
+    name = f"{label}-s{seed}" if label else f"s{seed}"
+    return load_config(config, [*sets, f"run.seed={seed}", f"run.name={name}", "tracking.wandb_mode=disabled"])
+
+
+def grokked(cfg: ExperimentConfig, out: Path, results: Path | None = None, commit: bool = False) -> dict[str, float]:
+    """The grokking numbers of one seed: read from its record, else run (or resumed) and recorded."""
+    name, sections = cfg.run.name, find_experiment(cfg.experiment).sections
+    record = None if results is None else read_record(results, name, cfg, sections)
+    if record is not None:
+        return row_of(record["summary"])
+    summary = run_or_resume(cfg, out / name)
+    if results is not None:
+        path = write_record(results, name, cfg, sections, out / name, stages="plant")
+        if commit:
+            subprocess.run(["git", "add", "--", str(path)], check=True)
+            message = f"{results.name}: seed {name} recorded"
+            subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], check=True)
+        print(f"recorded {path}", flush=True)
+    return row_of(summary)
+
+
+def row_of(s: dict[str, Any]) -> dict[str, float]:
+    """The table's numbers from a grokking summary (NaN where a crossing never happened)."""
     row = {"train_0.9": s["grok.step_train_acc_0.9"], "test_0.9": s["grok.step_test_acc_0.9"]}
     row["delay"] = None if None in row.values() else row["test_0.9"] - row["train_0.9"]
     row["final_test_acc"] = s["grok.test_acc"]
@@ -44,27 +77,47 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/grokking_seeds"))
     parser.add_argument("--json", type=Path, default=Path("grokking_seeds.json"))
     parser.add_argument("--plot", type=Path, help="PNG of every seed's curves")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (repeatable)")
+    parser.add_argument("--label", help="run and record names <label>-s<seed> (default s<seed>)")
+    parser.add_argument("--results", type=Path, help="a directory to commit: one record per finished seed, read back")
+    parser.add_argument("--commit", action="store_true",
+                        help="git-commit each record as it is written (with --results)")
     args = parser.parse_args()
+    if args.commit and args.results is None:
+        parser.error("--commit commits the records of --results; give --results DIR")
 
-    rows = {seed: grokked(args.config, seed, args.out) for seed in args.seeds}
+    try:
+        configs = {seed: seed_config(args.config, seed, args.label, args.set) for seed in args.seeds}
+        rows = {seed: grokked(cfg, args.out, args.results, args.commit) for seed, cfg in configs.items()}
+    except (ConfigError, ArtifactError) as err:
+        raise SystemExit(f"grokking_seeds: {err}") from None
     table, summary = seed_table(rows, digits=lambda key: 3 if key == "final_test_acc" else 0)
     print(table)
     write_json(args.json, {"config": args.config, "seeds": args.seeds, "runs": rows, "summary": summary})
     print(f"wrote {args.json}")
     if args.plot:
-        plot_seeds(args.out, args.seeds, args.plot)
+        curves = {seed: training_curve(cfg.run.name, args.out, args.results) for seed, cfg in configs.items()}
+        plot_seeds(curves, args.plot)
         print(f"wrote {args.plot}")
 
 
-def plot_seeds(out: Path, seeds: list[int], path: Path) -> None:
+def training_curve(name: str, out: Path, results: Path | None) -> list[dict[str, Any]]:
+    """The evaluation records of one seed's training: from its run directory, else from its record."""
+    metrics = out / name / "metrics.jsonl"
+    if metrics.is_file() or results is None:
+        return [r for r in read_metrics(metrics, "plant") if "eval/test_acc" in r]
+    return (read_record(results, name) or {}).get("curves", {}).get("plant", [])
+
+
+def plot_seeds(curves: dict[int, list[dict[str, Any]]], path: Path) -> None:
     """Train/test accuracy, the continuous metric and the Fourier probe of every seed, one line each."""
     records = []
-    for seed in seeds:  # one series per seed: rename the keys so plot_panels draws them apart
-        for r in read_metrics(out / f"s{seed}" / "metrics.jsonl", "plant"):
-            if "eval/test_acc" in r:
-                records.append({"step": r["step"], **{f"s{seed} {k.removeprefix('eval/')}": v for k, v in r.items()
-                                                      if k.startswith("eval/")}})
-    panels = {title: [f"s{seed} {key}" for seed in seeds for key in keys] for title, keys in {
+    for seed, curve in curves.items():  # one series per seed: rename the keys so plot_panels draws them apart
+        for r in curve:
+            records.append({"step": r["step"], **{f"s{seed} {k.removeprefix('eval/')}": v for k, v in r.items()
+                                                  if k.startswith("eval/")}})
+    panels = {title: [f"s{seed} {key}" for seed in curves for key in keys] for title, keys in {
         "exact-match accuracy (train, test)": ["train_acc", "test_acc"],
         "log-prob of the right answer on test pairs": ["test_logprob"],
         "Fourier-probe R^2 on test pairs": ["fourier_probe_r2"],

@@ -24,7 +24,7 @@ def grokked(tmp_path_factory):
 
 def test_grokking_pipeline_logs_every_progress_measure(grokked):
     tmp_path, summary = grokked
-    for key in ("train_acc", "test_acc", "test_logprob", "restricted_loss", "excluded_loss", "fourier_gini",
+    for key in ("train_acc", "test_acc", "test_logprob", "restricted_loss", "restricted_loss_train", "excluded_loss", "fourier_gini",
                 "fourier_key_share", "key_freq_1", "weight_norm"):
         assert f"grok.{key}" in summary
     assert summary["grok.train_acc"] == 1.0  # 24 pairs are memorised in 40 full-batch steps

@@ -5,11 +5,11 @@ import torch
 
 from whitebox.studies.fourier import (
     fourier_basis,
+    fourier_losses,
     frequency_norms,
     gini,
     key_frequencies,
     progress_measures,
-    restricted_and_excluded_loss,
 )
 
 
@@ -47,12 +47,15 @@ def test_restricted_and_excluded_loss_on_a_known_circuit():
     logits, target = _grid_logits(p, k)
     full = torch.nn.functional.cross_entropy(logits, target).item()
     train = torch.rand(p * p, generator=torch.Generator().manual_seed(0)) < 0.5
-    restricted, excluded = restricted_and_excluded_loss(logits, [k], train)
-    assert restricted == pytest.approx(full, abs=1e-9)
-    assert excluded == pytest.approx(math.log(p), abs=1e-9)
-    restricted_wrong, excluded_wrong = restricted_and_excluded_loss(logits, [k + 1], train)
-    assert restricted_wrong == pytest.approx(math.log(p), abs=1e-9)
-    assert excluded_wrong == pytest.approx(torch.nn.functional.cross_entropy(logits[train], target[train]).item(), abs=1e-9)
+    right = fourier_losses(logits, [k], train)
+    assert right["restricted_loss"] == pytest.approx(full, abs=1e-9)
+    train_full = torch.nn.functional.cross_entropy(logits[train], target[train]).item()
+    assert right["restricted_loss_train"] == pytest.approx(train_full, abs=1e-9)  # the training pairs' own loss
+    assert right["excluded_loss"] == pytest.approx(math.log(p), abs=1e-9)
+    wrong = fourier_losses(logits, [k + 1], train)
+    assert wrong["restricted_loss"] == pytest.approx(math.log(p), abs=1e-9)
+    assert wrong["restricted_loss_train"] == pytest.approx(math.log(p), abs=1e-9)
+    assert wrong["excluded_loss"] == pytest.approx(train_full, abs=1e-9)
 
 
 class _FourierModel(torch.nn.Module):
@@ -78,4 +81,5 @@ def test_progress_measures_of_a_generalising_model():
     assert m["train_acc"] == 1.0 and m["test_acc"] == 1.0
     assert m["key_freq_1"] == 3.0 and m["fourier_key_share"] == pytest.approx(1.0)
     assert m["restricted_loss"] == pytest.approx(m["test_loss"], abs=1e-4)
+    assert m["restricted_loss_train"] == pytest.approx(m["train_loss"], abs=1e-4)
     assert m["excluded_loss"] == pytest.approx(math.log(p), abs=1e-4)

@@ -37,24 +37,25 @@ def write_config(results: Path, cfg: ExperimentConfig, sections: tuple[str, ...]
     return write_text(Path(results) / "config.yaml", dump_yaml(cfg, sections))
 
 
-def treatment_curves(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """The evaluation records of every treatment stage (treat/...) of a run's metrics.jsonl: what the report plots."""
+def treatment_curves(run_dir: Path, stages: str = "treat/") -> dict[str, list[dict[str, Any]]]:
+    """The evaluation records of every stage named `stages`... (default: the treatments) of a run's metrics.jsonl."""
     curves: dict[str, list[dict[str, Any]]] = {}
     for record in read_records(RunDir(run_dir).metrics):
-        if record["stage"].startswith("treat/") and any(k.startswith("eval/") for k in record):
+        if record["stage"].startswith(stages) and any(k.startswith("eval/") for k in record):
             curves.setdefault(record["stage"], []).append(record)
     return curves
 
 
-def write_record(results: Path, label: str, cell_cfg: ExperimentConfig, sections: tuple[str, ...], run_dir: Path) -> Path:
-    """<results>/<label>.json for the finished cell run in `run_dir`: config, summary, curves, environment; sealed."""
+def write_record(results: Path, label: str, cell_cfg: ExperimentConfig, sections: tuple[str, ...], run_dir: Path,
+                 stages: str = "treat/") -> Path:
+    """<results>/<label>.json for the finished run in `run_dir`: config, summary, curves of `stages`, environment."""
     env = read_env(RunDir(run_dir).env)
     body = {
         "format": FORMAT,
         "cell": label,
         "config": config_to_dict(cell_cfg, sections),
         "summary": read_summary(RunDir(run_dir).summary),
-        "curves": treatment_curves(run_dir),
+        "curves": treatment_curves(run_dir, stages),
         "env": {k: env.get(k) for k in ("versions", "git", "device", "torch_threads", "fast_path", "started", "amendments")},
     }
     return write_json(record_path(results, label), {**body, "sha256": sha256_json(body)})

@@ -49,7 +49,8 @@ def plot_grokking(metrics_path: str | Path, stage: str, out: str | Path) -> Path
     panels = {
         "accuracy (exact match: discontinuous)": ["eval/train_acc", "eval/test_acc"],
         "log-prob of the right answer (continuous)": ["eval/test_logprob"],
-        "loss": ["eval/train_loss", "eval/test_loss", "eval/restricted_loss", "eval/excluded_loss"],
+        "loss": ["eval/train_loss", "eval/test_loss", "eval/restricted_loss", "eval/restricted_loss_train",
+                 "eval/excluded_loss"],
         "embedding Fourier spectrum": ["eval/fourier_gini", "eval/fourier_key_share"],
         "total weight norm": ["eval/weight_norm"],
     }

@@ -62,14 +62,15 @@ def sum_directions(p: int, freqs: list[int]) -> torch.Tensor:
     return dirs / dirs.norm(dim=0, keepdim=True)
 
 
-def restricted_and_excluded_loss(
-    logits: torch.Tensor, freqs: list[int], train_mask: torch.Tensor
-) -> tuple[float, float]:
-    """Loss with only the key frequencies kept (all pairs), and with them removed (training pairs).
+def fourier_losses(logits: torch.Tensor, freqs: list[int], train_mask: torch.Tensor) -> dict[str, float]:
+    """Loss with only the key frequencies kept (all pairs; training pairs) and with them removed (training pairs).
 
     `logits` is [p*p, p] over all pairs in row-major order (answer tokens only). Restricted loss
     falls as the generalising circuit forms; excluded loss rises once the training set is fitted
-    through the key frequencies rather than memorised.
+    through the key frequencies rather than memorised. `restricted_loss` needs the answers of
+    unseen pairs; `restricted_loss_train` and `excluded_loss` read the training answers only, so a
+    practitioner without held-out labels can compute them (the key part is projected from the
+    model's logits on every input, which needs no answer).
     """
     pairs, p = logits.shape
     assert pairs == p * p, f"logits must cover all {p * p} pairs, got {pairs}"
@@ -79,9 +80,13 @@ def restricted_and_excluded_loss(
     key_part = u @ (u.T @ (flat - mean))
     a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
     target = ((a + b) % p).flatten().to(logits.device)
-    restricted = F.cross_entropy(mean + key_part, target)
+    restricted = F.cross_entropy(mean + key_part, target, reduction="none")
     excluded = F.cross_entropy((flat - key_part)[train_mask], target[train_mask])
-    return float(restricted), float(excluded)
+    return {
+        "restricted_loss": float(restricted.mean()),
+        "restricted_loss_train": float(restricted[train_mask].mean()),
+        "excluded_loss": float(excluded),
+    }
 
 
 @torch.no_grad()
@@ -100,7 +105,6 @@ def progress_measures(model: torch.nn.Module, p: int, train_mask: torch.Tensor, 
     hit = (logits.argmax(-1) == target).float()
     norms = frequency_norms(model.W_E[:p].detach().double())
     keys = key_frequencies(norms, n_key)
-    restricted, excluded = restricted_and_excluded_loss(logits, keys, train_mask)
     top_share = float(norms[[k - 1 for k in keys]].pow(2).sum() / norms.pow(2).sum())
     return {
         "train_acc": float(hit[train_mask].mean()),
@@ -108,8 +112,7 @@ def progress_measures(model: torch.nn.Module, p: int, train_mask: torch.Tensor, 
         "test_acc": float(hit[~train_mask].mean()),
         "test_loss": float(loss[~train_mask].mean()),
         "test_logprob": float(-loss[~train_mask].mean()),
-        "restricted_loss": restricted,
-        "excluded_loss": excluded,
+        **fourier_losses(logits, keys, train_mask),
         "fourier_gini": gini(norms),
         "fourier_key_share": top_share,
         **{f"key_freq_{i + 1}": float(k) for i, k in enumerate(keys)},
