@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,10 +27,13 @@ def env() -> dict[str, str]:
 
 def whitebox_process(*args: str, cwd: Path) -> subprocess.Popen:
     """`python -m whitebox ARGS` in a session of its own, so that only the signals a test sends reach it; its
-    stderr goes to cwd/stderr.log (a pipe nobody reads would fill up with progress bars and stall it)."""
+    stderr goes to cwd/stderr.log (a pipe nobody reads would fill up with progress bars and stall it). Ctrl-C is
+    restored to its default in the child: a suite started in the background (`pytest &`) inherits SIGINT ignored,
+    and a process that starts with SIGINT ignored never sees the Ctrl-C a test sends."""
     with open(cwd / "stderr.log", "ab") as err:
         return subprocess.Popen([sys.executable, "-m", "whitebox", *args], cwd=cwd, env=env(),
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def stderr_of(cwd: Path) -> str:
