@@ -6,7 +6,7 @@ reach 0.9, the grokking delay between them, and each early-warning signal's cros
 time (steps before test accuracy reached 0.9; whitebox/early_warning.py states the thresholds), with
 mean ± 95% CI (Student t) over seeds. A signal that never crossed counts as missing for its mean.
 
-A seed of a long config (configs/grokking_nanda.yaml: about an hour on 2 cores) outlives what is safe
+A seed of a long config (configs/grokking_nanda.yaml: hours per seed on CPU) outlives what is safe
 to leave uncommitted, so with --results each finished seed leaves <results>/<label>-s<seed>.json (its
 config, summary, every evaluation record of training, versions and commit; the grid's record format),
 a seed recorded there is read back instead of run, and --commit commits each record as it is
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from whitebox.config import ConfigError, ExperimentConfig, load_config
-from whitebox.grid.records import read_record, write_record
+from whitebox.grid.records import read_record, treatment_curves, write_record
 from whitebox.report.aggregate import seed_table
-from whitebox.report.plots import plot_panels, read_metrics
+from whitebox.report.plots import plot_panels
 from whitebox.runner import find_experiment, run_or_resume
 from whitebox.runtime.artifacts import ArtifactError, write_json
 
@@ -43,13 +43,15 @@ def seed_config(config: str, seed: int, label: str | None, sets: list[str]) -> E
     return load_config(config, [*sets, f"run.seed={seed}", f"run.name={name}", "tracking.wandb_mode=disabled"])
 
 
-def grokked(cfg: ExperimentConfig, out: Path, results: Path | None = None, commit: bool = False) -> dict[str, float]:
-    """The grokking numbers of one seed: read from its record, else run (or resumed) and recorded."""
+def grokked(cfg: ExperimentConfig, out: Path, results: Path | None = None,
+            commit: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """One seed's numbers and training evaluations: read from its record, else run (or resumed) and recorded."""
     name, sections = cfg.run.name, find_experiment(cfg.experiment).sections
     record = None if results is None else read_record(results, name, cfg, sections)
     if record is not None:
-        return row_of(record["summary"])
+        return row_of(record["summary"]), record["curves"].get("plant", [])
     summary = run_or_resume(cfg, out / name)
+    curve = treatment_curves(out / name, "plant").get("plant", [])
     if results is not None:
         path = write_record(results, name, cfg, sections, out / name, stages="plant")
         if commit:
@@ -57,7 +59,7 @@ def grokked(cfg: ExperimentConfig, out: Path, results: Path | None = None, commi
             message = f"{results.name}: seed {name} recorded"
             subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], check=True)
         print(f"recorded {path}", flush=True)
-    return row_of(summary)
+    return row_of(summary), curve
 
 
 def row_of(s: dict[str, Any]) -> dict[str, float]:
@@ -89,25 +91,17 @@ def main() -> None:
 
     try:
         configs = {seed: seed_config(args.config, seed, args.label, args.set) for seed in args.seeds}
-        rows = {seed: grokked(cfg, args.out, args.results, args.commit) for seed, cfg in configs.items()}
+        done = {seed: grokked(cfg, args.out, args.results, args.commit) for seed, cfg in configs.items()}
     except (ConfigError, ArtifactError) as err:
         raise SystemExit(f"grokking_seeds: {err}") from None
+    rows = {seed: row for seed, (row, _) in done.items()}
     table, summary = seed_table(rows, digits=lambda key: 3 if key == "final_test_acc" else 0)
     print(table)
     write_json(args.json, {"config": args.config, "seeds": args.seeds, "runs": rows, "summary": summary})
     print(f"wrote {args.json}")
     if args.plot:
-        curves = {seed: training_curve(cfg.run.name, args.out, args.results) for seed, cfg in configs.items()}
-        plot_seeds(curves, args.plot)
+        plot_seeds({seed: curve for seed, (_, curve) in done.items()}, args.plot)
         print(f"wrote {args.plot}")
-
-
-def training_curve(name: str, out: Path, results: Path | None) -> list[dict[str, Any]]:
-    """The evaluation records of one seed's training: from its run directory, else from its record."""
-    metrics = out / name / "metrics.jsonl"
-    if metrics.is_file() or results is None:
-        return [r for r in read_metrics(metrics, "plant") if "eval/test_acc" in r]
-    return (read_record(results, name) or {}).get("curves", {}).get("plant", [])
 
 
 def plot_seeds(curves: dict[int, list[dict[str, Any]]], path: Path) -> None:
