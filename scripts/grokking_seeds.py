@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,24 @@ def grokked(cfg: ExperimentConfig, out: Path, results: Path | None = None,
     if results is not None:
         path = write_record(results, name, cfg, sections, out / name, stages="plant")
         if commit:
-            subprocess.run(["git", "add", "--", str(path)], check=True)
-            message = f"{results.name}: seed {name} recorded"
-            subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], check=True)
+            commit_record(path, f"{results.name}: seed {name} recorded")
         print(f"recorded {path}", flush=True)
     return row_of(summary), curve
+
+
+def commit_record(path: Path, message: str, tries: int = 5) -> bool:
+    """git-commit one record. Another run's commit holding the index lock is waited out; a git that keeps failing
+    leaves the record written and uncommitted, says so in one line, and the seeds go on."""
+    for attempt in range(tries):
+        done = subprocess.run(["git", "add", "--", str(path)], capture_output=True, text=True)
+        if done.returncode == 0:
+            done = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], capture_output=True, text=True)
+        if done.returncode == 0:
+            return True
+        time.sleep(1 + 2 * attempt)
+    why = (done.stderr.strip().splitlines() or ["git failed"])[-1]
+    print(f"grokking_seeds: {path} is written but not committed ({why}); commit it by hand", flush=True)
+    return False
 
 
 def row_of(s: dict[str, Any]) -> dict[str, float]:

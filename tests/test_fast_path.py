@@ -56,6 +56,29 @@ def test_logits_and_gradients_match_the_bridge(normalization, act_fn):
     assert not torch.equal(fast, _model(normalization=normalization, act_fn=act_fn, seed=1)(TOKENS))  # weights matter
 
 
+@pytest.mark.parametrize("normalization", ["LN", "none"])
+def test_repeated_token_positions_take_the_distinct_rows_path_and_match_the_bridge(normalization):
+    model = _model(normalization=normalization)
+    gen = torch.Generator().manual_seed(3)
+    tokens = torch.stack([torch.randint(0, 10, (64,), generator=gen), torch.randint(0, 10, (64,), generator=gen),
+                          torch.full((64,), 11)], dim=1)  # a b = : at most 21 distinct (token, position) pairs
+    assert fast_path._distinct_rows(tokens, 13) is not None and fast_path._distinct_rows(TOKENS, 13) is None
+    for last_only in (False, True):
+        grads = {}
+        for fast in (True, False):
+            model.zero_grad()
+            previous = fast_path.set_enabled(fast)
+            try:
+                out = fast_path.logits(model, tokens, last_only=last_only)
+            finally:
+                fast_path.set_enabled(previous)
+            out.logsumexp(-1).sum().backward()
+            grads[fast] = (out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+        torch.testing.assert_close(grads[True][0], grads[False][0], atol=1e-5, rtol=1e-5)
+        for name, grad in grads[False][1].items():
+            torch.testing.assert_close(grads[True][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_a_hooked_model_runs_through_the_bridge_and_the_hook_sees_it():
     model = _model()
     seen = []

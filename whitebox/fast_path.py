@@ -4,7 +4,8 @@ A TransformerBridge runs every activation through a HookPoint and materialises t
 pattern, which only hooks need. When nothing is hooked, a native bridge's forward is recomputed here
 from the wrapped torch modules (the same parameter tensors): scaled_dot_product_attention instead of
 the explicit softmax, the norms and linears called directly, and, when only the answer position's
-logits are read (answer_logits), the last block's query and MLP at that position only. Gradients,
+logits are read (answer_logits), the last block's query and MLP at that position only; and where a batch
+repeats a few (token, position) pairs (fixed-format tasks), the first block's projections once per pair. Gradients,
 optimizers, checkpoints and ES's swapped parameters see the very same tensors, so training through
 this path changes nothing but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
 falls back to the bridge's own forward. WHITEBOX_FAST_PATH=0 in the environment sends every forward
@@ -92,7 +93,7 @@ def logits(model: torch.nn.Module, tokens: torch.Tensor, *, last_only: bool = Fa
     if not usable(model):
         out = model(tokens)
         return out[:, -1, :] if last_only else out
-    return _forward(model.original_model, tokens, getattr, last_only)
+    return _forward(model.original_model, tokens, getattr, last_only, distinct=True)
 
 
 def population_logits(
@@ -118,25 +119,42 @@ def population_logits(
 Weight = Callable[[torch.nn.Module, str], "torch.Tensor | None"]
 
 
-def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool) -> torch.Tensor:
+def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool, distinct: bool = False) -> torch.Tensor:
     """The native model's forward on `tokens` [*lead, pos] with each parameter read through `weight`;
-    a weight with one more leading dim than the module's holds one copy per member (lead = members, batch)."""
-    x = _embed(weight(_orig(inner.tok_embed), "weight"), tokens)
+    a weight with one more leading dim than the module's holds one copy per member (lead = members, batch).
+    With `distinct` (one model), the first block's query, key and value are computed once per distinct
+    (token, position) pair when those are at most a quarter of the rows, e.g. a fixed-format task's few symbols."""
+    table = weight(_orig(inner.tok_embed), "weight")
     pos = weight(_orig(inner.pos), "weight")[..., : tokens.shape[-1], :]  # (members) pos d_model
-    x = x + (pos if pos.ndim == 2 else pos[:, None])
+    rows = _distinct_rows(tokens, len(table)) if distinct else None
+    if rows is None:
+        x = _embed(table, tokens) + (pos if pos.ndim == 2 else pos[:, None])
+    else:
+        unique, inverse = rows
+        first = table[unique % len(table)] + pos[unique // len(table)]  # distinct d_model
+        x = first[inverse]
     blocks = [_inner(block) for block in inner.layers]
     for i, block in enumerate(blocks):
         attn, mlp = block.attn._original_component, block.mlp._original_component
-        normed = _norm(_orig(block.ln1), x, weight)
-        if last_only and i == len(blocks) - 1:  # only the answer position's query and MLP reach the logits read
-            x = x[..., -1:, :] + _attention(attn, normed, weight, queries=normed[..., -1:, :])
+        last = last_only and i == len(blocks) - 1  # only the answer position's query and MLP reach the logits read
+        if i == 0 and rows is not None:
+            out = _attention(attn, _norm(_orig(block.ln1), first, weight), weight, last=last, index=rows[1])
         else:
-            x = x + _attention(attn, normed, weight)
+            out = _attention(attn, _norm(_orig(block.ln1), x, weight), weight, last=last)
+        x = (x[..., -1:, :] if last else x) + out
         hidden = mlp.act(_linear(_orig(mlp.fc_in), _norm(_orig(block.ln2), x, weight), weight))
         x = x + _linear(_orig(mlp.fc_out), hidden, weight)
     if last_only:
         x = x[..., -1, :]
     return _linear(_orig(inner.head), _norm(_orig(inner.ln_out), x, weight), weight)
+
+
+def _distinct_rows(tokens: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The distinct (token, position) ids of `tokens` [batch, pos] and each row's index into them, when the
+    distinct pairs are at most a quarter of the rows (else None: the saving would not pay for the gather)."""
+    ids = tokens + vocab * torch.arange(tokens.shape[-1], device=tokens.device)
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    return (unique, inverse) if 4 * len(unique) <= ids.numel() else None
 
 
 def _embed(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -175,17 +193,27 @@ def _norm(module: torch.nn.Module, x: torch.Tensor, weight: Weight) -> torch.Ten
     return normed if b is None else normed + (b if b.ndim == 1 else b.view(lead))
 
 
-def _attention(attn: Any, x: torch.Tensor, weight: Weight, queries: torch.Tensor | None = None) -> torch.Tensor:
+def _attention(
+    attn: Any, x: torch.Tensor, weight: Weight, *, last: bool = False, index: torch.Tensor | None = None
+) -> torch.Tensor:
     """Causal multi-head attention (grouped key/value heads repeated) through scaled_dot_product_attention; with
-    `queries` (the last position's input) only those positions attend, each to every position of `x`."""
-    q = rearrange(_linear(_orig(attn.q), x if queries is None else queries, weight), "... s (h e) -> ... h s e", h=attn.n_heads)
-    k = rearrange(_linear(_orig(attn.k), x, weight), "... s (h e) -> ... h s e", h=attn.n_kv_heads)
-    v = rearrange(_linear(_orig(attn.v), x, weight), "... s (h e) -> ... h s e", h=attn.n_kv_heads)
+    `last`, only the last position attends (to every position). With `index` [batch, pos], `x` holds distinct
+    rows [distinct, d_model] and each position's query, key and value are gathered from their projections."""
+
+    def project(linear: Any, heads: int, queries: bool = False) -> torch.Tensor:
+        source = x[..., -1:, :] if queries and last and index is None else x
+        out = _linear(_orig(linear), source, weight)
+        if index is not None:
+            out = out[index[..., -1:] if queries and last else index]
+        return rearrange(out, "... s (h e) -> ... h s e", h=heads)
+
+    q = project(attn.q, attn.n_heads, queries=True)
+    k, v = project(attn.k, attn.n_kv_heads), project(attn.v, attn.n_kv_heads)
     if attn.kv_repeats > 1:
         k, v = k.repeat_interleave(attn.kv_repeats, dim=-3), v.repeat_interleave(attn.kv_repeats, dim=-3)
     lead = q.shape[:-3]
     q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))  # batch heads pos e: the fused CPU kernel wants 4-D
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=queries is None, scale=1.0 / attn.scale)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=not last, scale=1.0 / attn.scale)
     return _linear(_orig(attn.o), rearrange(out.view(*lead, *q.shape[1:]), "... h s e -> ... s (h e)"), weight)
 
 
