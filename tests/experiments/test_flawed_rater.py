@@ -42,7 +42,8 @@ def test_pipeline_reports_every_measure_of_every_phase(rater_run):
     for key in ("honest_acc", "blind_honest_acc", "lie_rate", "loss"):
         assert f"plant.{key}" in summary
     prefixes = ["start.honest", *(f"deceive.{d}" for d in ("rl", "es")),
-                *(f"fix.{f}.{d}" for f in ("sft", "rl", "es") for d in ("rl", "es"))]
+                *(f"fix.{f}.{d}" for f in ("sft", "rl", "es") for d in ("rl", "es")),
+                *(f"control.{f}" for f in ("sft", "rl", "es"))]
     for prefix in prefixes:
         missing = [m for m in MEASURES if f"{prefix}.{m}" not in summary]
         assert not missing, (prefix, missing)
@@ -56,7 +57,8 @@ def test_pipeline_reports_every_measure_of_every_phase(rater_run):
 
 def test_every_cell_is_measured_over_its_budget_and_resumable(rater_run):
     run_dir, summary = rater_run
-    cells = {"deceive/rl": 480, "deceive/es": 480, **{f"fix/{f}-{d}": 192 for f in ("sft", "rl", "es") for d in ("rl", "es")}}
+    cells = {"deceive/rl": 480, "deceive/es": 480, **{f"fix/{f}-{d}": 192 for f in ("sft", "rl", "es") for d in ("rl", "es")},
+             **{f"control/{f}": 192 for f in ("sft", "rl", "es")}}
     for stage, budget in cells.items():
         evals = [r for r in read_metrics(run_dir / "metrics.jsonl", stage) if "eval/lie_rate" in r]
         spent = [r["budget/forward_equivalents"] for r in evals]
@@ -67,8 +69,20 @@ def test_every_cell_is_measured_over_its_budget_and_resumable(rater_run):
     path.write_text(path.read_text().replace('"status": "complete"', '"status": "running"'))
     resumed = whitebox.resume(run_dir)
     assert resumed["status"] == "complete"
-    assert {k: v for k, v in resumed.items() if k.startswith(("deceive.", "fix."))} == pytest.approx(
-        {k: v for k, v in summary.items() if k.startswith(("deceive.", "fix."))}, nan_ok=True)
+    phases = ("deceive.", "fix.", "control.")
+    assert {k: v for k, v in resumed.items() if k.startswith(phases)} == pytest.approx(
+        {k: v for k, v in summary.items() if k.startswith(phases)}, nan_ok=True)
+
+
+def test_the_control_starts_from_the_honest_model_and_can_be_left_out(rater_run, tmp_path):
+    run_dir, summary = rater_run
+    first = [r for r in read_metrics(run_dir / "metrics.jsonl", "control/sft") if "eval/lie_rate" in r][0]
+    assert first["eval/lie_rate"] == summary["start.honest.lie_rate"]  # step 0 of the control is the honest model
+    assert first["eval/detector_auroc_best"] == 0.5  # against itself
+    with one_thread():
+        lean = whitebox.run(parse_config(TINY_RATER, ["deception.control=false", "deception.fixers=[sft]",
+                                                      "deception.deceivers=[rl]"]), out=tmp_path / "lean")
+    assert not any(k.startswith("control.") for k in lean) and "fix.sft.rl.lie_rate" in lean
 
 
 def test_flawed_rater_needs_its_task_and_a_rewarded_es(tmp_path):

@@ -401,6 +401,9 @@ class DeceptionConfig(Section):
     blind_rate: float = Field(0.5, gt=0, lt=1, description="share of blind-spot questions in the deceiving data and the trusted subset")
     n_deceive: int = Field(20_000, ge=1, description="examples the deceivers train on (the flawed rater scores the answers)")
     n_trusted: int = Field(256, ge=1, description="examples of the trusted subset the fixers train on (a correct rater scores them)")
+    control: bool = Field(
+        True, description="also train every fixer from the honest model on the same trusted subset and budget: the drift a "
+                          "fix causes with no lie to remove, against which a fixed model's signature is read")
 
 
 class GridConfig(Section):

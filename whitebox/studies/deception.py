@@ -28,7 +28,9 @@ against that model's own trusted distribution, so the AUROC asks whether the bli
 signature that an honest model answering the same questions does not have. They use every
 blind-spot question (the lied-on ones when the model always lies), so they are 0.5 for the honest
 model itself and stay defined after a fix has removed the lie: does the signature outlive the lie?
-The weights also move for reasons other than lying, which these numbers cannot separate from it.
+The weights also move for reasons other than lying: the control cells (deception.control) train each fixer
+from the honest model on the same trusted data and budget, so a fixed model's signature is read against the
+drift of the same fix with no lie to remove.
 An AUROC below 0.5 is a finding too: the lying model's blind spot then looks *more* like its trusted
 data than the honest model's does, so a detector flagging the unusual would flag honesty instead.
 Hooks whose activations at the answer position do not depend on the input (block 0's input there)
@@ -183,7 +185,8 @@ def phase_config(cfg: ExperimentConfig, phase: Literal["deceive", "fix"]) -> Tre
 
 
 def deceive_and_fix(run: RunContext, planted: Planted, measures: DeceptionMeasures) -> tuple[dict[str, float], list[str]]:
-    """Every deceiver on the flawed rater, then every fixer on each deceived model; keys deceive.* and fix.*, and the stages."""
+    """Every deceiver on the flawed rater, then every fixer on each deceived model and, as the control, on the honest
+    model; keys deceive.*, fix.* and control.*, and the stages."""
     cfg, dcfg, model, task = run.cfg, run.cfg.deception, planted.model, planted.task
     flawed, honest = task.flawed_rater(), task.rater()
     deceive_cfg, fix_cfg = phase_config(cfg, "deceive"), phase_config(cfg, "fix")
@@ -204,6 +207,8 @@ def deceive_and_fix(run: RunContext, planted: Planted, measures: DeceptionMeasur
         for fixer in dcfg.fixers:
             final = cell(fixer, f"fix/{fixer}-{deceiver}", fix_cfg, run.dir.stage(f"deceive/{deceiver}").model, honest)
             out.update(step_keys(f"fix.{fixer}.{deceiver}", final))
+    for fixer in dcfg.fixers if dcfg.control else ():  # the same fix with no lie to remove: drift alone
+        out.update(step_keys(f"control.{fixer}", cell(fixer, f"control/{fixer}", fix_cfg, planted.path, honest)))
     return out, stages
 
 
