@@ -37,7 +37,7 @@ def write_config(results: Path, cfg: ExperimentConfig, sections: tuple[str, ...]
     return write_text(Path(results) / "config.yaml", dump_yaml(cfg, sections))
 
 
-def treatment_curves(run_dir: Path, stages: str = "treat/") -> dict[str, list[dict[str, Any]]]:
+def treatment_curves(run_dir: Path, stages: str | tuple[str, ...] = "treat/") -> dict[str, list[dict[str, Any]]]:
     """The evaluation records of every stage named `stages`... (default: the treatments) of a run's metrics.jsonl."""
     curves: dict[str, list[dict[str, Any]]] = {}
     for record in read_records(RunDir(run_dir).metrics):
@@ -47,7 +47,7 @@ def treatment_curves(run_dir: Path, stages: str = "treat/") -> dict[str, list[di
 
 
 def write_record(results: Path, label: str, cell_cfg: ExperimentConfig, sections: tuple[str, ...], run_dir: Path,
-                 stages: str = "treat/") -> Path:
+                 stages: str | tuple[str, ...] = "treat/") -> Path:
     """<results>/<label>.json for the finished run in `run_dir`: config, summary, curves of `stages`, environment."""
     env = read_env(RunDir(run_dir).env)
     body = {
