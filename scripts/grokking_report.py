@@ -22,10 +22,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from grokking_seeds import seed_config
-
 from whitebox.config import ConfigError
 from whitebox.grid.records import read_record
+from whitebox.grid.seeds import seed_config
 from whitebox.report.aggregate import mean_ci_text
 from whitebox.report.stats import t_interval
 from whitebox.runner import find_experiment

@@ -23,57 +23,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from whitebox.config import ConfigError, ExperimentConfig, load_config
-from whitebox.grid.records import read_record, treatment_curves, write_record
+from whitebox.config import ConfigError, ExperimentConfig
+from whitebox.grid.seeds import recorded_run, seed_config
 from whitebox.report.aggregate import seed_table
 from whitebox.report.plots import plot_panels
-from whitebox.runner import find_experiment, run_or_resume
 from whitebox.runtime.artifacts import ArtifactError, write_json
 
 SIGNALS = ("fourier_probe", "test_anomaly", "test_logprob")
 
 
-def seed_config(config: str, seed: int, label: str | None, sets: list[str]) -> ExperimentConfig:
-    """One seed's config: the file, its --set overrides, the seed and the run's name (<label>-s<seed>, or s<seed>)."""
-    name = f"{label}-s{seed}" if label else f"s{seed}"
-    return load_config(config, [*sets, f"run.seed={seed}", f"run.name={name}", "tracking.wandb_mode=disabled"])
-
-
 def grokked(cfg: ExperimentConfig, out: Path, results: Path | None = None,
             commit: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """One seed's numbers and training evaluations: read from its record, else run (or resumed) and recorded."""
-    name, sections = cfg.run.name, find_experiment(cfg.experiment).sections
-    record = None if results is None else read_record(results, name, cfg, sections)
-    if record is not None:
-        return row_of(record["summary"]), record["curves"].get("plant", [])
-    summary = run_or_resume(cfg, out / name)
-    curve = treatment_curves(out / name, "plant").get("plant", [])
-    if results is not None:
-        path = write_record(results, name, cfg, sections, out / name, stages="plant")
-        if commit:
-            commit_record(path, f"{results.name}: seed {name} recorded")
-        print(f"recorded {path}", flush=True)
-    return row_of(summary), curve
-
-
-def commit_record(path: Path, message: str, tries: int = 5) -> bool:
-    """git-commit one record. Another run's commit holding the index lock is waited out; a git that keeps failing
-    leaves the record written and uncommitted, says so in one line, and the seeds go on."""
-    for attempt in range(tries):
-        done = subprocess.run(["git", "add", "--", str(path)], capture_output=True, text=True)
-        if done.returncode == 0:
-            done = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], capture_output=True, text=True)
-        if done.returncode == 0:
-            return True
-        time.sleep(1 + 2 * attempt)
-    why = (done.stderr.strip().splitlines() or ["git failed"])[-1]
-    print(f"grokking_seeds: {path} is written but not committed ({why}); commit it by hand", flush=True)
-    return False
+    done = recorded_run(cfg, out, "plant", results, commit)
+    return row_of(done["summary"]), done["curves"].get("plant", [])
 
 
 def row_of(s: dict[str, Any]) -> dict[str, float]:
