@@ -10,7 +10,7 @@ writes them (each checked intact and made with the arm's config):
 negative controls) and writes thresholds.json: each signal's tau and whether it passed the
 calibration gate. It refuses to replace a thresholds.json that says otherwise, so the thresholds are
 fixed before any reported seed is read. `report` applies them unchanged to the reported seeds (0-4)
-and the held-out seed (9), and writes analysis.json, report.md and reproduction.png beside the
+and the held-out seed (9), and writes analysis.json, report.md, reproduction.png and signals.png beside the
 records; a run not recorded yet is listed as missing, never filled in.
 """
 
@@ -237,6 +237,40 @@ def plot(results: Path, analysis: dict[str, Any]) -> Path:
     return out
 
 
+def plot_signals(results: Path, thresholds: dict[str, Any]) -> Path:
+    """signals.png: every signal's move r(t) after M on the reported runs (colour, G marked) and controls (grey),
+    with its calibrated tau."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, _ = curves(results, REPORTED, "nanda")
+    controls = [c for arm in CONTROLS for c in curves(results, REPORTED, arm)[0].values()]
+    names = list(alarms.SIGNALS)
+    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(16, 6.5), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        signal = alarms.SIGNALS[name]
+        for curve in controls:
+            ax.plot(*zip(*alarms.moves(curve, signal)), color="grey", alpha=0.5, lw=0.8)
+        for seed, curve in runs.items():
+            line, = ax.plot(*zip(*alarms.moves(curve, signal)), lw=1, label=f"s{seed}")
+            if (g := alarms.generalised_at(curve)) is not None:
+                ax.axvline(g, color=line.get_color(), ls=":", lw=0.8)
+        ax.axhline(thresholds["signals"][name]["tau"], color="black", ls="--", lw=0.8)
+        kind = "white" if signal.white_box else "black"
+        ax.set_title(f"{name} ({kind}-box)", fontsize=9)
+        ax.set_yscale("symlog", linthresh=0.01)
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("step (dotted: G; dashed: tau; grey: controls)")
+    fig.supylabel("r(t): move since M in the alarm direction")
+    fig.tight_layout()
+    out = results / "signals.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["calibrate", "report"])
@@ -254,6 +288,7 @@ def main() -> None:
         print(text)
         if analysis["per_seed"]:
             print(f"wrote {plot(args.results, analysis)}")
+            print(f"wrote {plot_signals(args.results, thresholds)}")
     except (ConfigError, ArtifactError) as err:
         raise SystemExit(f"grokking_report: {err}") from None
 

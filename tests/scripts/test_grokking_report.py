@@ -105,4 +105,4 @@ def test_the_report_applies_the_thresholds_unchanged_and_lists_what_is_missing(c
     assert analysis["held_out"]["generalisation"] == 3200 and analysis["held_out"]["inside"] is True
     text = (calibration / "report.md").read_text()
     assert "Not recorded yet** (5)" in text and "warn materially earlier: excluded_loss" in text
-    assert (calibration / "reproduction.png").stat().st_size > 10_000
+    assert (calibration / "reproduction.png").stat().st_size > 10_000 and (calibration / "signals.png").stat().st_size > 10_000
