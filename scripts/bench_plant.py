@@ -9,10 +9,13 @@ last block computed at the answer position only (the fast path's shortcut). Befo
 few steps from the same weights on the same batch and must reach the same losses. Reports training tokens per second and
 the ratio ours / plain torch (target >= 0.9). Timings are medians of --repeats interleaved rounds,
 CPU time of this process and wall time (use --threads 1 on a shared machine); on CUDA wall time
-after synchronising.
+after synchronising. `ours_every_row` is the fast path without its distinct-rows shortcut (the first
+block once per distinct (token, position) pair, taken when those are at most a quarter of the rows, as
+in the grokking config's full batch); `--config` takes model, optimizer and batch from an experiment config.
 
     python scripts/bench_plant.py --threads 1 --out bench_plant.json           # CPU, quickstart size
     python scripts/bench_plant.py --device cuda --d-model 512 --n-layers 8 --precision bf16 --compile
+    python scripts/bench_plant.py --threads 1 --config configs/grokking_nanda.yaml --iters 5 --out bench_plant_grok.json
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from plain_gpt import PlainGPT
 from torch import nn
 
 from whitebox import fast_path
-from whitebox.config import ModelConfig, TrainingConfig
+from whitebox.config import ConfigError, ModelConfig, TrainingConfig, load_config
 from whitebox.models import build_model
+from whitebox.runner import resolve_config
 from whitebox.tasks import get_task
 from whitebox.tasks.backdoor import BackdoorTaskConfig
 from whitebox.training import Backprop, supervised
@@ -56,7 +60,8 @@ def plain_step(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> C
             loss = F.cross_entropy(model(batch["tokens"]).float(), batch["target"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         return float(loss.detach())
@@ -90,6 +95,19 @@ def through(fast: bool, step: Callable[[dict], float]) -> Callable[[dict], float
     return run
 
 
+def every_row(step: Callable[[dict], float]) -> Callable[[dict], float]:
+    """`step` with the fast path's first block computed on every row, never once per distinct (token, position)."""
+
+    def run(batch: dict) -> float:
+        distinct, fast_path._distinct_rows = fast_path._distinct_rows, lambda tokens, vocab: None
+        try:
+            return step(batch)
+        finally:
+            fast_path._distinct_rows = distinct
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -103,22 +121,37 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20, help="steps per timed round")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    parser.add_argument("--config", help="take the model, the optimizer settings and the batch (the first "
+                        "training.batch_size rows of the task's training set) from this experiment config instead")
     parser.add_argument("--out", default="bench_plant.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    task = BackdoorTaskConfig(seq_len=args.seq_len, n_values=64)
-    vocab = get_task(task).vocabulary()
-    model_cfg = ModelConfig(arch="native", n_layers=args.n_layers, d_model=args.d_model, n_heads=args.n_heads,
-                            d_vocab=len(vocab), n_ctx=get_task(task).seq_len())
-    train_cfg = TrainingConfig(batch_size=args.batch_size, precision=args.precision, device=args.device)
-    rows = get_task(task).sample(args.batch_size, task.trigger_rate, seed=0).select_columns(["tokens", "target"])[:]
+    if args.config:
+        try:
+            cfg = resolve_config(load_config(args.config, [f"training.precision={args.precision}",
+                                                           f"training.device={args.device}"]))
+        except ConfigError as err:
+            raise SystemExit(f"bench_plant: {err}") from None
+        task, model_cfg, train_cfg = get_task(cfg.task), cfg.model, cfg.training
+        rows = task.train_set(cfg.run.seed).select_columns(["tokens", "target"])[: train_cfg.batch_size]
+        vocab = task.vocabulary()
+    else:
+        backdoor = BackdoorTaskConfig(seq_len=args.seq_len, n_values=64)
+        task = get_task(backdoor)
+        vocab = task.vocabulary()
+        model_cfg = ModelConfig(arch="native", n_layers=args.n_layers, d_model=args.d_model, n_heads=args.n_heads,
+                                d_vocab=len(vocab), n_ctx=task.seq_len())
+        train_cfg = TrainingConfig(batch_size=args.batch_size, precision=args.precision, device=args.device)
+        rows = task.sample(args.batch_size, backdoor.trigger_rate, seed=0).select_columns(["tokens", "target"])[:]
     batch = {k: v.to(device) for k, v in rows.items()}
+    batch_size = len(batch["tokens"])
 
     torch.manual_seed(0)
-    bridges = {name: build_model(model_cfg, vocab, device).train() for name in ("ours", "bridge")}
-    bridges["bridge"].load_state_dict(bridges["ours"].state_dict())
+    bridges = {name: build_model(model_cfg, vocab, device).train() for name in ("ours", "ours_every_row", "bridge")}
+    for name in ("ours_every_row", "bridge"):
+        bridges[name].load_state_dict(bridges["ours"].state_dict())
     plain_model = PlainGPT(model_cfg).to(device).train().copy_from(bridges["ours"])
     floor_model = PlainGPT(model_cfg, answer_only=True).to(device).train().copy_from(bridges["ours"])
     params = {"ours": sum(p.numel() for p in bridges["ours"].parameters()),
@@ -129,7 +162,9 @@ def main() -> None:
         forward = torch.compile(model) if args.compile else model
         return lambda b: updater.step(forward, b, supervised)["loss"]
 
-    steps = {"ours": through(True, whitebox_step(bridges["ours"])), "bridge": through(False, whitebox_step(bridges["bridge"])),
+    steps = {"ours": through(True, whitebox_step(bridges["ours"])),
+             "ours_every_row": every_row(through(True, whitebox_step(bridges["ours_every_row"]))),
+             "bridge": through(False, whitebox_step(bridges["bridge"])),
              "plain": plain_step(torch.compile(plain_model) if args.compile else plain_model, train_cfg, device),
              "plain_answer_only": plain_step(torch.compile(floor_model) if args.compile else floor_model, train_cfg, device)}
     # the same answer: from the same weights on the same batch, the same losses step after step (also the warm-up)
@@ -144,11 +179,11 @@ def main() -> None:
             c, w = timed(step, batch, device, args.iters)
             cpu[name].append(c)
             wall[name].append(w)
-    tokens = args.batch_size * batch["tokens"].shape[1]
+    tokens = batch_size * batch["tokens"].shape[1]
     seconds = {name: statistics.median(s) for name, s in cpu.items()}
     result = {
         "device": str(device), "precision": args.precision, "compile": args.compile, "threads": torch.get_num_threads(),
-        "model": model_cfg.model_dump(mode="json"), "batch_size": args.batch_size, "tokens_per_step": tokens, "params": params,
+        "config": args.config, "model": model_cfg.model_dump(mode="json"), "batch_size": batch_size, "tokens_per_step": tokens, "params": params,
         "same_answer": {"steps": CHECK_STEPS, "losses": losses, "max_gap_to_plain": gaps, "tolerance": LOSS_TOLERANCE},
         "seconds_per_step": seconds, "wall_seconds_per_step": {name: statistics.median(s) for name, s in wall.items()},
         "samples": cpu, "wall_samples": wall,
@@ -156,6 +191,8 @@ def main() -> None:
         "ratio_ours_over_plain": seconds["plain"] / seconds["ours"],
         "ratio_bridge_over_plain": seconds["plain"] / seconds["bridge"],
         "ratio_ours_over_floor": seconds["plain_answer_only"] / seconds["ours"], "target": RATIO_TARGET,
+        "distinct_rows": fast_path._distinct_rows(batch["tokens"], model_cfg.d_vocab) is not None,
+        "ratio_ours_over_every_row": seconds["ours_every_row"] / seconds["ours"],
         "torch": torch.__version__, "platform": platform.platform(),
     }
     print(f"{'':18}{'params':>10}{'ms/step':>10}{'wall ms':>10}{'tokens/s':>12}")

@@ -9,13 +9,26 @@ from torch import nn
 from whitebox.config import ModelConfig
 
 
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
+def norm(cfg: ModelConfig) -> nn.Module:
+    """LayerNorm, or none (the grokking model's); other norms have no reference here."""
+    if cfg.normalization not in (None, "LN", "none"):
+        raise SystemExit(f"the plain-torch reference has LayerNorm or none, not {cfg.normalization!r}")
+    return nn.Identity() if cfg.normalization == "none" else nn.LayerNorm(cfg.d_model)
+
+
 class Block(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, d_mlp: int):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        d_model, d_mlp = cfg.d_model, cfg.mlp_dim
+        if cfg.act_fn not in ACTIVATIONS:
+            raise SystemExit(f"the plain-torch reference has {sorted(ACTIVATIONS)} activations, not {cfg.act_fn!r}")
+        self.ln1, self.ln2 = norm(cfg), norm(cfg)
         self.qkv, self.out = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, d_mlp), nn.GELU(), nn.Linear(d_mlp, d_model))
-        self.n_heads = n_heads
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_mlp), ACTIVATIONS[cfg.act_fn](), nn.Linear(d_mlp, d_model))
+        self.n_heads = cfg.n_heads
 
     def forward(self, x: torch.Tensor, answer_only: bool = False) -> torch.Tensor:
         """The block; with answer_only, its output at the last position only ([b, 1, d]: its query and MLP there)."""
@@ -39,8 +52,8 @@ class PlainGPT(nn.Module):
         super().__init__()
         self.answer_only = answer_only
         self.embed, self.pos = nn.Embedding(cfg.d_vocab, cfg.d_model), nn.Embedding(cfg.n_ctx, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.mlp_dim) for _ in range(cfg.n_layers))
-        self.ln, self.unembed = nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln, self.unembed = norm(cfg), nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits at the answer position only: [batch, vocab]."""
