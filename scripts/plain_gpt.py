@@ -8,7 +8,6 @@ from torch import nn
 
 from whitebox.config import ModelConfig
 
-
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
