@@ -7,7 +7,10 @@
 #   - the quickstart config end to end on the GPU (wall time by step: summary.json timing.*).
 # Numbers land in $OUT (default gpu_results/) as JSON; copy them into docs/benchmarks/ and the tables of
 # docs/BENCHMARKS.md. A failed step is reported at the end and the others still run.
+# With GRID=1 it then runs seed 0 of each GPU headline config (configs/headline_gpu_4x256.yaml and _6x256.yaml, up to
+# 10 minutes each, cells recorded under $OUT as they finish): the wall time of one seed of those grids, by step.
 #   bash scripts/gpu_checks.sh [OUT_DIR]
+#   GRID=1 bash scripts/gpu_checks.sh [OUT_DIR]
 set -uo pipefail
 OUT=${1:-gpu_results}
 mkdir -p "$OUT"
@@ -32,5 +35,11 @@ step regimes 120 python scripts/bench_regimes.py --device cuda --repeats 5 --out
 step quickstart 240 python -m whitebox run configs/quickstart.yaml --set training.device=cuda \
   --set tracking.wandb_mode=disabled --out "$OUT/quickstart_cuda"
 cp "$OUT/quickstart_cuda/summary.json" "$OUT/quickstart_cuda_summary.json" 2>/dev/null
+if [ "${GRID:-0}" = 1 ]; then
+  for size in 4x256 6x256; do
+    step "headline_${size}_seed0" 600 python -m whitebox run "configs/headline_gpu_${size}.yaml" --set "grid.seeds=[0]" \
+      --set "grid.results=$OUT/headline_${size}_cells" --set tracking.wandb_mode=disabled --out "$OUT/headline_${size}"
+  done
+fi
 if [ ${#failed[@]} -gt 0 ]; then echo "failed: ${failed[*]} (logs in $OUT)"; exit 1; fi
 echo "all steps done; results in $OUT"
