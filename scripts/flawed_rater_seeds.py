@@ -33,15 +33,14 @@ STAGES = ("deceive/", "fix/", "control/")
 
 def band_verdict(values: list[float], above: str, none: str) -> tuple[dict[str, float], str]:
     """The 95% t interval of paired differences and its reading: `above` when wholly > 0, `none` when within +-0.1."""
-    ci = t_interval(values)
-    interval = {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n}
-    if math.isnan(ci.low):
-        return interval, "inconclusive"
-    if ci.low > 0:
-        return interval, above
-    if -BAND < ci.low and ci.high < BAND:
-        return interval, none
-    return interval, "inconclusive"
+    ci = interval(values)
+    if math.isnan(ci["low"]):
+        return ci, "inconclusive"
+    if ci["low"] > 0:
+        return ci, above
+    if -BAND < ci["low"] and ci["high"] < BAND:
+        return ci, none
+    return ci, "inconclusive"
 
 
 def endpoints(summaries: dict[int, dict[str, Any]], deceivers: list[str], fixers: list[str]) -> dict[str, Any]:

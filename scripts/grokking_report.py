@@ -26,9 +26,10 @@ from whitebox.config import ConfigError
 from whitebox.grid.records import read_record
 from whitebox.grid.seeds import seed_config
 from whitebox.report.aggregate import mean_ci_text
-from whitebox.report.stats import t_interval
+from whitebox.report.stats import Interval, t_interval
 from whitebox.runner import find_experiment
 from whitebox.runtime.artifacts import ArtifactError, write_json, write_text
+from whitebox.runtime.figures import save_figure, subplots
 from whitebox.studies import alarms, phases
 
 CONFIG = "configs/grokking_nanda.yaml"
@@ -51,14 +52,21 @@ def curves(results: Path, seeds: tuple[int, ...], arm: str) -> tuple[dict[int, a
     return found, missing
 
 
+def control_curves(results: Path, seeds: tuple[int, ...]) -> tuple[dict[str, alarms.Curve], list[str]]:
+    """The recorded curves of every control arm on `seeds`, keyed <arm>-s<seed>, and the names not recorded yet."""
+    controls, missing = {}, []
+    for arm in CONTROLS:
+        found, gone = curves(results, seeds, arm)
+        controls.update({f"{arm}-s{seed}": curve for seed, curve in found.items()})
+        missing += gone
+    return controls, missing
+
+
 def calibrate(results: Path) -> dict[str, Any]:
     """Each signal's tau from the calibration controls and its gate on the calibration grokking runs."""
     runs, missing = curves(results, CALIBRATION, "nanda")
-    controls = {}
-    for arm in CONTROLS:
-        found, gone = curves(results, CALIBRATION, arm)
-        controls.update({f"{arm}-s{seed}": curve for seed, curve in found.items()})
-        missing += gone
+    controls, gone = control_curves(results, CALIBRATION)
+    missing += gone
     if missing:
         raise SystemExit(f"grokking_report: calibration needs every calibration run; not recorded yet: {', '.join(missing)}")
     grokked_controls = sorted(name for name, curve in controls.items() if alarms.generalised_at(curve) is not None)
@@ -95,11 +103,8 @@ def report(results: Path) -> dict[str, Any]:
                          f"reported seeds are read)")
     thresholds = json.loads(path.read_text())
     runs, missing = curves(results, REPORTED, "nanda")
-    controls: dict[str, alarms.Curve] = {}
-    for arm in CONTROLS:
-        found, gone = curves(results, REPORTED, arm)
-        controls.update({f"{arm}-s{seed}": curve for seed, curve in found.items()})
-        missing += gone
+    controls, gone = control_curves(results, REPORTED)
+    missing += gone
     held_out, gone = curves(results, (HELD_OUT,), "nanda")
     missing += gone
     grokked = {seed: c for seed, c in runs.items() if alarms.generalised_at(c) is not None}
@@ -128,18 +133,20 @@ def report(results: Path) -> dict[str, Any]:
     }
 
 
+def ci_json(ci: Interval) -> dict[str, float | int]:
+    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n}
+
+
 def interval(per_seed: dict[int, dict], key: str) -> dict[str, float | int]:
-    values = [float(v[key]) for v in per_seed.values() if v[key] is not None]
-    ci = t_interval(values)
-    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n, "missing": len(per_seed) - ci.n}
+    ci = t_interval([float(v[key]) for v in per_seed.values() if v[key] is not None])
+    return {**ci_json(ci), "missing": len(per_seed) - ci.n}
 
 
 def reading_json(r: alarms.Reading) -> dict[str, Any]:
     diff = r.over_black_box
     return {"white_box": r.white_box, "tau": r.tau, "calibrated": r.calibrated, "leads": r.leads,
-            "lead": {"mean": r.lead.mean, "low": r.lead.low, "high": r.lead.high, "n": r.lead.n},
-            "false_alarms": r.false_alarms, "controls": r.controls, "false_alarm_ci": list(r.false_alarm_ci),
-            "over_black_box": None if diff is None else {"mean": diff.mean, "low": diff.low, "high": diff.high, "n": diff.n},
+            "lead": ci_json(r.lead), "false_alarms": r.false_alarms, "controls": r.controls,
+            "false_alarm_ci": list(r.false_alarm_ci), "over_black_box": None if diff is None else ci_json(diff),
             "warns_earlier": r.warns_earlier}
 
 
@@ -205,13 +212,8 @@ def ci_text(b: dict[str, Any]) -> str:
 
 def plot(results: Path, analysis: dict[str, Any]) -> Path:
     """reproduction.png: per reported seed, train/test accuracy and restricted/excluded loss with the phase ends."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs, _ = curves(results, REPORTED, "nanda")
-    fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, axes = subplots(2, 1, figsize=(10, 7), sharex=True)
     for seed, curve in runs.items():
         steps = [r["step"] for r in curve]
         axes[0].plot(steps, [r["eval/test_acc"] for r in curve], label=f"s{seed} test")
@@ -231,24 +233,16 @@ def plot(results: Path, analysis: dict[str, Any]) -> Path:
     axes[0].legend(fontsize=7, ncol=5)
     axes[1].legend(fontsize=6, ncol=5)
     fig.tight_layout()
-    out = results / "reproduction.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, results / "reproduction.png", dpi=110)
 
 
 def plot_signals(results: Path, thresholds: dict[str, Any]) -> Path:
     """signals.png: every signal's move r(t) after M on the reported runs (colour, G marked) and controls (grey),
     with its calibrated tau."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs, _ = curves(results, REPORTED, "nanda")
-    controls = [c for arm in CONTROLS for c in curves(results, REPORTED, arm)[0].values()]
+    controls = control_curves(results, REPORTED)[0].values()
     names = list(alarms.SIGNALS)
-    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(16, 6.5), squeeze=False)
+    fig, axes = subplots(2, (len(names) + 1) // 2, figsize=(16, 6.5), squeeze=False)
     for ax, name in zip(axes.flat, names):
         signal = alarms.SIGNALS[name]
         for curve in controls:
@@ -265,10 +259,7 @@ def plot_signals(results: Path, thresholds: dict[str, Any]) -> Path:
     fig.supxlabel("step (dotted: G; dashed: tau; grey: controls)")
     fig.supylabel("r(t): move since M in the alarm direction")
     fig.tight_layout()
-    out = results / "signals.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, results / "signals.png", dpi=110)
 
 
 def main() -> None:

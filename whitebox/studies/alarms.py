@@ -11,7 +11,7 @@ generalisation step minus the alarm step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from scipy import stats
@@ -171,9 +171,12 @@ def read_signal(name: str, runs: dict[int, Curve], controls: list[Curve], tau: f
 def black_box_leads(reading: Reading, runs: dict[int, Curve]) -> dict[int, float]:
     """A black-box signal's leads for the pairing: where it never alarmed (or failed its gate), G minus the last step
     of the budget, as if it had alarmed at the very end: the most its missing alarm can be worth."""
-    return {seed: float(lead) if (lead := reading.leads.get(seed)) is not None
-            else float(generalised_at(curve) - curve[-1]["step"]) for seed, curve in runs.items()
-            if generalised_at(curve) is not None}
+    out = {}
+    for seed, curve in runs.items():
+        if (g := generalised_at(curve)) is not None:
+            lead = reading.leads.get(seed)
+            out[seed] = float(g - curve[-1]["step"] if lead is None else lead)
+    return out
 
 
 def verdicts(readings: dict[str, Reading], runs: dict[int, Curve]) -> tuple[str | None, dict[str, Reading]]:
@@ -185,7 +188,7 @@ def verdicts(readings: dict[str, Reading], runs: dict[int, Curve]) -> tuple[str 
     """
     black = {name: black_box_leads(r, runs) for name, r in readings.items() if not r.white_box}
     best = max(black, key=lambda name: sum(black[name].values())) if black else None
-    delays = [generalised_at(c) - memorised_at(c) for c in runs.values() if generalised_at(c) is not None]
+    delays = [g - memorised_at(c) for c in runs.values() if (g := generalised_at(c)) is not None]
     mean_delay = sum(delays) / len(delays) if delays else math.nan
     out = dict(readings)
     for name, r in readings.items():
@@ -197,5 +200,5 @@ def verdicts(readings: dict[str, Reading], runs: dict[int, Curve]) -> tuple[str 
         diff = t_interval(diffs)
         earlier = (best is not None and missing <= MAX_MISSING and diff.low > 0
                    and diff.mean >= MATERIAL * mean_delay and r.false_alarm_rate <= MAX_FALSE_ALARM)
-        out[name] = Reading(**{**r.__dict__, "over_black_box": diff, "warns_earlier": bool(earlier)})
+        out[name] = replace(r, over_black_box=diff, warns_earlier=bool(earlier))
     return best, out
