@@ -111,11 +111,9 @@ def every_row(step: Callable[[dict], float]) -> Callable[[dict], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--n-layers", type=int, default=2)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seq-len", type=int, default=16)
+    sizes = {"n_layers": 2, "d_model": 64, "n_heads": 4, "batch_size": 128, "seq_len": 16}
+    for key, default in sizes.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"default {default} (not with --config)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     parser.add_argument("--iters", type=int, default=20, help="steps per timed round")
@@ -125,6 +123,11 @@ def main() -> None:
                         "training.batch_size rows of the task's training set) from this experiment config instead")
     parser.add_argument("--out", default="bench_plant.json")
     args = parser.parse_args()
+    given = [f"--{key.replace('_', '-')}" for key in sizes if getattr(args, key) is not None]
+    if args.config and given:
+        parser.error(f"--config sets the model and the batch; leave out {', '.join(given)}")
+    for key, default in sizes.items():
+        setattr(args, key, default if getattr(args, key) is None else getattr(args, key))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

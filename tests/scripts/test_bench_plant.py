@@ -36,3 +36,14 @@ def test_bench_plant_takes_model_optimizer_and_batch_from_a_config(tmp_path):
     assert result["batch_size"] == result["tokens_per_step"] // 3  # the whole training set: a b =
     assert result["distinct_rows"] is True  # a few symbols at three positions: the shortcut is taken
     assert max(result["same_answer"]["max_gap_to_plain"].values()) <= result["same_answer"]["tolerance"]
+
+
+def test_bench_plant_refuses_sizes_beside_a_config(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.scripts.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_plant.py"), "--config", "configs/grokking_nanda.yaml",
+                           "--d-model", "32", "--out", str(tmp_path / "b.json")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "leave out --d-model" in proc.stderr and not (tmp_path / "b.json").exists()
