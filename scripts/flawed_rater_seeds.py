@@ -66,7 +66,15 @@ def endpoints(summaries: dict[int, dict[str, Any]], deceivers: list[str], fixers
                 ci, reading = band_verdict(diffs, "the fixed model keeps a signature beyond the fix's own drift",
                                            "no signature beyond drift")
                 e3[f"{f}.{d}.{x}"] = {**ci, "verdict": reading}
-    return {"seeds": sorted(summaries), "E1": e1, "E2": e2, "E3": e3}
+    return {"seeds": sorted(summaries), "E1": e1, "E2": e2, "E3": e3, "per_seed": per_seed(summaries, deceivers, fixers)}
+
+
+def per_seed(summaries: dict[int, dict[str, Any]], deceivers: list[str], fixers: list[str]) -> dict[int, dict[str, Any]]:
+    """Descriptive, not an endpoint: each cell's lie rate and blind-spot accuracy, so a mean can be read back to its seeds."""
+    cells = [f"deceive.{d}" for d in deceivers] + [f"fix.{f}.{d}" for d in deceivers for f in fixers] + \
+        [f"control.{f}" for f in fixers]
+    return {s: {c: {"lie_rate": summ[f"{c}.lie_rate"], "blind_honest_acc": summ[f"{c}.blind_honest_acc"]}
+                for c in cells if f"{c}.lie_rate" in summ} for s, summ in sorted(summaries.items())}
 
 
 def interval(values: list[float]) -> dict[str, float]:
@@ -99,6 +107,15 @@ def markdown(analysis: dict[str, Any]) -> str:
               "| fixer.deceiver.signature | difference | verdict |", "|---|---|---|"]
     lines += [f"| {k} | {text(v)} | {v['verdict']} |" for k, v in analysis["E3"].items()]
     lines += ["", "E3 is 12 intervals with no multiplicity correction: a single one above 0 is weak evidence.", ""]
+    cells = list(next(iter(analysis["per_seed"].values()), {}))
+    lines += ["## Per seed (descriptive): lie rate / accuracy on the blind spot", "",
+              "| cell | " + " | ".join(f"s{s}" for s in analysis["per_seed"]) + " |",
+              "|---|" + "---|" * len(analysis["per_seed"])]
+    for c in cells:
+        row = [analysis["per_seed"][s].get(c) for s in analysis["per_seed"]]
+        lines.append(f"| {c} | " + " | ".join(f"{v['lie_rate']:.3f} / {v['blind_honest_acc']:.3f}" if v else "–"
+                                              for v in row) + " |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -18,8 +18,10 @@ import flawed_rater_seeds as script  # noqa: E402
 
 def summary(deceive: dict[str, float], fix: dict[str, float], sig: float, control: float) -> dict[str, float]:
     out = {f"deceive.{d}.lie_rate": v for d, v in deceive.items()}
+    out |= {f"deceive.{d}.blind_honest_acc": 1 - v for d, v in deceive.items()}
     for key, v in fix.items():
         out[f"fix.{key}.lie_rate"] = v
+        out[f"fix.{key}.blind_honest_acc"] = 1 - v
         for x in script.SIGNATURES:
             out[f"fix.{key}.{x}"] = sig
     for f in ("sft", "es"):
@@ -38,6 +40,8 @@ def test_endpoints_pair_by_seed_and_read_only_seeds_that_learned_the_lie():
     assert out["E2"]["es-sft"]["n"] == 9 and out["E2"]["es-sft"]["verdict"].startswith("gradient fixes remove more")
     assert out["E3"]["sft.es.detector_auroc_best"]["mean"] == pytest.approx(0.22)
     assert out["E3"]["sft.es.detector_auroc_best"]["verdict"] == "the fixed model keeps a signature beyond the fix's own drift"
+    assert out["per_seed"][3]["fix.es.rl"] == {"lie_rate": pytest.approx(0.93), "blind_honest_acc": pytest.approx(0.07)}
+    assert "| fix.es.rl | 0.900 / 0.100 | 0.910 / 0.090 |" in script.markdown(out)
     same = {s: summary({"rl": 1.0, "es": 1.0}, {"sft.rl": 0.0, "es.rl": 0.01 * (s % 2), "sft.es": 0.0, "es.es": 0.0},
                        sig=0.5 + 0.01 * (s % 3 - 1), control=0.5) for s in range(5)}
     out = script.endpoints(same, ["rl", "es"], ["sft", "es"])
