@@ -143,3 +143,24 @@ def test_training_through_the_fast_path_follows_the_bridge_within_rounding():
             fast_path.set_enabled(previous)
     assert losses[True][-1] < 0.5 * losses[True][0]  # it trains
     torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("normalization", ["LN", "none"])
+def test_capture_reads_the_residual_stream_from_the_fast_path_as_the_hooks_see_it(normalization):
+    from whitebox.capture import capture, residual_hooks
+
+    model = _model(normalization=normalization)
+    names = residual_hooks(model)
+    assert fast_path.residuals(model, TOKENS, names) is not None  # every residual hook is served without hooks
+    assert fast_path.residuals(model, TOKENS, ["blocks.0.attn.hook_pattern"]) is None  # others go through the bridge
+    early = fast_path.residuals(model, TOKENS, [names[1]])  # blocks.0 resid_mid: stops after the first block
+    for positions in ("last", "all", "mean"):
+        fast = capture(model, TOKENS, "resid", positions=positions)
+        with bridge_only():
+            slow = capture(model, TOKENS, "resid", positions=positions)
+        assert list(fast.acts) == list(slow.acts) == names
+        for name in names:
+            torch.testing.assert_close(fast.acts[name], slow.acts[name], atol=1e-5, rtol=1e-5, msg=name)
+    torch.testing.assert_close(early[names[1]], capture(model, TOKENS, [names[1]], positions="all").acts[names[1]]
+                               .view(5, 8, -1), atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fast.acts[names[-1]], fast.acts[names[-2]])  # the blocks change the stream

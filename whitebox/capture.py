@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from whitebox import fast_path
 from whitebox.fingerprint import model_identity
 from whitebox.hf_map import hf_location
 from whitebox.inputs import (
@@ -229,7 +230,11 @@ def _run_batch(
     model: torch.nn.Module, batch: dict, names: list[str], mask: torch.Tensor, grad_fn: GradFn | None, mean: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """One forward pass (and backward with grad_fn); activations at the masked positions (rows d), or their mean per input."""
-    seen: dict[str, torch.Tensor] = {}
+    fast = None
+    if grad_fn is None:
+        with torch.no_grad():
+            fast = fast_path.residuals(model, batch["tokens"], names)  # no hook needed for the residual stream
+    seen: dict[str, torch.Tensor] = fast or {}
 
     def grab(act: torch.Tensor, hook: Any) -> torch.Tensor:
         if grad_fn is not None and not act.requires_grad:
@@ -237,16 +242,17 @@ def _run_batch(
         seen[hook.name] = act  # batch pos d
         return act
 
-    with torch.set_grad_enabled(grad_fn is not None), model.hooks(fwd_hooks=[(h, grab) for h in names]):
-        logits = model(batch["tokens"])  # batch pos vocab
-        missing = [h for h in names if h not in seen]
-        if missing:
-            raise ValueError(f"hooks {missing} never fired in the forward pass; they may be gated off on this model")
-        grads = None
-        if grad_fn is not None:
-            out = grad_fn(logits, batch).sum()
-            raw = torch.autograd.grad(out, [seen[h] for h in names], allow_unused=True)
-            grads = {h: (torch.zeros_like(seen[h]) if g is None else g)[mask] for h, g in zip(names, raw, strict=True)}
+    grads = None
+    if fast is None:
+        with torch.set_grad_enabled(grad_fn is not None), model.hooks(fwd_hooks=[(h, grab) for h in names]):
+            logits = model(batch["tokens"])  # batch pos vocab
+            missing = [h for h in names if h not in seen]
+            if missing:
+                raise ValueError(f"hooks {missing} never fired in the forward pass; they may be gated off on this model")
+            if grad_fn is not None:
+                out = grad_fn(logits, batch).sum()
+                raw = torch.autograd.grad(out, [seen[h] for h in names], allow_unused=True)
+                grads = {h: (torch.zeros_like(seen[h]) if g is None else g)[mask] for h, g in zip(names, raw, strict=True)}
     if mean:  # batch d: the average over each input's selected positions
         weights = (mask / mask.sum(1, keepdim=True)).to(seen[names[0]].dtype)[..., None]  # batch pos 1
         return {h: (seen[h].detach() * weights).sum(1) for h in names}, grads

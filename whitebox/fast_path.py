@@ -119,11 +119,54 @@ def population_logits(
 Weight = Callable[[torch.nn.Module, str], "torch.Tensor | None"]
 
 
-def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool, distinct: bool = False) -> torch.Tensor:
+def residuals(model: torch.nn.Module, tokens: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor] | None:
+    """The residual stream [batch, pos, d_model] at each hook of `names` (canonical names of resid_pre, resid_mid or
+    resid_post hooks), computed only up to the last block they need; None when the fast path is not usable or a name
+    is not a residual hook (the caller then hooks the bridge)."""
+    if not usable(model):
+        return None
+    sites = residual_sites(model)
+    if not all(name in sites for name in names):
+        return None
+    wanted = {sites[name]: name for name in names}
+    seen: dict[str, torch.Tensor] = {}
+
+    def record(site: tuple[int, str], x: torch.Tensor) -> None:
+        if site in wanted:
+            seen[wanted[site]] = x
+
+    layers = max(layer + (kind != "pre") for layer, kind in wanted)
+    _forward(model.original_model, tokens, getattr, False, distinct=True, record=record, layers=layers)
+    return seen
+
+
+def residual_sites(model: torch.nn.Module) -> dict[str, tuple[int, str]]:
+    """Each residual hook's canonical name -> (layer, "pre" | "mid" | "post"); resid_pre of layer l > 0 is read as
+    resid_post of layer l - 1, the same tensor."""
+    out: dict[str, tuple[int, str]] = {}
+    for layer in range(int(model.cfg.n_layers)):
+        for kind in ("pre", "mid", "post"):
+            point = model.hook_dict.get(f"blocks.{layer}.hook_resid_{kind}")
+            if point is not None:
+                out[point.name or f"blocks.{layer}.hook_resid_{kind}"] = (layer - 1, "post") if kind == "pre" and layer \
+                    else (layer, kind)
+    return out
+
+
+Record = Callable[[tuple[int, str], torch.Tensor], None]
+
+
+def _forward(
+    inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool, distinct: bool = False,
+    record: Record | None = None, layers: int | None = None,
+) -> torch.Tensor:
     """The native model's forward on `tokens` [*lead, pos] with each parameter read through `weight`;
     a weight with one more leading dim than the module's holds one copy per member (lead = members, batch).
     With `distinct` (one model), the first block's query, key and value are computed once per distinct
-    (token, position) pair when those are at most a quarter of the rows, e.g. a fixed-format task's few symbols."""
+    (token, position) pair when those are at most a quarter of the rows, e.g. a fixed-format task's few symbols.
+    `record((layer, "pre" | "mid" | "post"), x)` sees the residual stream; with `layers`, only that many blocks run
+    and the residual stream after them is returned instead of logits."""
+    record = record or (lambda site, x: None)
     table = weight(_orig(inner.tok_embed), "weight")
     pos = weight(_orig(inner.pos), "weight")[..., : tokens.shape[-1], :]  # (members) pos d_model
     rows = _distinct_rows(tokens, len(table)) if distinct else None
@@ -133,7 +176,8 @@ def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool, 
         unique, inverse = rows
         first = table[unique % len(table)] + pos[unique // len(table)]  # distinct d_model
         x = first[inverse]
-    blocks = [_inner(block) for block in inner.layers]
+    record((0, "pre"), x)
+    blocks = [_inner(block) for block in inner.layers][:layers]
     for i, block in enumerate(blocks):
         attn, mlp = block.attn._original_component, block.mlp._original_component
         last = last_only and i == len(blocks) - 1  # only the answer position's query and MLP reach the logits read
@@ -142,8 +186,12 @@ def _forward(inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool, 
         else:
             out = _attention(attn, _norm(_orig(block.ln1), x, weight), weight, last=last)
         x = (x[..., -1:, :] if last else x) + out
+        record((i, "mid"), x)
         hidden = mlp.act(_linear(_orig(mlp.fc_in), _norm(_orig(block.ln2), x, weight), weight))
         x = x + _linear(_orig(mlp.fc_out), hidden, weight)
+        record((i, "post"), x)
+    if layers is not None:
+        return x
     if last_only:
         x = x[..., -1, :]
     return _linear(_orig(inner.head), _norm(_orig(inner.ln_out), x, weight), weight)
