@@ -164,3 +164,29 @@ def test_capture_reads_the_residual_stream_from_the_fast_path_as_the_hooks_see_i
     torch.testing.assert_close(early[names[1]], capture(model, TOKENS, [names[1]], positions="all").acts[names[1]]
                                .view(5, 8, -1), atol=1e-5, rtol=1e-5)
     assert not torch.equal(fast.acts[names[-1]], fast.acts[names[-2]])  # the blocks change the stream
+
+
+def test_run_with_hooks_edits_the_sites_it_reaches_as_the_bridge_does():
+    model = _model()
+    seen: dict[str, tuple] = {}
+
+    def patch(index, value):
+        def hook(act, hook):
+            seen.setdefault(hook.name, act.shape)
+            act = act.clone()
+            act[index] = value
+            return act
+        return hook
+
+    hooks = [("blocks.0.attn.hook_z", patch((slice(None), 3, 1), 0.5)),  # head 1 at position 3
+             ("blocks.1.mlp.hook_post", patch((slice(None), 5, 7), 2.0)),  # one neuron at position 5
+             ("blocks.0.hook_mlp_out", patch((slice(None), 2), 0.0)),
+             ("blocks.1.hook_resid_pre", patch((slice(None), 6), 1.0)),
+             ("blocks.1.hook_resid_mid", lambda act, hook: None)]  # a hook that only reads
+    fast = fast_path.run_with_hooks(model, TOKENS, hooks)
+    fast_shapes, seen = seen, {}
+    slow = model.run_with_hooks(TOKENS, fwd_hooks=hooks)
+    assert fast_shapes == seen  # every hook saw the bridge's layout
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast, model(TOKENS), atol=1e-3)  # the edits changed the logits
+    assert fast_path.run_with_hooks(model, TOKENS, [("blocks.0.attn.hook_pattern", hooks[0][1])]) is None

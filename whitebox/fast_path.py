@@ -7,8 +7,10 @@ the explicit softmax, the norms and linears called directly, and, when only the 
 logits are read (answer_logits), the last block's query and MLP at that position only; and where a batch
 repeats a few (token, position) pairs (fixed-format tasks), the first block's projections once per pair. Gradients,
 optimizers, checkpoints and ES's swapped parameters see the very same tensors, so training through
-this path changes nothing but rounding (see docs/BENCHMARKS.md for how much). Any hook, cache or unsupported architecture
-falls back to the bridge's own forward. WHITEBOX_FAST_PATH=0 in the environment sends every forward
+this path changes nothing but rounding (see docs/BENCHMARKS.md for how much). Two hooked uses have their own entry:
+`residuals` (what capture reads at residual-stream hooks) and `run_with_hooks` (patching edits at the residual
+stream, head outputs and MLP activations), each calling the hook functions on tensors in the bridge's layout. Any
+other hook, a cache or an unsupported architecture falls back to the bridge's own forward. WHITEBOX_FAST_PATH=0 in the environment sends every forward
 through the bridge (how runs before the fast path computed; env.json records which was used).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from functools import partial
 from typing import Any, Callable
 
 import torch
@@ -131,42 +134,75 @@ def residuals(model: torch.nn.Module, tokens: torch.Tensor, names: list[str]) ->
     wanted = {sites[name]: name for name in names}
     seen: dict[str, torch.Tensor] = {}
 
-    def record(site: tuple[int, str], x: torch.Tensor) -> None:
+    def record(site: Site, x: torch.Tensor) -> torch.Tensor:
         if site in wanted:
             seen[wanted[site]] = x
+        return x
 
     layers = max(layer + (kind != "pre") for layer, kind in wanted)
-    _forward(model.original_model, tokens, getattr, False, distinct=True, record=record, layers=layers)
+    _forward(model.original_model, tokens, getattr, False, distinct=True, edit=record, layers=layers)
     return seen
 
 
-def residual_sites(model: torch.nn.Module) -> dict[str, tuple[int, str]]:
+def run_with_hooks(model: torch.nn.Module, tokens: torch.Tensor, fwd_hooks: list[tuple[str, Callable]]) -> torch.Tensor | None:
+    """`model.run_with_hooks(tokens, fwd_hooks=...)` [batch, pos, vocab] through the fast path, each hook called as
+    the bridge calls it (`fn(act, hook=point)`, a returned tensor replacing act) with the activation in the bridge's
+    layout; None when the fast path is not usable or a hook sits where it does not reach (the caller then runs the
+    bridge). It reaches the residual stream, each head's attention output (attn.hook_z) and the MLP's hidden
+    (mlp.hook_post) and output (hook_mlp_out); no attention mask (pass none to the bridge either)."""
+    if not usable(model):
+        return None
+    sites, points = hookable_sites(model), model.hook_dict
+    if not all(name in sites for name, _ in fwd_hooks):
+        return None
+    by_site: dict[Site, list[tuple[Any, Callable]]] = {}
+    for name, fn in fwd_hooks:
+        by_site.setdefault(sites[name], []).append((points[name], fn))
+
+    def edit(site: Site, x: torch.Tensor) -> torch.Tensor:
+        for point, fn in by_site.get(site, ()):
+            out = fn(x, hook=point)
+            x = x if out is None else out
+        return x
+
+    return _forward(model.original_model, tokens, getattr, False, distinct=True, edit=edit)
+
+
+def residual_sites(model: torch.nn.Module) -> dict[str, Site]:
     """Each residual hook's canonical name -> (layer, "pre" | "mid" | "post"); resid_pre of layer l > 0 is read as
     resid_post of layer l - 1, the same tensor."""
-    out: dict[str, tuple[int, str]] = {}
+    return {name: site for name, site in hookable_sites(model).items() if site[1] in ("pre", "mid", "post")}
+
+
+def hookable_sites(model: torch.nn.Module) -> dict[str, Site]:
+    """Every hook name (alias or canonical) the fast path can serve -> its site in _forward."""
+    kinds = {"hook_resid_pre": "pre", "hook_resid_mid": "mid", "hook_resid_post": "post", "attn.hook_z": "z",
+             "mlp.hook_post": "mlp_post", "hook_mlp_out": "mlp_out"}
+    out: dict[str, Site] = {}
     for layer in range(int(model.cfg.n_layers)):
-        for kind in ("pre", "mid", "post"):
-            point = model.hook_dict.get(f"blocks.{layer}.hook_resid_{kind}")
+        for alias, kind in kinds.items():
+            point = model.hook_dict.get(f"blocks.{layer}.{alias}")
             if point is not None:
-                out[point.name or f"blocks.{layer}.hook_resid_{kind}"] = (layer - 1, "post") if kind == "pre" and layer \
-                    else (layer, kind)
+                site = (layer - 1, "post") if kind == "pre" and layer else (layer, kind)
+                out[f"blocks.{layer}.{alias}"] = out[point.name or f"blocks.{layer}.{alias}"] = site
     return out
 
 
-Record = Callable[[tuple[int, str], torch.Tensor], None]
+Site = tuple[int, str]  # (layer, "pre" | "mid" | "post" | "z" | "mlp_post" | "mlp_out")
+Edit = Callable[[Site, torch.Tensor], torch.Tensor]
 
 
 def _forward(
     inner: Any, tokens: torch.Tensor, weight: Weight, last_only: bool, distinct: bool = False,
-    record: Record | None = None, layers: int | None = None,
+    edit: Edit | None = None, layers: int | None = None,
 ) -> torch.Tensor:
     """The native model's forward on `tokens` [*lead, pos] with each parameter read through `weight`;
     a weight with one more leading dim than the module's holds one copy per member (lead = members, batch).
     With `distinct` (one model), the first block's query, key and value are computed once per distinct
     (token, position) pair when those are at most a quarter of the rows, e.g. a fixed-format task's few symbols.
-    `record((layer, "pre" | "mid" | "post"), x)` sees the residual stream; with `layers`, only that many blocks run
-    and the residual stream after them is returned instead of logits."""
-    record = record or (lambda site, x: None)
+    `edit(site, x)` sees (and may replace) each activation run_with_hooks can hook, in the bridge's layout; with
+    `layers`, only that many blocks run and the residual stream after them is returned instead of logits."""
+    edit = edit or (lambda site, x: x)
     table = weight(_orig(inner.tok_embed), "weight")
     pos = weight(_orig(inner.pos), "weight")[..., : tokens.shape[-1], :]  # (members) pos d_model
     rows = _distinct_rows(tokens, len(table)) if distinct else None
@@ -176,20 +212,19 @@ def _forward(
         unique, inverse = rows
         first = table[unique % len(table)] + pos[unique // len(table)]  # distinct d_model
         x = first[inverse]
-    record((0, "pre"), x)
+    x = edit((0, "pre"), x)
     blocks = [_inner(block) for block in inner.layers][:layers]
     for i, block in enumerate(blocks):
         attn, mlp = block.attn._original_component, block.mlp._original_component
         last = last_only and i == len(blocks) - 1  # only the answer position's query and MLP reach the logits read
+        z = partial(edit, (i, "z"))
         if i == 0 and rows is not None:
-            out = _attention(attn, _norm(_orig(block.ln1), first, weight), weight, last=last, index=rows[1])
+            out = _attention(attn, _norm(_orig(block.ln1), first, weight), weight, last=last, index=rows[1], edit=z)
         else:
-            out = _attention(attn, _norm(_orig(block.ln1), x, weight), weight, last=last)
-        x = (x[..., -1:, :] if last else x) + out
-        record((i, "mid"), x)
-        hidden = mlp.act(_linear(_orig(mlp.fc_in), _norm(_orig(block.ln2), x, weight), weight))
-        x = x + _linear(_orig(mlp.fc_out), hidden, weight)
-        record((i, "post"), x)
+            out = _attention(attn, _norm(_orig(block.ln1), x, weight), weight, last=last, edit=z)
+        x = edit((i, "mid"), (x[..., -1:, :] if last else x) + out)
+        hidden = edit((i, "mlp_post"), mlp.act(_linear(_orig(mlp.fc_in), _norm(_orig(block.ln2), x, weight), weight)))
+        x = edit((i, "post"), x + edit((i, "mlp_out"), _linear(_orig(mlp.fc_out), hidden, weight)))
     if layers is not None:
         return x
     if last_only:
@@ -242,11 +277,13 @@ def _norm(module: torch.nn.Module, x: torch.Tensor, weight: Weight) -> torch.Ten
 
 
 def _attention(
-    attn: Any, x: torch.Tensor, weight: Weight, *, last: bool = False, index: torch.Tensor | None = None
+    attn: Any, x: torch.Tensor, weight: Weight, *, last: bool = False, index: torch.Tensor | None = None,
+    edit: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Causal multi-head attention (grouped key/value heads repeated) through scaled_dot_product_attention; with
     `last`, only the last position attends (to every position). With `index` [batch, pos], `x` holds distinct
-    rows [distinct, d_model] and each position's query, key and value are gathered from their projections."""
+    rows [distinct, d_model] and each position's query, key and value are gathered from their projections.
+    `edit` sees each head's output z [..., pos, heads, d_head] (hook_z's layout) before the output projection."""
 
     def project(linear: Any, heads: int, queries: bool = False) -> torch.Tensor:
         source = x[..., -1:, :] if queries and last and index is None else x
@@ -262,7 +299,10 @@ def _attention(
     lead = q.shape[:-3]
     q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))  # batch heads pos e: the fused CPU kernel wants 4-D
     out = F.scaled_dot_product_attention(q, k, v, is_causal=not last, scale=1.0 / attn.scale)
-    return _linear(_orig(attn.o), rearrange(out.view(*lead, *q.shape[1:]), "... h s e -> ... s (h e)"), weight)
+    z = rearrange(out.view(*lead, *q.shape[1:]), "... h s e -> ... s h e")
+    if edit is not None:
+        z = edit(z)
+    return _linear(_orig(attn.o), rearrange(z, "... s h e -> ... s (h e)"), weight)
 
 
 def _orig(bridge_component: Any) -> torch.nn.Module:

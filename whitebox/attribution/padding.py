@@ -10,11 +10,12 @@ runs have. Where the base is padding, nothing attends to it, so what is patched 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 from unittest import mock
 
 import torch
 
+from whitebox import fast_path
 from whitebox.tasks.pairs import ContrastPairs, Direction
 
 
@@ -34,6 +35,21 @@ def attending(model: torch.nn.Module, mask: torch.Tensor | None) -> Iterator[tor
         yield model
 
 
+def hooked_logits(
+    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None, fwd_hooks: list[tuple[str, Callable]],
+    fast: bool = True,
+) -> torch.Tensor:
+    """`model.run_with_hooks` on `tokens` seeing `mask`: through the fast path when there is no padding to mask and
+    it reaches every hook (fast_path.run_with_hooks), through the bridge otherwise or with fast=False (for results
+    compared with other bridge forwards: the two paths differ in rounding)."""
+    if fast and (mask is None or bool(mask.all())):
+        logits = fast_path.run_with_hooks(model, tokens, fwd_hooks)
+        if logits is not None:
+            return logits
+    with attending(model, mask):
+        return model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)
+
+
 def keep_base(source: torch.Tensor, base: torch.Tensor, source_mask: torch.Tensor | None) -> torch.Tensor:
     """`source` [batch pos ...] where the source run has a token, `base` where it is padding."""
     if source_mask is None:
@@ -43,17 +59,31 @@ def keep_base(source: torch.Tensor, base: torch.Tensor, source_mask: torch.Tenso
 
 
 def source_activations(
-    model: torch.nn.Module, pairs: ContrastPairs, direction: Direction, names: Iterable[str]
+    model: torch.nn.Module, pairs: ContrastPairs, direction: Direction, names: Iterable[str], fast: bool = True
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The source run's logits and its activations at `names`, the base run's where the source is padding (no grad)."""
+    """The source run's logits and its activations at `names`, the base run's where the source is padding (no grad);
+    `fast` as in hooked_logits."""
     names = set(names)
     base, source = pairs.runs(direction)
     base_mask, source_mask = pairs.masks(direction)
-    with torch.no_grad(), attending(model, source_mask):
-        logits, cache = model.run_with_cache(source, names_filter=lambda name: name in names)
-    acts = {name: cache[name] for name in names}
+    logits, acts = _cached(model, source, source_mask, names, fast)
     if source_mask is None:
         return logits, acts
-    with torch.no_grad(), attending(model, base_mask):
-        _, base_cache = model.run_with_cache(base, names_filter=lambda name: name in names)
+    _, base_cache = _cached(model, base, base_mask, names, fast)
     return logits, {name: keep_base(act, base_cache[name], source_mask) for name, act in acts.items()}
+
+
+def _cached(
+    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None, names: set[str], fast: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits and the activations at `names` (as asked for, aliases included), without gradients."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable:
+        def hook(act: torch.Tensor, hook: object) -> None:
+            cache[name] = act.detach()
+        return hook
+
+    with torch.no_grad():
+        logits = hooked_logits(model, tokens, mask, [(name, keep(name)) for name in sorted(names)], fast)
+    return logits, cache

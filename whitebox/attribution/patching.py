@@ -11,7 +11,7 @@ import torch
 from transformer_lens import patching as tl_patching
 
 from whitebox.attribution.components import Component, by_hook, eval_mode, model_components
-from whitebox.attribution.padding import attending, source_activations
+from whitebox.attribution.padding import attending, hooked_logits, source_activations
 from whitebox.attribution.scores import ComponentScores
 from whitebox.tasks.pairs import ContrastPairs, Direction
 
@@ -36,7 +36,8 @@ def activation_patching(
         short, _ = comp.act_name(n_layers)
         families.setdefault((comp.kind, short), []).append(comp)
     with eval_mode(model), torch.no_grad(), _quiet_sweeps():
-        source_logits, source_cache = source_activations(model, pairs, direction, {c.hook(n_layers) for c in components})
+        source_logits, source_cache = source_activations(model, pairs, direction, {c.hook(n_layers) for c in components},
+                                                          fast=False)  # the sweep below runs the bridge
         source_metric = float(pairs.mean_metric(source_logits))
         with attending(model, base_mask):
             base_metric = float(pairs.mean_metric(model(base)))
@@ -73,8 +74,7 @@ def patch_metric(
 
             return hook
 
-        with attending(model, base_mask):
-            logits = model.run_with_hooks(base, fwd_hooks=[(n, make_hook(n, cs)) for n, cs in groups.items()])
+        logits = hooked_logits(model, base, base_mask, [(n, make_hook(n, cs)) for n, cs in groups.items()])
     return float(pairs.mean_metric(logits))
 
 

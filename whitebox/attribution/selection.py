@@ -39,7 +39,7 @@ from whitebox.attribution.ablation import Ablation, ablated, site, unit_sites
 from whitebox.attribution.circuit import Circuit, task_reference
 from whitebox.attribution.components import Component, canonical_hook, eval_mode
 from whitebox.attribution.integrated_patching import DEFAULT_STEPS, integrated_patching
-from whitebox.attribution.padding import attending, source_activations
+from whitebox.attribution.padding import attending, hooked_logits, source_activations
 from whitebox.attribution.reference import Reference, as_reference
 from whitebox.config import ModelConfig
 from whitebox.fingerprint import fingerprint, model_identity
@@ -119,12 +119,10 @@ def unit_shares(
     base, base_mask = pairs.runs(direction)[0], pairs.masks(direction)[0]
     ablation = _ablation_values(as_reference(refs), how, len(pairs), seed, n_pos)
     with eval_mode(model), torch.no_grad():
-        with attending(model, base_mask):
-            base_metric = float(pairs.mean_metric(model(base)))
+        base_metric = float(pairs.mean_metric(hooked_logits(model, base, base_mask, [])))  # the path the patches take
         source_logits, source_acts = source_activations(model, pairs, direction, unit_sites(n_layers))
         source_metric = float(pairs.mean_metric(source_logits))
-        with attending(model, pairs.untriggered_mask):
-            clean_margin = float(pairs.margin(model(pairs.untriggered)).mean())
+        clean_margin = float(pairs.margin(hooked_logits(model, pairs.untriggered, pairs.untriggered_mask, [])).mean())
         patched = _one_at_a_time(model, base, base_mask, units, source_acts, pairs.metric)
         broken = _one_at_a_time(model, pairs.untriggered, pairs.untriggered_mask, units, ablation, pairs.margin)
     total = source_metric - base_metric
@@ -180,8 +178,8 @@ def _one_at_a_time(
             return hook
 
         hooks = [(name, make_hook(name, items)) for name, items in groups.items()]
-        with attending(model, None if mask is None else mask.repeat(len(part), 1)):
-            logits = model.run_with_hooks(tokens.repeat(len(part), 1), fwd_hooks=hooks)
+        logits = hooked_logits(model, tokens.repeat(len(part), 1), None if mask is None else mask.repeat(len(part), 1),
+                               hooks)
         out += [metric(block).mean() for block in logits.split(n)]
     return torch.stack(out)
 
