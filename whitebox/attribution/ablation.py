@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Literal
 import torch
 
 from whitebox.attribution.components import Component, eval_mode
-from whitebox.attribution.padding import attending
+from whitebox.attribution.padding import activations_at
 from whitebox.attribution.reference import Reference, as_reference
 
 Ablation = Literal["mean", "zero", "resample"]
@@ -48,9 +48,8 @@ def reference_activations(
     names = set(sites) if sites is not None else set(unit_sites(int(model.cfg.n_layers)))
     device = next(model.parameters()).device
     mask = None if mask is None else mask.to(device)
-    with eval_mode(model), torch.no_grad(), attending(model, mask):
-        _, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
-    return {name: cache[name].detach() for name in names}
+    with eval_mode(model):
+        return activations_at(model, tokens.to(device), mask, names)[1]
 
 
 def padded_reference(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None,

@@ -66,17 +66,18 @@ def source_activations(
     names = set(names)
     base, source = pairs.runs(direction)
     base_mask, source_mask = pairs.masks(direction)
-    logits, acts = _cached(model, source, source_mask, names, fast)
+    logits, acts = activations_at(model, source, source_mask, names, fast)
     if source_mask is None:
         return logits, acts
-    _, base_cache = _cached(model, base, base_mask, names, fast)
+    _, base_cache = activations_at(model, base, base_mask, names, fast)
     return logits, {name: keep_base(act, base_cache[name], source_mask) for name, act in acts.items()}
 
 
-def _cached(
-    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None, names: set[str], fast: bool
+def activations_at(
+    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None, names: Iterable[str], fast: bool = True
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Logits and the activations at `names` (as asked for, aliases included), without gradients."""
+    """Logits and the activations at `names` (as asked for, aliases included), without gradients; `fast` as in
+    hooked_logits."""
     cache: dict[str, torch.Tensor] = {}
 
     def keep(name: str) -> Callable:
