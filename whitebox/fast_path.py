@@ -28,6 +28,7 @@ from torch.nn.modules import module as torch_module
 
 _HOOK_POINTS: weakref.WeakKeyDictionary[torch.nn.Module, list[torch.nn.Module]] = weakref.WeakKeyDictionary()
 _UNSUPPORTED: weakref.WeakKeyDictionary[torch.nn.Module, str | None] = weakref.WeakKeyDictionary()
+_SITES: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, tuple[int, str]]] = weakref.WeakKeyDictionary()
 _enabled = os.environ.get("WHITEBOX_FAST_PATH", "1") != "0"
 
 
@@ -175,17 +176,20 @@ def residual_sites(model: torch.nn.Module) -> dict[str, Site]:
 
 
 def hookable_sites(model: torch.nn.Module) -> dict[str, Site]:
-    """Every hook name (alias or canonical) the fast path can serve -> its site in _forward."""
-    kinds = {"hook_resid_pre": "pre", "hook_resid_mid": "mid", "hook_resid_post": "post", "attn.hook_z": "z",
-             "mlp.hook_post": "mlp_post", "hook_mlp_out": "mlp_out"}
-    out: dict[str, Site] = {}
-    for layer in range(int(model.cfg.n_layers)):
-        for alias, kind in kinds.items():
-            point = model.hook_dict.get(f"blocks.{layer}.{alias}")
-            if point is not None:
-                site = (layer - 1, "post") if kind == "pre" and layer else (layer, kind)
-                out[f"blocks.{layer}.{alias}"] = out[point.name or f"blocks.{layer}.{alias}"] = site
-    return out
+    """Every hook name (alias or canonical) the fast path can serve -> its site in _forward (built once per model:
+    the bridge's hook_dict is a fresh copy on every access)."""
+    if model not in _SITES:
+        kinds = {"hook_resid_pre": "pre", "hook_resid_mid": "mid", "hook_resid_post": "post", "attn.hook_z": "z",
+                 "mlp.hook_post": "mlp_post", "hook_mlp_out": "mlp_out"}
+        points, out = model.hook_dict, {}
+        for layer in range(int(model.cfg.n_layers)):
+            for alias, kind in kinds.items():
+                point = points.get(f"blocks.{layer}.{alias}")
+                if point is not None:
+                    site = (layer - 1, "post") if kind == "pre" and layer else (layer, kind)
+                    out[f"blocks.{layer}.{alias}"] = out[point.name or f"blocks.{layer}.{alias}"] = site
+        _SITES[model] = out
+    return _SITES[model]
 
 
 Site = tuple[int, str]  # (layer, "pre" | "mid" | "post" | "z" | "mlp_post" | "mlp_out")
