@@ -84,11 +84,8 @@ def _compare(name: str, fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
 
 
 def _with(fast: bool, fn: Callable[[], Any]) -> Any:
-    previous = fast_path.set_enabled(fast)
-    try:
+    with fast_path.switched(fast):
         return fn()
-    finally:
-        fast_path.set_enabled(previous)
 
 
 def _gap(a: Any, b: Any) -> tuple[float, str]:

@@ -86,11 +86,8 @@ def through(fast: bool, step: Callable[[dict], float]) -> Callable[[dict], float
     """`step` with whitebox's fast path on or off."""
 
     def run(batch: dict) -> float:
-        previous = fast_path.set_enabled(fast)
-        try:
+        with fast_path.switched(fast):
             return step(batch)
-        finally:
-            fast_path.set_enabled(previous)
 
     return run
 

@@ -155,11 +155,8 @@ def population_matches_members(model: torch.nn.Module, batch: dict[str, torch.Te
     members = {n: p.detach() + 0.01 * torch.randn(population, *p.shape, generator=gen).to(p)
                for n, p in model.named_parameters()}
     batched = es_module.population_answer_logits(model, members, batch["tokens"])
-    previous = fast_path.set_enabled(False)
-    try:
+    with fast_path.switched(False):
         reference = es_module.sequential_answer_logits(model, members, batch["tokens"])
-    finally:
-        fast_path.set_enabled(previous)
     return float((batched - reference).abs().max())
 
 

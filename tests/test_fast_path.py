@@ -1,7 +1,5 @@
 """The hook-free fast path computes what the bridge computes, on the same parameters, and steps aside for hooks."""
 
-import contextlib
-
 import pytest
 import torch
 
@@ -21,13 +19,8 @@ def _model(arch="native", seed=0, **kw):
     return build_model(ModelConfig(arch=arch, **dims), VOCAB)
 
 
-@contextlib.contextmanager
 def bridge_only():
-    previous = fast_path.set_enabled(False)
-    try:
-        yield
-    finally:
-        fast_path.set_enabled(previous)
+    return fast_path.switched(False)
 
 
 TOKENS = torch.randint(0, 13, (5, 8), generator=torch.Generator().manual_seed(1))
@@ -67,11 +60,8 @@ def test_repeated_token_positions_take_the_distinct_rows_path_and_match_the_brid
         grads = {}
         for fast in (True, False):
             model.zero_grad()
-            previous = fast_path.set_enabled(fast)
-            try:
+            with fast_path.switched(fast):
                 out = fast_path.logits(model, tokens, last_only=last_only)
-            finally:
-                fast_path.set_enabled(previous)
             out.logsumexp(-1).sum().backward()
             grads[fast] = (out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
         torch.testing.assert_close(grads[True][0], grads[False][0], atol=1e-5, rtol=1e-5)
@@ -136,11 +126,8 @@ def test_training_through_the_fast_path_follows_the_bridge_within_rounding():
     for fast in (True, False):
         model = _model().train()
         updater = Backprop(model, cfg, torch.device("cpu"))
-        previous = fast_path.set_enabled(fast)
-        try:
+        with fast_path.switched(fast):
             losses[fast] = [updater.step(model, batch, supervised)["loss"] for _ in range(20)]
-        finally:
-            fast_path.set_enabled(previous)
     assert losses[True][-1] < 0.5 * losses[True][0]  # it trains
     torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), atol=1e-4, rtol=1e-4)
 
@@ -190,3 +177,12 @@ def test_run_with_hooks_edits_the_sites_it_reaches_as_the_bridge_does():
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(fast, model(TOKENS), atol=1e-3)  # the edits changed the logits
     assert fast_path.run_with_hooks(model, TOKENS, [("blocks.0.attn.hook_pattern", hooks[0][1])]) is None
+
+
+def test_switched_sets_the_fast_path_for_the_block_and_restores_it_after_an_error():
+    model = _model()
+    before = fast_path.enabled()
+    with pytest.raises(RuntimeError), fast_path.switched(False):
+        assert not fast_path.usable(model) and fast_path.residuals(model, TOKENS, ["blocks.0.hook_resid_pre"]) is None
+        raise RuntimeError("inside the block")
+    assert fast_path.enabled() == before and fast_path.usable(model)

@@ -16,10 +16,11 @@ through the bridge (how runs before the fast path computed; env.json records whi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,16 @@ def set_enabled(enabled: bool) -> bool:
 
 def enabled() -> bool:
     return _enabled
+
+
+@contextlib.contextmanager
+def switched(on: bool) -> Iterator[None]:
+    """The fast path on or off for the block (side-by-side comparisons), the previous setting restored after it."""
+    previous = set_enabled(on)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
 
 
 def why_not(model: torch.nn.Module) -> str | None:
