@@ -78,8 +78,7 @@ def per_seed(summaries: dict[int, dict[str, Any]], deceivers: list[str], fixers:
 
 
 def interval(values: list[float]) -> dict[str, float]:
-    ci = t_interval(values)
-    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n}
+    return t_interval(values).as_json()
 
 
 def text(b: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from whitebox.config import ConfigError
 from whitebox.grid.records import read_record
 from whitebox.grid.seeds import seed_config
 from whitebox.report.aggregate import mean_ci_text
-from whitebox.report.stats import Interval, t_interval
+from whitebox.report.stats import t_interval
 from whitebox.runner import find_experiment
 from whitebox.runtime.artifacts import ArtifactError, write_json, write_text
 from whitebox.runtime.figures import save_figure, subplots
@@ -133,20 +133,16 @@ def report(results: Path) -> dict[str, Any]:
     }
 
 
-def ci_json(ci: Interval) -> dict[str, float | int]:
-    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n}
-
-
 def interval(per_seed: dict[int, dict], key: str) -> dict[str, float | int]:
     ci = t_interval([float(v[key]) for v in per_seed.values() if v[key] is not None])
-    return {**ci_json(ci), "missing": len(per_seed) - ci.n}
+    return {**ci.as_json(), "missing": len(per_seed) - ci.n}
 
 
 def reading_json(r: alarms.Reading) -> dict[str, Any]:
     diff = r.over_black_box
     return {"white_box": r.white_box, "tau": r.tau, "calibrated": r.calibrated, "leads": r.leads,
-            "lead": ci_json(r.lead), "false_alarms": r.false_alarms, "controls": r.controls,
-            "false_alarm_ci": list(r.false_alarm_ci), "over_black_box": None if diff is None else ci_json(diff),
+            "lead": r.lead.as_json(), "false_alarms": r.false_alarms, "controls": r.controls,
+            "false_alarm_ci": list(r.false_alarm_ci), "over_black_box": None if diff is None else diff.as_json(),
             "warns_earlier": r.warns_earlier}
 
 

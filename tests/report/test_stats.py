@@ -65,3 +65,9 @@ def test_more_contrasts_widen_the_interval():
     x = list(np.random.default_rng(1).normal(-0.45, 0.35, 10))
     assert verdict(x, 0.1, 0.9, m=1) == "suppressed"
     assert verdict(x, 0.1, 0.9, m=200) == "inconclusive"
+
+
+def test_an_interval_is_recorded_as_mean_low_high_and_n():
+    iv = t_interval([1.0, 2.0, 3.0], 0.95)
+    assert iv.as_json() == {"mean": 2.0, "low": iv.low, "high": iv.high, "n": 3}
+    assert iv.low == pytest.approx(2.0 - 4.302653 / 3**0.5, rel=1e-6)

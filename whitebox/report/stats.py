@@ -26,6 +26,10 @@ class Interval:
     level: float
     n: int
 
+    def as_json(self) -> dict[str, float | int]:
+        """mean, low, high and n, as the analysis files record an interval."""
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n}
+
     def ratio(self) -> Interval:
         """The interval of a log ratio read back as a ratio (geometric mean and its bounds)."""
         return Interval(math.exp(self.mean), math.exp(self.low), math.exp(self.high), self.level, self.n)
