@@ -98,3 +98,39 @@ def test_gradient_methods_agree_on_every_architecture(arch_model, task_cfg):
     assert ig.extra["completeness_rel_error_max"] < 1e-3
     biggest = max(abs(v) for v in exact.scores.values())
     assert max(abs(exact.scores[c] - ig.scores[c]) for c in exact.scores) < 0.1 * biggest
+
+
+def test_hooked_logits_takes_the_fast_path_only_without_padding_and_matches_the_bridge(make_model, monkeypatch):
+    import torch
+
+    from whitebox import fast_path
+    from whitebox.attribution.padding import attending, hooked_logits
+
+    model, _ = make_model("native")
+    tokens = torch.randint(0, model.cfg.d_vocab, (6, model.cfg.n_ctx), generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def zero_head(act, hook):
+        calls.append(act.shape)
+        act = act.clone()
+        act[:, -1, 0] = 0.0
+        return act
+
+    hooks = [("blocks.1.attn.hook_z", zero_head)]
+    served = []
+    serve = fast_path.run_with_hooks
+    monkeypatch.setattr(fast_path, "run_with_hooks", lambda *a: served.append(1) or serve(*a))
+    with torch.no_grad():
+        bridge = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        fast = hooked_logits(model, tokens, torch.ones_like(tokens), hooks)  # an all-ones mask pads nothing
+        assert served == [1] and torch.allclose(fast, bridge, atol=1e-5)
+        padded = torch.ones_like(tokens)
+        padded[:, 0] = 0
+        with attending(model, padded):
+            expected = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        assert torch.equal(hooked_logits(model, tokens, padded, hooks), expected)  # padding: the bridge with the mask
+        assert torch.equal(hooked_logits(model, tokens, None, hooks, fast=False), bridge)
+        with fast_path.switched(False):
+            assert torch.equal(hooked_logits(model, tokens, None, hooks), bridge)
+    assert len(served) == 2  # the switched-off call asked the fast path, which declined; the others never asked it
+    assert len(calls) == 6 and len(set(calls)) == 1  # every path called the hook on the same layout
